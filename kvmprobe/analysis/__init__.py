@@ -1,0 +1,1 @@
+"""Pure analysis: Snapshot in, dataclasses out. No I/O here."""

@@ -1,0 +1,306 @@
+"""Command-line interface: options and wiring only. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kvmprobe import __version__
+from kvmprobe.errors import ExitStatus, KvmprobeError
+
+if TYPE_CHECKING:
+    from kvmprobe.snapshot import Snapshot
+
+DEFAULT_DEVICE = "/dev/kvm"
+
+
+class KvmprobeGroup(click.Group):
+    """Turns KvmprobeError into one line plus a hint and the fixed exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KvmprobeError as e:
+            debug = bool(ctx.params.get("debug") or ctx.meta.get("kvmprobe.debug"))
+            if debug:
+                raise
+            click.echo(f"kvmprobe: error: {e.message}", err=True)
+            if e.hint:
+                click.echo(f"hint: {e.hint}", err=True)
+            ctx.exit(int(e.status))
+        except KeyboardInterrupt:
+            if ctx.params.get("debug") or ctx.meta.get("kvmprobe.debug"):
+                raise
+            click.echo("kvmprobe: interrupted", err=True)
+            ctx.exit(int(ExitStatus.INTERRUPTED))
+        except BrokenPipeError:
+            # stdout closed early (e.g. piped into head): not an error worth a message.
+            sys.stderr.close()
+            ctx.exit(int(ExitStatus.OK))
+
+
+def _warn(message: str) -> None:
+    click.echo(f"kvmprobe: warning: {message}", err=True)
+
+
+def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snapshot:
+    """The snapshot a command works on: a recorded file, or a live probe of the device."""
+    if from_file:
+        from kvmprobe.snapshot import load
+
+        snap, warnings = load(from_file)
+        for w in warnings:
+            _warn(f"{from_file}: {w}")
+        return snap
+    from kvmprobe.kvm.device import probe
+
+    return probe(device, full=full)
+
+
+def _console(ctx: click.Context) -> Any:
+    from kvmprobe.render.console import make_console
+
+    root = ctx.find_root()
+    no_color = bool(root.params.get("no_color") or root.meta.get("kvmprobe.no_color"))
+    return make_console(no_color=no_color)
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.find_root().meta[f"kvmprobe.{param.name}"] = True
+    return value
+
+
+def common_options(f: Any) -> Any:
+    """--no-color and --debug are accepted after the subcommand name as well."""
+    f = click.option(
+        "--no-color", is_flag=True, expose_value=False, callback=_set_flag,
+        help="No colour (also: the NO_COLOR variable).",
+    )(f)  # fmt: skip
+    return click.option(
+        "--debug", is_flag=True, expose_value=False, callback=_set_flag,
+        help="Show tracebacks instead of one-line errors.",
+    )(f)  # fmt: skip
+
+
+from_option = click.option(
+    "--from",
+    "from_file",
+    metavar="FILE",
+    help="Work on a snapshot recorded with 'kvmprobe record' instead of the live device.",
+)
+device_option = click.option(
+    "--device",
+    default=DEFAULT_DEVICE,
+    show_default=True,
+    metavar="PATH",
+    help="KVM device node to probe.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout.")
+
+
+@click.group(cls=KvmprobeGroup, invoke_without_command=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--no-color", is_flag=True, help="No colour (also: the NO_COLOR variable).")
+@click.version_option(__version__, prog_name="kvmprobe")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
+    """Ask /dev/kvm what a KVM guest on this host can really be given, and explain why."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@main.command()
+@common_options
+@click.argument("name_filter", required=False, metavar="[NAME-FILTER]")
+@click.option("--all", "include_zero", is_flag=True, help="Also list known caps answered 0.")
+@json_option
+@from_option
+@device_option
+@click.pass_context
+def caps(
+    ctx: click.Context,
+    name_filter: str | None,
+    include_zero: bool,
+    as_json: bool,
+    from_file: str | None,
+    device: str,
+) -> None:
+    """Every KVM capability (KVM_CHECK_EXTENSION) with its decoded value.
+
+    Values are shown for the /dev/kvm fd, a fresh VM fd, and a VM fd with a split irqchip.
+    NAME-FILTER is a case-insensitive substring of the name (with or without KVM_CAP_), or a
+    capability number.
+    """
+    from kvmprobe.analysis.caps import cap_rows
+
+    snap = get_snapshot(from_file, device, full=False)
+    rows = cap_rows(snap, name_filter, include_zero)
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        click.echo(rj.dumps(rj.document("caps", snap, rj.caps_body(rows, include_zero))), nl=False)
+    else:
+        from kvmprobe.render.caps_report import print_caps
+
+        print_caps(_console(ctx), snap, rows, include_zero)
+    if name_filter and not rows:
+        from kvmprobe.caps import known_caps, matches
+
+        if any(matches(c, name_filter) for c in known_caps()):
+            _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
+        else:
+            raise KvmprobeError(
+                f"no capability matches {name_filter!r}",
+                "give part of a KVM_CAP_* name (e.g. x2apic) or a number; "
+                "'kvmprobe caps --all' lists them all",
+                ExitStatus.USAGE,
+            )
+
+
+@main.command()
+@common_options
+@click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@device_option
+def record(output: str | None, force: bool, device: str) -> None:
+    """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
+    from kvmprobe.kvm.device import probe
+
+    snap = probe(device)
+    text = snap.dumps()
+    if not output or output == "-":
+        click.echo(text, nl=False)
+        return
+    from kvmprobe.fileio import write_new_file
+
+    write_new_file(output, text, force=force)
+    _warn_errors = len(snap.errors)
+    msg = f"kvmprobe: wrote {output}"
+    if _warn_errors:
+        msg += f" ({_warn_errors} probe step(s) failed; listed under 'errors')"
+    click.echo(msg, err=True)
+
+
+def _parse_exits(value: str | None) -> frozenset[str]:
+    from kvmprobe.quirks import EXIT_NAMES
+
+    if not value:
+        return frozenset()
+    names = {v.strip().lower() for v in value.split(",") if v.strip()}
+    unknown = names - set(EXIT_NAMES)
+    if unknown:
+        raise KvmprobeError(
+            f"unknown exit name(s): {', '.join(sorted(unknown))}",
+            f"choose from {', '.join(EXIT_NAMES)} (comma-separated)",
+            ExitStatus.USAGE,
+        )
+    return frozenset(names)
+
+
+def _unknown_feature(name: str) -> KvmprobeError:
+    from kvmprobe.cpuid import suggestions
+
+    close = suggestions(name)
+    hint = (
+        f"did you mean: {', '.join(close)}?"
+        if close
+        else "use a Linux name (x2apic), a QEMU name (tsc-deadline), a kernel name "
+        "(X86_FEATURE_..., KVM_FEATURE_...) or a location such as 0x1.0.ecx[24]"
+    )
+    return KvmprobeError(f"unknown CPUID feature {name!r}", hint, ExitStatus.USAGE)
+
+
+@main.command()
+@common_options
+@click.argument("feature_filter", required=False, metavar="[FEATURE-FILTER]")
+@click.option(
+    "--irqchip",
+    type=click.Choice(["kernel", "split", "userspace"]),
+    default="kernel",
+    show_default=True,
+    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
+)
+@click.option(
+    "--disable-exits",
+    metavar="LIST",
+    help="Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: hlt,mwait,pause,cstate.",
+)
+@click.option("--host", "show_host", is_flag=True, help="Show the host's own CPUID next to KVM's.")
+@click.option("--all", "show_all", is_flag=True, help="Also list unsupported features.")
+@click.option("--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries as registers.")
+@click.option("--explain", metavar="NAME", help="Tell one feature's whole story.")
+@json_option
+@from_option
+@device_option
+@click.pass_context
+def cpuid(
+    ctx: click.Context,
+    feature_filter: str | None,
+    irqchip: str,
+    disable_exits: str | None,
+    show_host: bool,
+    show_all: bool,
+    raw: bool,
+    explain: str | None,
+    as_json: bool,
+    from_file: str | None,
+    device: str,
+) -> None:
+    """The CPUID features a guest can really be given, with documented quirks applied.
+
+    FEATURE-FILTER is part of a Linux, QEMU or kernel feature name.
+    """
+    from kvmprobe import cpuid as cp
+    from kvmprobe.analysis.cpuid import analyse
+    from kvmprobe.quirks import Options
+
+    opts = Options(irqchip=irqchip, disable_exits=_parse_exits(disable_exits))
+    target = None
+    if explain:
+        target = cp.lookup(explain)
+        if target is None:
+            raise _unknown_feature(explain)
+    snap = get_snapshot(from_file, device)
+    if snap.supported_cpuid is None:
+        raise KvmprobeError(
+            "no KVM_GET_SUPPORTED_CPUID answer in "
+            + ("the snapshot" if from_file else "the probe"),
+            "see the 'errors' list in 'kvmprobe record' output",
+        )
+    a = analyse(snap, opts)
+    if target is not None:
+        hit = a.find(target)
+        assert hit is not None
+        if as_json:
+            from kvmprobe.render import json as rj
+
+            body = rj.cpuid_body(a, [hit], include_steps=True)
+            click.echo(rj.dumps(rj.document("cpuid", snap, body)), nl=False)
+        else:
+            from kvmprobe.render.cpuid_report import print_explain
+
+            print_explain(_console(ctx), a, hit)
+        return
+    features = list(a.features)
+    if feature_filter:
+        features = [r for r in features if cp.matches(r.feature, feature_filter)]
+        if not features:
+            raise _unknown_feature(feature_filter)
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        click.echo(rj.dumps(rj.document("cpuid", snap, rj.cpuid_body(a, features))), nl=False)
+        return
+    from kvmprobe.render import cpuid_report as cr
+
+    console = _console(ctx)
+    if raw:
+        cr.print_raw(console, a)
+        return
+    shown = features if show_all else [r for r in features if r.verdict.status != "unsupported"]
+    cr.print_cpuid(console, a, shown, show_host=show_host, show_all=show_all)
+    if feature_filter and not shown:
+        _warn(f"features matching {feature_filter!r} are all unsupported here (see --all)")

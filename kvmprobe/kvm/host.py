@@ -1,0 +1,225 @@
+"""Facts about the host around the KVM device: kernel, KVM modules, the host's own CPUID.
+
+Reads /proc, /sys and /dev/cpu/N/cpuid. Every failure is recorded, none is fatal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from typing import Protocol
+
+from kvmprobe.kvm import abi
+from kvmprobe.snapshot import CpuidEntry, HostInfo, ModuleInfo
+
+KVM_MODULE_PREFIXES = ("kvm",)
+# Leaves whose ECX subleaf matters, and how far to walk them on the host.
+_HOST_SUBLEAVES_FIXED = {0xD: 64, 0x10: 4, 0x12: 8, 0xF: 4, 0x1B: 4, 0x23: 4, 0x80000020: 4}
+_HOST_SUBLEAVES_BY_EAX = (0x7, 0x14, 0x17, 0x18, 0x1D, 0x20, 0x24)
+_HOST_SUBLEAVES_UNTIL_TYPE0 = (0x4, 0x8000001D)
+_HOST_SUBLEAVES_TOPOLOGY = (0xB, 0x1F)
+
+
+class _Rec(Protocol):
+    def add(self, step: str, exc: OSError | str) -> None: ...
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _cpuinfo() -> tuple[str, str, tuple[str, ...]]:
+    vendor = model = ""
+    flags: tuple[str, ...] = ()
+    try:
+        text = _read("/proc/cpuinfo")
+    except OSError:
+        return vendor, model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "model name" and not model:
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = tuple(sorted(value.split()))
+        if vendor and model and flags:
+            break
+    return vendor, model, flags
+
+
+def kvm_modules(sys_module: str = "/sys/module") -> dict[str, ModuleInfo]:
+    """KVM modules known to the kernel, with their readable parameters."""
+    out: dict[str, ModuleInfo] = {}
+    try:
+        names = sorted(os.listdir(sys_module))
+    except OSError:
+        return out
+    for name in names:
+        if not name.startswith(KVM_MODULE_PREFIXES):
+            continue
+        base = os.path.join(sys_module, name)
+        params: dict[str, str] = {}
+        pdir = os.path.join(base, "parameters")
+        try:
+            pnames = sorted(os.listdir(pdir))
+        except OSError:
+            pnames = []
+        for p in pnames:
+            try:
+                params[p] = _read(os.path.join(pdir, p)).strip()
+            except OSError as e:
+                params[p] = f"<unreadable: {e.strerror}>"
+        builtin = not os.path.exists(os.path.join(base, "initstate"))
+        out[name] = ModuleInfo(name=name, builtin=builtin, params=params)
+    return out
+
+
+class _CpuidReader:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __call__(self, leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
+        data = os.pread(self.fd, 16, (subleaf << 32) | leaf)
+        return struct.unpack("<4I", data)  # type: ignore[return-value]
+
+
+def _walk(read: _CpuidReader, first: int) -> list[CpuidEntry]:
+    entries: list[CpuidEntry] = []
+    top = read(first)[0]
+    if first and not first <= top < first + 0x1000:
+        top = first
+    if first == 0:
+        top = min(top, 0xFF)
+    for leaf in range(first, top + 1):
+        subleaves: list[int]
+        eax0 = read(leaf, 0)
+        if leaf in _HOST_SUBLEAVES_FIXED:
+            subleaves = list(range(_HOST_SUBLEAVES_FIXED[leaf]))
+        elif leaf in _HOST_SUBLEAVES_BY_EAX:
+            subleaves = list(range(min(eax0[0], 63) + 1))
+        elif leaf in _HOST_SUBLEAVES_UNTIL_TYPE0:
+            subleaves = []
+            for s in range(64):
+                subleaves.append(s)
+                if read(leaf, s)[0] & 0x1F == 0:
+                    break
+        elif leaf in _HOST_SUBLEAVES_TOPOLOGY:
+            subleaves = []
+            for s in range(64):
+                subleaves.append(s)
+                if (read(leaf, s)[2] >> 8) & 0xFF == 0:
+                    break
+        else:
+            subleaves = [0]
+        flags = 0 if subleaves == [0] and leaf not in _HOST_SUBLEAVES_BY_EAX else 1
+        for s in subleaves:
+            a, b, c, d = read(leaf, s)
+            entries.append(CpuidEntry(leaf, s, flags, a, b, c, d))
+    return entries
+
+
+def host_cpuid(cpu: int = 0) -> tuple[tuple[CpuidEntry, ...] | None, str | None, str | None]:
+    """(entries, source, error) for the host's own CPUID as seen from ``cpu``."""
+    path = f"/dev/cpu/{cpu}/cpuid"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        why = e.strerror or str(e)
+        if e.errno == 2:
+            why += " (load the 'cpuid' module: modprobe cpuid)"
+        elif e.errno in (1, 13):
+            why += " (reading host CPUID needs root or CAP_SYS_RAWIO)"
+        return None, None, f"{path}: {why}"
+    try:
+        read = _CpuidReader(fd)
+        entries = _walk(read, 0)
+        entries += _walk(read, 0x40000000) if _hypervisor_present(read) else []
+        entries += _walk(read, 0x80000000)
+        return tuple(entries), path, None
+    except OSError as e:
+        return None, None, f"{path}: {e.strerror or e}"
+    finally:
+        os.close(fd)
+
+
+def _hypervisor_present(read: _CpuidReader) -> bool:
+    return bool(read(1)[2] & (1 << 31))
+
+
+def minimal(device_major_minor: tuple[int, int] | None = None) -> HostInfo:
+    """Kernel identity only (what every JSON source object names); no files read."""
+    uname = os.uname()
+    return HostInfo(
+        kernel_release=uname.release,
+        kernel_version=uname.version,
+        machine=uname.machine,
+        device_major_minor=device_major_minor,
+    )
+
+
+def collect(rec: _Rec, device_major_minor: tuple[int, int] | None = None) -> HostInfo:
+    uname = os.uname()
+    vendor, model, flags = _cpuinfo()
+    entries, source, error = host_cpuid()
+    if error:
+        rec.add("host CPUID", error)
+    try:
+        online = len(os.sched_getaffinity(0))
+    except OSError:
+        online = os.cpu_count() or 0
+    return HostInfo(
+        kernel_release=uname.release,
+        kernel_version=uname.version,
+        machine=uname.machine,
+        cpu_vendor=vendor,
+        cpu_model_name=model,
+        online_cpus=online,
+        cpuinfo_flags=flags,
+        cpuid_source=source,
+        cpuid_error=error,
+        cpuid=entries,
+        modules=kvm_modules(),
+        device_major_minor=device_major_minor,
+    )
+
+
+def _arch_prctl(code: int, arg: int) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(abi.SYS_arch_prctl), ctypes.c_long(code), ctypes.c_ulong(arg))
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return int(ret)
+
+
+def request_xcomp_guest_perm(rec: _Rec) -> dict[str, int]:
+    """Ask for permission to give guests dynamically-enabled XSAVE features (AMX TILEDATA),
+    as VMMs do, and record the masks before and after."""
+    if os.uname().machine != "x86_64":
+        return {}
+    out: dict[str, int] = {}
+    value = ctypes.c_uint64(0)
+    try:
+        _arch_prctl(abi.ARCH_GET_XCOMP_SUPP, ctypes.addressof(value))
+        out["supp"] = int(value.value)
+        _arch_prctl(abi.ARCH_GET_XCOMP_GUEST_PERM, ctypes.addressof(value))
+        out["guest_perm_before"] = int(value.value)
+    except OSError as e:
+        rec.add("arch_prctl(ARCH_GET_XCOMP_SUPP/GUEST_PERM)", e)
+        return out
+    if out["supp"] & (1 << abi.XFEATURE_XTILEDATA):
+        try:
+            _arch_prctl(abi.ARCH_REQ_XCOMP_GUEST_PERM, abi.XFEATURE_XTILEDATA)
+        except OSError as e:
+            rec.add("arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, XTILEDATA)", e)
+    try:
+        _arch_prctl(abi.ARCH_GET_XCOMP_GUEST_PERM, ctypes.addressof(value))
+        out["guest_perm_after"] = int(value.value)
+    except OSError as e:
+        rec.add("arch_prctl(ARCH_GET_XCOMP_GUEST_PERM)", e)
+    return out

@@ -1,0 +1,118 @@
+"""A stand-in for fcntl.ioctl that answers like /dev/kvm, from a recorded Snapshot.
+
+Used with ``probe(path, ioctl=FakeKvm(snap))`` on a character device that really opens
+(/dev/null), so the device layer runs exactly as on a live host: buffer growth on E2BIG,
+VM fds that are created and closed, per-scope capability values. ``fail`` injects errors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import Any
+
+from kvmprobe.kvm import abi
+from kvmprobe.snapshot import Snapshot
+
+
+class FakeKvm:
+    def __init__(self, snap: Snapshot, fail: dict[str, int] | None = None) -> None:
+        self.snap = snap
+        self.fail = dict(fail or {})  # ioctl name (or "CHECK_EXTENSION:<cap>") -> errno
+        self.vm_fds: dict[int, str] = {}  # fd -> scope ("vm" / "vm_split_irqchip")
+        self.calls: list[str] = []
+        self.opened: list[int] = []
+
+    def _maybe_fail(self, name: str) -> None:
+        if name in self.fail:
+            raise OSError(self.fail[name], os.strerror(self.fail[name]))
+
+    def __call__(self, fd: int, request: int, arg: Any = 0, mutate: bool = True) -> int:
+        name = _NAMES.get(request, hex(request))
+        self.calls.append(name)
+        self._maybe_fail(name)
+        if request == abi.KVM_GET_API_VERSION:
+            return self.snap.api_version or 0
+        if request == abi.KVM_CHECK_EXTENSION:
+            self._maybe_fail(f"CHECK_EXTENSION:{arg}")
+            scope = self.vm_fds.get(fd, "system")
+            return self.snap.cap(int(arg), scope) or 0
+        if request == abi.KVM_CREATE_VM:
+            vm = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            self.opened.append(vm)
+            self.vm_fds[vm] = "vm"
+            return vm
+        if request == abi.KVM_CREATE_VCPU:
+            vcpu = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            self.opened.append(vcpu)
+            return vcpu
+        if request == abi.KVM_ENABLE_CAP:
+            if arg.cap == abi.KVM_CAP_SPLIT_IRQCHIP:
+                self.vm_fds[fd] = "vm_split_irqchip"
+            return 0
+        if request == abi.KVM_GET_VCPU_MMAP_SIZE:
+            return self.snap.vcpu_mmap_size or 0
+        if request in (abi.KVM_GET_SUPPORTED_CPUID, abi.KVM_GET_EMULATED_CPUID,
+                       abi.KVM_GET_SUPPORTED_HV_CPUID):  # fmt: skip
+            entries = {
+                abi.KVM_GET_SUPPORTED_CPUID: self.snap.supported_cpuid,
+                abi.KVM_GET_EMULATED_CPUID: self.snap.emulated_cpuid,
+                abi.KVM_GET_SUPPORTED_HV_CPUID: self.snap.supported_hv_cpuid,
+            }[request]
+            if entries is None:
+                raise OSError(errno.EINVAL, "not supported")
+            if arg.nent < len(entries):
+                raise OSError(errno.E2BIG, "too small")
+            for i, e in enumerate(entries):
+                for k in ("function", "index", "flags", "eax", "ebx", "ecx", "edx"):
+                    setattr(arg.entries[i], k, getattr(e, k))
+            arg.nent = len(entries)
+            return 0
+        if request in (abi.KVM_GET_MSR_INDEX_LIST, abi.KVM_GET_MSR_FEATURE_INDEX_LIST):
+            values = (
+                self.snap.msr_index_list
+                if request == abi.KVM_GET_MSR_INDEX_LIST
+                else self.snap.msr_feature_index_list
+            )
+            if values is None:
+                raise OSError(errno.EINVAL, "not supported")
+            n = arg.nmsrs
+            arg.nmsrs = len(values)
+            if n < len(values):
+                raise OSError(errno.E2BIG, "too small")
+            for i, v in enumerate(values):
+                arg.indices[i] = v
+            return 0
+        if request == abi.KVM_GET_MSRS:
+            index = arg.entries[0].index
+            if index not in self.snap.feature_msrs:
+                return 0
+            arg.entries[0].data = self.snap.feature_msrs[index]
+            return 1
+        if request == abi.KVM_GET_DEVICE_ATTR:
+            key = f"{arg.group}/{arg.attr}"
+            if key not in self.snap.device_attrs:
+                raise OSError(errno.ENXIO, "no such attribute")
+            ctypes.c_uint64.from_address(arg.addr).value = self.snap.device_attrs[key]
+            return 0
+        if request == abi.KVM_X86_GET_MCE_CAP_SUPPORTED:
+            if self.snap.mce_cap_supported is None:
+                raise OSError(errno.EINVAL, "not supported")
+            arg.value = self.snap.mce_cap_supported
+            return 0
+        raise OSError(errno.ENOTTY, "unexpected ioctl")
+
+
+_NAMES = {
+    getattr(abi, n): n.removeprefix("KVM_")
+    for n in dir(abi)
+    if n.startswith("KVM_")
+    and n.isupper()
+    and isinstance(getattr(abi, n), int)
+    and getattr(abi, n) > 0xFFFF
+}
+_NAMES.update({abi.KVM_GET_API_VERSION: "GET_API_VERSION", abi.KVM_CREATE_VM: "CREATE_VM",
+               abi.KVM_CHECK_EXTENSION: "CHECK_EXTENSION",
+               abi.KVM_GET_VCPU_MMAP_SIZE: "GET_VCPU_MMAP_SIZE",
+               abi.KVM_CREATE_VCPU: "CREATE_VCPU"})  # fmt: skip

@@ -1,0 +1,283 @@
+"""CLI tests for `kvmprobe caps`, `record` and the error paths every command shares."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import FIXTURES, RECORDED_HOSTS
+
+from kvmprobe.cli import main
+
+FIX = str(FIXTURES / RECORDED_HOSTS[0].name)
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_help_and_version() -> None:
+    r = run("--help")
+    assert r.exit_code == 0
+    for cmd in ("caps", "cpuid", "record"):
+        assert cmd in r.output
+    assert run("--version").output.startswith("kvmprobe, version ")
+    assert run("caps", "--help").exit_code == 0
+    assert run("record", "--help").exit_code == 0
+
+
+def test_usage_error_exit_2() -> None:
+    r = run("caps", "--bogus")
+    assert r.exit_code == 2
+
+
+def test_caps_json_from_fixture() -> None:
+    r = run("caps", "--json", "--from", FIX)
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "kvmprobe.caps/1"
+    assert doc["source"]["kind"] == "snapshot" and doc["source"]["file"] == FIX
+    caps = {c["name"]: c for c in doc["caps"]}
+    x2 = caps["KVM_CAP_X2APIC_API"]
+    assert (x2["system"], x2["vm"], x2["vm_split_irqchip"]) == (15, 11, 15)
+    assert x2["differs"] is True
+    assert "KVM_X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST" in x2["decoded"]["system"]
+    assert "KVM_X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST" not in x2["decoded"]["vm"]
+    for c in doc["caps"]:
+        for key in ("number", "name", "known", "system", "vm", "vm_split_irqchip", "decoded"):
+            assert key in c
+        assert c["system"] or c["vm"] or c["vm_split_irqchip"]  # default: non-zero only
+
+
+def test_caps_all_includes_zeros_and_every_known_cap() -> None:
+    doc = json.loads(run("caps", "--all", "--json", "--from", FIX).stdout)
+    names = {c["name"] for c in doc["caps"]}
+    assert len(names) >= 244
+    assert "KVM_CAP_S390_HPAGE_2G" in names
+    zero = [c for c in doc["caps"] if c["system"] == 0]
+    assert zero, "--all lists caps answered 0"
+
+
+def test_caps_unknown_numbers_kept(tmp_path) -> None:
+    doc = json.loads(Path(FIX).read_text())
+    doc["caps"]["system"]["300"] = 7
+    p = tmp_path / "future.json"
+    p.write_text(json.dumps(doc))
+    out = json.loads(run("caps", "--json", "--from", str(p)).stdout)
+    c = {c["number"]: c for c in out["caps"]}[300]
+    assert c["name"] == "KVM_CAP_300" and c["known"] is False and c["system"] == 7
+    text = run("caps", "--from", str(p), "--no-color").output
+    assert "KVM_CAP_300" in text or "300" in text
+
+
+@pytest.mark.parametrize("needle", ["x2apic", "X2APIC_API", "kvm_cap_x2apic", "129"])
+def test_caps_filter(needle: str) -> None:
+    doc = json.loads(run("caps", needle, "--json", "--from", FIX).stdout)
+    assert [c["name"] for c in doc["caps"]] == ["KVM_CAP_X2APIC_API"]
+
+
+def test_caps_filter_unknown_is_usage_error() -> None:
+    r = run("caps", "nosuchcapability", "--from", FIX)
+    assert r.exit_code == 2
+    assert r.stderr.startswith("kvmprobe: error: no capability matches")
+    assert "hint:" in r.stderr
+
+
+def test_caps_filter_known_but_zero_warns() -> None:
+    r = run("caps", "s390_hpage_2g", "--from", FIX)
+    assert r.exit_code == 0
+    assert "all answered 0" in r.stderr
+
+
+def test_caps_text_no_color() -> None:
+    r = run("caps", "--from", FIX, "--no-color")
+    assert r.exit_code == 0
+    assert "\x1b[" not in r.stdout
+    assert "X2APIC_API" in r.stdout and "differ between scopes" in r.stdout
+    r2 = run("--no-color", "caps", "--from", FIX)
+    assert r2.stdout == r.stdout
+    r3 = run("caps", "--from", FIX, env={"NO_COLOR": "1"})
+    assert "\x1b[" not in r3.stdout
+
+
+def test_caps_json_never_imports_rich() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kvmprobe.cli import main\n"
+        "try:\n"
+        f"    main(['caps', '--json', '--from', {FIX!r}], standalone_mode=False)\n"
+        "finally:\n"
+        "    print('RICH' if any(m == 'rich' or m.startswith('rich.') for m in sys.modules)"
+        " else 'NORICH', file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().endswith("NORICH")
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def test_missing_device_exit_3(tmp_path) -> None:
+    r = run("caps", "--device", str(tmp_path / "kvm"))
+    assert r.exit_code == 3
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("kvmprobe: error: ") and "does not exist" in lines[0]
+    assert lines[1].startswith("hint: ") and "modprobe" in lines[1]
+    assert "Traceback" not in r.output
+
+
+def test_devnull_is_not_kvm_exit_1() -> None:
+    r = run("caps", "--device", "/dev/null")
+    assert r.exit_code == 1
+    assert "is not a KVM device" in r.stderr and "ENOTTY" in r.stderr
+
+
+def test_regular_file_and_directory(tmp_path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = run("caps", "--device", str(f))
+    assert r.exit_code == 1 and "regular file" in r.stderr
+    r = run("caps", "--device", str(tmp_path))
+    assert r.exit_code == 1 and "directory" in r.stderr
+
+
+def test_fifo_device(tmp_path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # opening a FIFO read-write never blocks on Linux
+    r = run("caps", "--device", str(fifo))
+    assert r.exit_code == 1 and "not a character device" in r.stderr
+
+
+def test_permission_denied_exit_4(tmp_path, monkeypatch) -> None:
+    import errno
+
+    def deny(path, flags, *a):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr("kvmprobe.kvm.device.os.open", deny)
+    r = run("caps")
+    assert r.exit_code == 4
+    assert "permission denied" in r.stderr and "hint:" in r.stderr and "kvm" in r.stderr
+
+
+def test_debug_shows_traceback(tmp_path) -> None:
+    from kvmprobe.errors import KvmprobeError
+
+    with pytest.raises(KvmprobeError):
+        CliRunner().invoke(
+            main, ["caps", "--debug", "--device", str(tmp_path / "x")], catch_exceptions=False
+        )
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("", "empty file"),
+        ("{}", "not a kvmprobe snapshot"),
+        ('{"schema": "kvmprobe.snapshot/7"}', "newer than this kvmprobe"),
+    ],
+)
+def test_bad_from_file(tmp_path, content, needle) -> None:
+    p = tmp_path / "s.json"
+    p.write_text(content)
+    r = run("caps", "--from", str(p))
+    assert r.exit_code == 1
+    assert needle in r.stderr and str(p) in r.stderr and "hint:" in r.stderr
+
+
+def test_missing_from_file(tmp_path) -> None:
+    r = run("caps", "--from", str(tmp_path / "none.json"))
+    assert r.exit_code == 1 and "no such snapshot file" in r.stderr
+
+
+# -- record ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_probe(monkeypatch):
+    """record/caps against the recorded host instead of the live device."""
+    from fakekvm import FakeKvm
+
+    from kvmprobe.kvm import device
+    from kvmprobe.snapshot import load
+
+    snap, _ = load(FIX)
+    real = device.probe
+
+    def probe(path="/dev/kvm", *, ioctl=None, full=True):
+        return real("/dev/null", ioctl=FakeKvm(snap), full=full)
+
+    monkeypatch.setattr(device, "probe", probe)
+    return snap
+
+
+def test_record_stdout_and_file(tmp_path, fake_probe) -> None:
+    r = run("record")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "kvmprobe.snapshot/1"
+    out = tmp_path / "host.json"
+    r = run("record", "-o", str(out))
+    assert r.exit_code == 0 and out.exists()
+    assert json.loads(out.read_text())["caps"] == doc["caps"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".kvmprobe-")]
+
+
+def test_record_refuses_to_overwrite(tmp_path, fake_probe) -> None:
+    out = tmp_path / "host.json"
+    out.write_text("precious")
+    r = run("record", "-o", str(out))
+    assert r.exit_code == 1 and "already exists" in r.stderr and "--force" in r.stderr
+    assert out.read_text() == "precious"
+    r = run("record", "-o", str(out), "--force")
+    assert r.exit_code == 0 and json.loads(out.read_text())["schema"]
+
+
+def test_record_unwritable_directory(tmp_path, fake_probe, monkeypatch) -> None:
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    if os.geteuid() == 0:  # root ignores the mode: simulate the kernel's answer instead
+        import errno
+
+        def denied(*a, **k):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr("kvmprobe.fileio.tempfile.mkstemp", denied)
+    try:
+        r = run("record", "-o", str(d / "host.json"))
+        assert r.exit_code == 4 and "not writable" in r.stderr
+        assert not (d / "host.json").exists()
+    finally:
+        d.chmod(0o755)
+
+
+def test_record_full_disk(tmp_path, fake_probe, monkeypatch) -> None:
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("kvmprobe.fileio.os.fsync", full)
+    out = tmp_path / "host.json"
+    r = run("record", "-o", str(out))
+    assert r.exit_code == 1 and "No space left" in r.stderr and "nothing was written" in r.stderr
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
+
+
+def test_record_then_caps_equals_live(tmp_path, fake_probe) -> None:
+    out = tmp_path / "host.json"
+    run("record", "-o", str(out))
+    live = json.loads(run("caps", "--json", "--all").stdout)
+    replay = json.loads(run("caps", "--json", "--all", "--from", str(out)).stdout)
+    live.pop("source"), replay.pop("source")
+    assert live == replay

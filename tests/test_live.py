@@ -1,0 +1,109 @@
+"""Live tests against /dev/kvm: kvmprobe's answers must equal direct ioctls made here.
+
+Skipped with the reason when /dev/kvm cannot be opened; KVMPROBE_REQUIRE_LIVE=1 makes that a
+failure. The direct calls below use only fcntl/struct, independently of kvmprobe.kvm."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import struct
+
+import pytest
+from click.testing import CliRunner
+
+from kvmprobe.cli import main
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_CREATE_VM = 0xAE01
+KVM_CHECK_EXTENSION = 0xAE03
+KVM_GET_SUPPORTED_CPUID = 0xC008AE05
+KVM_ENABLE_CAP = 0x4068AEA3
+
+
+def _direct_caps(fd: int) -> dict[int, int]:
+    return {n: v for n in range(512) if (v := fcntl.ioctl(fd, KVM_CHECK_EXTENSION, n))}
+
+
+def _direct_supported_cpuid(fd: int) -> list[dict[str, int]]:
+    n = 256
+    while True:
+        buf = bytearray(struct.pack("<II", n, 0) + bytes(40 * n))
+        try:
+            fcntl.ioctl(fd, KVM_GET_SUPPORTED_CPUID, buf, True)
+        except OSError as e:
+            if e.errno == 7:  # E2BIG
+                n *= 2
+                continue
+            raise
+        nent = struct.unpack_from("<I", buf)[0]
+        keys = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
+        return [
+            dict(zip(keys, struct.unpack_from("<7I", buf, 8 + 40 * i), strict=True))
+            for i in range(nent)
+        ]
+
+
+@pytest.fixture(scope="module")
+def direct(live_device):
+    fd = os.open(live_device, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        out = {"api": fcntl.ioctl(fd, KVM_GET_API_VERSION, 0), "system": _direct_caps(fd)}
+        vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+        try:
+            out["vm"] = _direct_caps(vm)
+        finally:
+            os.close(vm)
+        vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+        try:
+            fcntl.ioctl(vm, KVM_ENABLE_CAP, struct.pack("<IIQQQQ64x", 121, 0, 24, 0, 0, 0))
+            out["vm_split_irqchip"] = _direct_caps(vm)
+        finally:
+            os.close(vm)
+        out["cpuid"] = _direct_supported_cpuid(fd)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_live_caps_match_direct_ioctls(direct, live_device) -> None:
+    r = _run("caps", "--json", "--all", "--device", live_device)
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["source"]["kind"] == "live" and doc["source"]["api_version"] == direct["api"] == 12
+    by_number = {c["number"]: c for c in doc["caps"]}
+    for scope in ("system", "vm", "vm_split_irqchip"):
+        nonzero = {n: c[scope] for n, c in by_number.items() if c[scope]}
+        assert nonzero == direct[scope], scope
+
+
+def test_live_record_replays_to_same_caps(tmp_path, live_device) -> None:
+    out = tmp_path / "host.json"
+    assert _run("record", "-o", str(out), "--device", live_device).exit_code == 0
+    live = json.loads(_run("caps", "--json", "--all", "--device", live_device).stdout)
+    replay = json.loads(_run("caps", "--json", "--all", "--from", str(out)).stdout)
+    assert live.pop("source")["kind"] == "live"
+    assert replay.pop("source")["kind"] == "snapshot"
+    assert live == replay
+
+
+def test_live_supported_cpuid_matches_direct(direct, live_device) -> None:
+    from kvmprobe.kvm.device import probe
+
+    snap = probe(live_device)
+    assert [e.to_json() for e in snap.supported_cpuid] == direct["cpuid"]
+    assert snap.creation.get("vm") == "ok"
+
+
+def test_live_probe_leaks_no_fds(live_device) -> None:
+    from kvmprobe.kvm.device import probe
+
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        probe(live_device)
+    assert sorted(os.listdir("/proc/self/fd")) == before
