@@ -300,7 +300,8 @@ def cpuid(
     if raw:
         cr.print_raw(console, a)
         return
-    shown = features if show_all else [r for r in features if r.verdict.status != "unsupported"]
+    hidden = {"unsupported"} | (set() if show_host else {"host-only"})
+    shown = features if show_all else [r for r in features if r.verdict.status not in hidden]
     cr.print_cpuid(console, a, shown, show_host=show_host, show_all=show_all)
     if feature_filter and not shown:
         _warn(f"features matching {feature_filter!r} are all unsupported here (see --all)")

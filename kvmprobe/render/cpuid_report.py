@@ -131,7 +131,7 @@ def print_cpuid(
         console.print(table)
     _print_fields(console, a, show_host)
     _print_notes(console, a)
-    _print_legend(console, a, features, show_all)
+    _print_legend(console, a, show_all, show_host)
 
 
 def _print_fields(console: Console, a: CpuidAnalysis, show_host: bool) -> None:
@@ -179,9 +179,7 @@ def _print_notes(console: Console, a: CpuidAnalysis) -> None:
         console.print(line)
 
 
-def _print_legend(
-    console: Console, a: CpuidAnalysis, shown: list[FeatureResult], show_all: bool
-) -> None:
+def _print_legend(console: Console, a: CpuidAnalysis, show_all: bool, show_host: bool) -> None:
     counts = a.counts()
     legend = Text("Legend: ", style="bold")
     for status, (style, mark) in STATUS_STYLE.items():
@@ -205,7 +203,10 @@ def _print_legend(
     effective = sum(1 for f in a.features if f.verdict.effective)
     summary.append(f"; {effective} features a guest can be given")
     if not show_all:
-        summary.append(f" ({counts['unsupported']} unsupported not shown: --all)", style="dim")
+        hidden = f"{counts['unsupported']} unsupported"
+        if not show_host:
+            hidden += f" and {counts['host-only']} host-only"
+        summary.append(f" ({hidden} not listed: --all, --host)", style="dim")
     console.print(summary)
     console.print(Text("Why a feature is what it is: kvmprobe cpuid --explain NAME", style="dim"))
 

@@ -64,7 +64,7 @@ def _reason(v: Any) -> str:
     return {
         "supported": "reported by KVM_GET_SUPPORTED_CPUID",
         "unsupported": "not reported by KVM_GET_SUPPORTED_CPUID",
-        "host-only": "the host CPU has it but KVM does not offer it to guests",
+        "host-only": "the host CPU has it; KVM does not pass it on",
     }.get(v.status, "")
 
 

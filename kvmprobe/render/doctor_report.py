@@ -1,0 +1,101 @@
+"""Coloured report for ``kvmprobe doctor``: one line per check, the fix under anything not
+PASS, and a closing verdict line.
+
+Every string shown comes from the system or a snapshot file, so it is printed as plain
+``Text`` (never parsed as rich markup) after control characters and lone surrogates are
+escaped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from kvmprobe.analysis.doctor import FAIL, GROUP_TITLES, PASS, SKIP, WARN, Check, DoctorReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+STYLES = {PASS: "bold green", WARN: "bold yellow", FAIL: "bold red", SKIP: "dim"}
+TITLE_WIDTH = 25
+
+
+def safe(text: str) -> str:
+    """Printable text: control characters and unpaired surrogates become escapes."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _header(report: DoctorReport, device: str, source: str, kernel: str) -> Text:
+    text = Text("kvmprobe doctor", style="bold")
+    where = f" - {safe(device)}"
+    if report.recorded:
+        where += f" (recorded in {safe(source)})"
+    if kernel:
+        where += f", kernel {safe(kernel)}"
+    text.append(where)
+    return text
+
+
+def _print_hanging(console: Console, head: Text, body: Text) -> None:
+    """``head`` then ``body``, wrapped so that continuation lines line up under the body."""
+    indent = head.cell_len
+    width = max(20, console.width - indent)
+    for i, line in enumerate(body.wrap(console, width, overflow="fold")):
+        line.rstrip()
+        out = head.copy() if i == 0 else Text(" " * indent)
+        out.append_text(line)
+        console.print(out, soft_wrap=True)
+
+
+def _print_check(console: Console, check: Check) -> None:
+    dim = "dim" if check.status == SKIP else ""
+    head = Text(" ")
+    head.append(f"{check.status:<4}", style=STYLES.get(check.status, ""))
+    head.append(f"  {safe(check.title):<{TITLE_WIDTH}}  ", style=dim)
+    _print_hanging(console, head, Text(safe(check.evidence), style=dim))
+    pad = Text(" " * head.cell_len)
+    if check.hint and check.status != PASS:
+        fix = Text("fix: ", style=STYLES.get(check.status, ""))
+        fix.append(safe(check.hint))
+        _print_hanging(console, pad, fix)
+    for detail in check.details:
+        _print_hanging(console, pad, Text(f"- {safe(detail)}", style="dim"))
+
+
+def _verdict_line(report: DoctorReport) -> Text:
+    v = report.verdict
+    style = "bold green" if v.exit_status == 0 else "bold red"
+    text = Text("verdict: ", style="bold")
+    text.append(v.status.upper(), style=style)
+    text.append(f" - {safe(v.message)}")
+    c = report.counts
+    text.append(
+        f"  [{c.get(PASS, 0)} pass, {c.get(WARN, 0)} warn, {c.get(FAIL, 0)} fail, "
+        f"{c.get(SKIP, 0)} skip; exit {v.exit_status}]",
+        style="dim",
+    )
+    return text
+
+
+def print_doctor(
+    console: Console, report: DoctorReport, device: str, source: str, kernel: str = ""
+) -> None:
+    _print_hanging(console, Text(), _header(report, device, source, kernel))
+    groups: dict[str, list[Check]] = {}
+    for check in report.checks:
+        groups.setdefault(check.group, []).append(check)
+    for group, checks in groups.items():
+        console.print(Text(GROUP_TITLES.get(group, group), style="bold cyan"))
+        for check in checks:
+            _print_check(console, check)
+    _print_hanging(console, Text(), _verdict_line(report))

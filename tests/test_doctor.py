@@ -1,0 +1,905 @@
+"""`kvmprobe doctor`: both sides of every check, the verdict's exit status, the JSON shape and
+the text report. Synthetic inputs are the recorded host (tests/fixtures) changed with
+dataclasses.replace plus hand-made access facts; run_doctor is also run live on paths made
+here."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from conftest import FIXTURES, RECORDED_HOSTS
+
+from kvmprobe.analysis import doctor as dr
+from kvmprobe.analysis.doctor import FAIL, PASS, SKIP, WARN, Facts, ProbeFailure, diagnose
+from kvmprobe.doctor import run_doctor
+from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.kvm import access as acc
+from kvmprobe.kvm.access import (
+    AccessFacts,
+    AclEntry,
+    CgroupFacts,
+    ContainerFacts,
+    MountFacts,
+    NodeStat,
+)
+from kvmprobe.snapshot import CpuidEntry, ModuleInfo, ProbeError, Snapshot, load
+
+FIX = str(FIXTURES / RECORDED_HOSTS[0].name)
+SNAP, _ = load(FIX)
+
+IDS = [
+    "device.exists", "device.node", "device.access", "device.cgroup", "device.container",
+    "kernel.modules", "kernel.params", "kernel.cpu_flags",
+    "api.version", "api.create_vm", "api.create_vcpu", "api.vcpu_mmap_size", "api.probe_errors",
+    "vmm.qemu", "vmm.firecracker", "vmm.cloud-hypervisor",
+    "nested.guest_virt", "nested.host_is_guest",
+]  # fmt: skip
+
+
+def access(**kw) -> AccessFacts:
+    """A user 'alice' in group kvm who can open a crw-rw---- root:kvm /dev/kvm on a host."""
+    base = AccessFacts(
+        path="/dev/kvm",
+        exists=True,
+        node=NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 232)),
+        euid=1000,
+        egid=1000,
+        user="alice",
+        groups=(36, 1000),
+        group_names={36: "kvm", 1000: "alice"},
+        configured_groups=(36, 1000),
+        access_rw=True,
+        open_tried=True,
+        open_errno=None,
+        mount=MountFacts("/dev", "devtmpfs", ("rw",), False, False),
+        sysfs_dev="10:232",
+        cgroup=CgroupFacts(lines=("0::/user.slice",), version="v2"),
+        container=ContainerFacts(root_fs_type="ext4", dev_fs_type="devtmpfs"),
+    )
+    return replace(base, **kw)
+
+
+def denied(**kw) -> AccessFacts:
+    return access(open_errno=errno.EACCES, access_rw=False, **kw)
+
+
+def missing(**kw) -> AccessFacts:
+    return access(exists=False, node=None, open_tried=False, access_rw=None, **kw)
+
+
+def in_docker(a: AccessFacts) -> AccessFacts:
+    return replace(a, container=ContainerFacts(markers=("/.dockerenv",), root_fs_type="overlay"))
+
+
+def host(snap: Snapshot = SNAP, **kw):
+    return replace(snap.host, **kw)
+
+
+def run(
+    a: AccessFacts | None = None,
+    snap: Snapshot | None = SNAP,
+    failure: ProbeFailure | None = None,
+    h=None,
+    live: bool = True,
+):
+    h = h if h is not None else (snap.host if snap is not None else SNAP.host)
+    facts = Facts(
+        device="/dev/kvm",
+        host=h,
+        access=(a if a is not None else access()) if live else None,
+        probe_failure=failure,
+    )
+    return diagnose(facts, snap)
+
+
+def by_id(report) -> dict:
+    return {c.id: c for c in report.checks}
+
+
+def check(report, cid: str):
+    return by_id(report)[cid]
+
+
+def set_bit(entries, leaf: int, reg: str, bit: int, on: bool = True):
+    out = []
+    for e in entries:
+        if e.function == leaf and e.index == 0:
+            value = e.reg(reg)
+            value = value | (1 << bit) if on else value & ~(1 << bit)
+            e = replace(e, **{reg: value})
+        out.append(e)
+    return tuple(out)
+
+
+def without_cap(snap: Snapshot, name: str, scope: str = "system") -> Snapshot:
+    from kvmprobe.caps import cap_by_name
+
+    number = cap_by_name(name).number
+    caps = dict(snap.caps)
+    caps[scope] = {k: v for k, v in (caps[scope] or {}).items() if k != number}
+    return replace(snap, caps=caps)
+
+
+def with_modules(snap: Snapshot, modules: dict[str, dict[str, str]]) -> Snapshot:
+    mods = {n: ModuleInfo(n, False, p) for n, p in modules.items()}
+    return replace(snap, host=replace(snap.host, modules=mods))
+
+
+# -- the list itself ---------------------------------------------------------------------------
+
+
+def test_check_ids_in_order() -> None:
+    report = run()
+    assert [c.id for c in report.checks] == IDS
+    assert all(c.status in (PASS, WARN, FAIL, SKIP) for c in report.checks)
+    assert all(c.evidence and "\n" not in c.evidence for c in report.checks)
+
+
+def test_fixture_with_good_access_is_usable() -> None:
+    report = run()
+    assert report.verdict.exit_status == 0 and report.verdict.status == "ok"
+    assert report.verdict.first_failure is None
+    for cid in IDS:
+        if cid.startswith(("device.", "api.", "vmm.")) and cid != "device.cgroup":
+            assert check(report, cid).status == PASS, check(report, cid)
+
+
+def test_every_non_pass_has_a_hint() -> None:
+    for report in (run(), run(missing()), run(denied()), run(snap=without_cap(SNAP, "IRQCHIP"))):
+        for c in report.checks:
+            if c.status in (WARN, FAIL):
+                assert c.hint, c.id
+            if c.status == FAIL:
+                assert c.exit_status in (3, 4, 5), c.id
+
+
+def test_recorded_snapshot_skips_device_checks() -> None:
+    report = run(live=False)
+    for cid in IDS[:5]:
+        c = check(report, cid)
+        assert c.status == SKIP and c.evidence == "recorded snapshot"
+    assert check(report, "api.version").status == PASS
+    assert report.verdict.exit_status == 0 and report.recorded
+
+
+# -- device.exists -----------------------------------------------------------------------------
+
+
+def test_exists_pass_and_symlink() -> None:
+    c = check(run(access(symlink_target="/dev/kvm0")), "device.exists")
+    assert c.status == PASS and "symlink to /dev/kvm0" in c.evidence
+
+
+def test_missing_node_with_kvm_in_kernel() -> None:
+    report = run(missing(), snap=None)
+    c = check(report, "device.exists")
+    assert c.status == FAIL and "10:232 in /sys/class/misc/kvm/dev" in c.evidence
+    assert "udevadm" in c.hint or "mknod" in c.hint
+    assert report.verdict.exit_status == 3 and report.verdict.first_failure == "device.exists"
+    assert check(report, "api.version").status == SKIP
+    assert check(report, "vmm.qemu").status == SKIP
+
+
+def test_missing_node_in_container_says_pass_the_device() -> None:
+    report = run(in_docker(missing()), snap=None)
+    assert "--device /dev/kvm" in check(report, "device.exists").hint
+    cont = check(report, "device.container")
+    assert cont.status == WARN and "/.dockerenv" in cont.evidence
+    assert report.verdict.exit_status == 3
+
+
+def test_missing_node_and_no_kvm_module() -> None:
+    h = host(modules={}, cpuinfo_flags=("fpu", "sse"), cpu_vendor="GenuineIntel")
+    report = run(missing(sysfs_dev=None), snap=None, h=h)
+    c = check(report, "device.exists")
+    assert c.status == FAIL and "no KVM vendor module" in c.evidence and "modprobe" in c.hint
+    mods = check(report, "kernel.modules")
+    assert mods.status == FAIL and "modprobe kvm_intel" in mods.hint and "bios" in mods.hint
+    flags = check(report, "kernel.cpu_flags")
+    assert flags.status == WARN and "VT-x" in flags.hint  # information, never FAIL
+    assert report.verdict.exit_status == 3
+
+
+def test_cannot_look_up_the_path() -> None:
+    report = run(missing(lstat_error="EACCES: Permission denied"), snap=None)
+    c = check(report, "device.exists")
+    assert c.status == FAIL and "EACCES" in c.evidence
+    assert report.verdict.exit_status == 4
+    loop = run(missing(lstat_error="ELOOP: Too many levels of symbolic links"), snap=None)
+    assert loop.verdict.exit_status == 3
+
+
+# -- device.node -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind,text", [("directory", "a directory"), ("regular", "a regular file"), ("fifo", "a FIFO"),
+                  ("socket", "a socket")],
+)  # fmt: skip
+def test_node_wrong_kind(kind: str, text: str) -> None:
+    a = access(node=NodeStat(kind, 0o644, 0, 0, "root", "root", None), open_tried=False)
+    report = run(a, snap=None)
+    c = check(report, "device.node")
+    assert c.status == FAIL and text in c.evidence and "10:232" in c.hint
+    assert check(report, "device.access").status == SKIP
+    assert report.verdict.exit_status == 3
+
+
+def test_node_wrong_numbers() -> None:
+    a = access(node=NodeStat("char", 0o666, 0, 0, "root", "root", (1, 3)))
+    failure = ProbeFailure("/dev/kvm is not a KVM device (ENOTTY)", "pass /dev/kvm", 1)
+    report = run(a, snap=None, failure=failure)
+    c = check(report, "device.node")
+    assert c.status == FAIL and "1:3" in c.evidence and "crw-rw-rw-" in c.evidence
+    api = check(report, "api.version")
+    assert api.status == FAIL and "ENOTTY" in api.evidence and api.exit_status == 3
+    # numbers differ but it answers like KVM (a mknod'ed alias, a fake): a warning only
+    assert check(run(a), "device.node").status == WARN
+
+
+# -- device.access -----------------------------------------------------------------------------
+
+
+def test_access_pass_evidence() -> None:
+    c = check(run(), "device.access")
+    assert c.status == PASS and "alice" in c.evidence and "group kvm" in c.evidence
+    root = access(
+        euid=0, user="root", node=NodeStat("char", 0o600, 0, 0, "root", "root", (10, 232))
+    )
+    c = check(run(root), "device.access")
+    assert "root is not bound by the mode" in c.evidence and "user root" in c.evidence
+
+
+def test_access_not_in_group() -> None:
+    report = run(denied(groups=(1000,), configured_groups=(1000,)), snap=None)
+    c = check(report, "device.access")
+    assert c.status == FAIL and "not in group kvm" in c.evidence and "EACCES" in c.evidence
+    assert "usermod -aG kvm alice" in c.hint
+    assert report.verdict.exit_status == 4 and report.verdict.status == "permission"
+    assert check(report, "device.container").status == PASS  # no container here
+
+
+def test_access_group_added_but_not_logged_in_again() -> None:
+    c = check(run(denied(groups=(1000,)), snap=None), "device.access")
+    assert "this session is not" in c.evidence and "newgrp kvm" in c.hint
+
+
+def test_access_mode_only_root() -> None:
+    a = denied(node=NodeStat("char", 0o600, 0, 0, "root", "root", (10, 232)), groups=(1000,))
+    c = check(run(a, snap=None), "device.access")
+    assert "crw------- root:root" in c.evidence and "others no read-write" in c.evidence
+    assert "chmod 660" in c.hint and 'GROUP="kvm"' in c.hint
+
+
+def test_access_mode_allows_but_refused() -> None:
+    report = run(denied(), snap=None)  # in the group, mode rw: something else says no
+    c = check(report, "device.access")
+    assert "although the mode" in c.evidence
+    assert "BPF" in c.hint and ("SELinux" in c.hint or "AppArmor" in c.hint)
+    inside = run(in_docker(denied()), snap=None)
+    assert "--device /dev/kvm" in check(inside, "device.access").hint
+    assert check(inside, "device.container").status == WARN
+
+
+def test_access_acl_grants_named_user() -> None:
+    acl = (
+        AclEntry("user_obj", None, 6), AclEntry("user", 1000, 6), AclEntry("group_obj", None, 6),
+        AclEntry("mask", None, 6), AclEntry("other", None, 0),
+    )  # fmt: skip
+    a = access(
+        node=NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 232)), groups=(1000,), acl=acl
+    )
+    assert dr._perm_class(a) == ("ACL user:alice", 6)
+    assert "ACL user 1000" in check(run(a), "device.access").evidence
+    masked = replace(a, acl=(*acl[:3], AclEntry("mask", None, 4), acl[4]))
+    assert dr._perm_class(masked)[1] == 4
+    c = check(run(replace(masked, open_errno=errno.EACCES), snap=None), "device.access")
+    assert c.status == FAIL and "user:1000:rw" in c.evidence
+
+
+def test_access_named_group_acl() -> None:
+    acl = (AclEntry("user_obj", None, 6), AclEntry("group", 77, 6), AclEntry("mask", None, 7),
+           AclEntry("group_obj", None, 0), AclEntry("other", None, 0))  # fmt: skip
+    a = access(node=NodeStat("char", 0o600, 0, 0, "root", "root", (10, 232)), groups=(77,), acl=acl)
+    assert dr._perm_class(a)[1] == 6
+
+
+def test_access_nodev_mount() -> None:
+    a = denied(mount=MountFacts("/mnt/dev", "tmpfs", ("rw", "nodev"), False, True))
+    c = check(run(a, snap=None), "device.access")
+    assert "nodev" in c.evidence and c.exit_status == 4
+
+
+def test_access_cgroup_v1_denies() -> None:
+    cg = CgroupFacts(("5:devices:/docker/abc",), "v1", "/sys/fs/cgroup/devices/devices.list",
+                     ("c 1:3 rwm", "c 5:* rwm"))  # fmt: skip
+    report = run(in_docker(denied(cgroup=cg)), snap=None)
+    c = check(report, "device.access")
+    assert "devices cgroup does not allow c 10:232" in c.evidence
+    assert "--device-cgroup-rule" in c.hint
+    g = check(report, "device.cgroup")
+    assert g.status == FAIL and "c 1:3 rwm" in g.evidence and g.exit_status == 4
+    plain = replace(cg, lines=("5:devices:/user.slice",))
+    host_side = check(run(denied(cgroup=plain), snap=None), "device.access")
+    assert "/sys/fs/cgroup/devices/devices.allow" in host_side.hint
+
+
+def test_access_read_only_mount() -> None:
+    a = access(open_errno=errno.EROFS, mount=MountFacts("/dev", "tmpfs", ("ro",), True, False))
+    report = run(a, snap=None)
+    c = check(report, "device.access")
+    assert c.status == FAIL and "read-only" in c.evidence and report.verdict.exit_status == 4
+
+
+def test_access_no_driver() -> None:
+    report = run(access(open_errno=errno.ENXIO), snap=None)
+    c = check(report, "device.access")
+    assert "no driver" in c.evidence and "modprobe" in c.hint and report.verdict.exit_status == 3
+
+
+def test_access_other_errno() -> None:
+    c = check(run(access(open_errno=errno.EBUSY), snap=None), "device.access")
+    assert c.status == FAIL and "EBUSY" in c.evidence and c.exit_status == 3
+
+
+# -- device.cgroup / device.container -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rules,allowed",
+    [(("a *:* rwm",), True), (("c 10:232 rwm",), True), (("c 10:* rw",), True),
+     (("c *:232 rw",), True), (("c 10:232 r",), False), (("b 10:232 rwm",), False),
+     (("c 10:233 rwm",), False), ((), False), (("garbage",), False), (("a *:* r",), False),
+     (("c 1:3 rwm", "c 10:232 rw"), True)],
+)  # fmt: skip
+def test_cgroup_allows(rules, allowed) -> None:
+    assert dr.cgroup_allows(rules, 10, 232) is allowed
+
+
+def test_cgroup_check_variants() -> None:
+    v1 = CgroupFacts(("5:devices:/",), "v1", "/sys/fs/cgroup/devices/devices.list", ("a *:* rwm",))
+    assert check(run(access(cgroup=v1)), "device.cgroup").status == PASS
+    deny = replace(v1, devices_list=("c 1:3 rwm",))
+    assert check(run(access(cgroup=deny)), "device.cgroup").status == WARN  # opened anyway
+    v2 = check(run(), "device.cgroup")
+    assert v2.status == SKIP and "BPF" in v2.evidence and "cannot be read" in v2.evidence
+    unreadable = replace(v1, devices_list=None, devices_error="EACCES")
+    assert check(run(access(cgroup=unreadable)), "device.cgroup").status == SKIP
+    broken = CgroupFacts(error="/proc/self/cgroup: ENOENT")
+    assert check(run(access(cgroup=broken)), "device.cgroup").status == SKIP
+
+
+def test_container_markers() -> None:
+    assert check(run(), "device.container").status == PASS
+    c = check(run(in_docker(access())), "device.container")
+    assert c.status == PASS and "passed in" in c.evidence
+    env = access(container=ContainerFacts(pid1_container="podman"))
+    assert "container=podman" in check(run(env), "device.container").evidence
+    cg = access(cgroup=CgroupFacts(lines=("0::/kubepods/pod1/abc",), version="v2"))
+    assert "cgroup path" in check(run(cg), "device.container").evidence
+
+
+# -- kernel ------------------------------------------------------------------------------------
+
+
+def test_modules_pass_and_fail() -> None:
+    c = check(run(), "kernel.modules")
+    assert c.status == PASS and c.evidence == "kvm (built in), kvm_pvm (built in)"
+    only_kvm = with_modules(SNAP, {"kvm": {}})
+    report = run(missing(sysfs_dev=None), snap=None, h=only_kvm.host)
+    c = check(report, "kernel.modules")
+    assert c.status == FAIL and "no vendor module" in c.evidence
+    assert "modprobe kvm_amd" in c.hint  # the recorded CPU is AMD
+    # the device answers although /sys/module shows nothing (a container without /sys)
+    bare = replace(SNAP, host=replace(SNAP.host, modules={}))
+    assert check(run(snap=bare), "kernel.modules").status == WARN
+
+
+def test_params_flag_unusual_values_with_meanings() -> None:
+    c = check(run(), "kernel.params")
+    assert c.status == WARN and "kvm.enable_pmu=N" in c.evidence
+    assert any("kvm.enable_pmu=N" in d and "PMU" in d for d in c.details)
+    assert "kvm.tdp_mmu=N" not in c.evidence  # normal under PVM (shadow paging)
+    assert any(d.startswith("kvm.mitigate_smt_rsb=N:") for d in c.details)
+
+
+def test_params_all_usual() -> None:
+    snap = with_modules(SNAP, {"kvm": {"enable_pmu": "Y", "tdp_mmu": "Y", "mitigate_smt_rsb": "N"},
+                               "kvm_intel": {"nested": "Y", "ept": "Y"}})  # fmt: skip
+    c = check(run(snap=snap), "kernel.params")
+    assert c.status == PASS and "kvm_intel.nested=Y" in c.evidence
+
+
+def test_params_intel_without_pvm() -> None:
+    kvm = {"tdp_mmu": "N", "mitigate_smt_rsb": "Y", "enable_pmu": "<unreadable: EACCES>"}
+    snap = with_modules(SNAP, {"kvm": kvm, "kvm_intel": {"ept": "Y"}})
+    c = check(run(snap=snap), "kernel.params")
+    assert "kvm.tdp_mmu=N" in c.evidence and "kvm.mitigate_smt_rsb=Y" in c.evidence
+    assert "enable_pmu" not in c.evidence
+    no_ept = with_modules(SNAP, {"kvm": {"tdp_mmu": "N"}, "kvm_intel": {"ept": "N"}})
+    assert "tdp_mmu" not in check(run(snap=no_ept), "kernel.params").evidence
+    assert "kvm_intel.ept=N" in check(run(snap=no_ept), "kernel.params").evidence
+
+
+def test_params_skip_without_modules() -> None:
+    bare = replace(SNAP, host=replace(SNAP.host, modules={}))
+    assert check(run(snap=bare), "kernel.params").status == SKIP
+
+
+def test_good_values_parsing() -> None:
+    assert dr._good_values("cond, always or not required") == {"cond", "always", "not required"}
+    assert dr._good_values("Y") == {"Y"}
+
+
+def test_cpu_flags_are_information_only() -> None:
+    c = check(run(), "kernel.cpu_flags")
+    assert c.status == PASS and "no vmx or svm" in c.evidence and "kvm_pvm" in c.evidence
+    with_vmx = host(cpuinfo_flags=(*SNAP.host.cpuinfo_flags, "vmx"))
+    assert check(run(h=with_vmx), "kernel.cpu_flags").status == PASS
+    assert check(run(h=host(cpuinfo_flags=())), "kernel.cpu_flags").status == SKIP
+    # flags present but the device is missing: the flags do not make it pass or fail
+    report = run(missing(sysfs_dev=None), snap=None, h=replace(with_vmx, modules={}))
+    assert check(report, "kernel.cpu_flags").status == PASS
+    for r in (report, run(), run(missing(), snap=None)):
+        assert check(r, "kernel.cpu_flags").status != FAIL
+
+
+# -- api ---------------------------------------------------------------------------------------
+
+
+def test_api_version() -> None:
+    assert check(run(), "api.version").evidence == "KVM_GET_API_VERSION answered 12"
+    old = run(snap=replace(SNAP, api_version=11))
+    c = check(old, "api.version")
+    assert c.status == FAIL and "11" in c.evidence and old.verdict.exit_status == 3
+    assert check(old, "vmm.qemu").status == SKIP
+    assert check(run(missing(), snap=None), "api.version").status == SKIP
+
+
+def test_probe_failure_status_is_kept_when_meaningful() -> None:
+    perm = ProbeFailure("permission denied opening /dev/kvm", "join kvm", 4)
+    assert run(snap=None, failure=perm).verdict.exit_status == 4
+    other = ProbeFailure("cannot open /dev/kvm: EIO", "check it", 1)
+    assert run(snap=None, failure=other).verdict.exit_status == 3
+
+
+def test_create_vm_ebusy() -> None:
+    snap = replace(SNAP, creation={"vm": "EBUSY"}, caps={**SNAP.caps, "vm": None,
+                   "vm_split_irqchip": None})  # fmt: skip
+    report = run(snap=snap)
+    c = check(report, "api.create_vm")
+    assert c.status == FAIL and "EBUSY" in c.evidence and "VirtualBox" in c.hint
+    assert check(report, "api.create_vcpu").status == SKIP
+    assert check(report, "vmm.firecracker").status == SKIP
+    assert report.verdict.exit_status == 3 and report.verdict.first_failure == "api.create_vm"
+
+
+@pytest.mark.parametrize("code,status", [("ENOMEM", 3), ("EPERM", 4), ("EINVAL", 3), ("E999", 3)])
+def test_create_vm_other_errors(code: str, status: int) -> None:
+    report = run(snap=replace(SNAP, creation={"vm": code}))
+    assert check(report, "api.create_vm").status == FAIL
+    assert report.verdict.exit_status == status
+
+
+def test_create_vcpu_failure() -> None:
+    report = run(snap=replace(SNAP, creation={"vm": "ok", "vcpu": "EMFILE"}))
+    c = check(report, "api.create_vcpu")
+    assert c.status == FAIL and "ulimit" in c.hint and report.verdict.exit_status == 3
+
+
+def test_creation_not_recorded() -> None:
+    report = run(snap=replace(SNAP, creation={}))
+    assert check(report, "api.create_vm").status == SKIP
+    assert report.verdict.exit_status == 0
+
+
+def test_vcpu_mmap_size() -> None:
+    assert "3 pages" in check(run(), "api.vcpu_mmap_size").evidence
+    err = ProbeError("KVM_GET_VCPU_MMAP_SIZE", errno.EINVAL, "EINVAL: Invalid argument")
+    failed = replace(SNAP, vcpu_mmap_size=None, errors=(err,))
+    c = check(run(snap=failed), "api.vcpu_mmap_size")
+    assert c.status == FAIL and "EINVAL" in c.evidence
+    assert check(run(snap=replace(SNAP, vcpu_mmap_size=None)), "api.vcpu_mmap_size").status == SKIP
+    assert check(run(snap=replace(SNAP, vcpu_mmap_size=100)), "api.vcpu_mmap_size").status == FAIL
+
+
+def test_probe_errors() -> None:
+    errs = (ProbeError("KVM_GET_SUPPORTED_CPUID", errno.EFAULT, "EFAULT: Bad address"),
+            ProbeError("host CPUID", None, "/dev/cpu/0/cpuid: Permission denied"))  # fmt: skip
+    c = check(run(snap=replace(SNAP, errors=errs)), "api.probe_errors")
+    assert c.status == WARN and "1 probe step(s) failed" in c.evidence
+    assert c.details == ("KVM_GET_SUPPORTED_CPUID: EFAULT: Bad address",)
+    only_host = replace(SNAP, errors=errs[1:])
+    assert check(run(snap=only_host), "api.probe_errors").status == PASS
+
+
+# -- vmm ---------------------------------------------------------------------------------------
+
+
+def test_vmm_missing_irqchip() -> None:
+    report = run(snap=without_cap(SNAP, "KVM_CAP_IRQCHIP"))
+    assert check(report, "vmm.qemu").status == PASS  # optional for QEMU
+    for cid in ("vmm.firecracker", "vmm.cloud-hypervisor"):
+        c = check(report, cid)
+        assert c.status == FAIL and "KVM_CAP_IRQCHIP" in c.evidence and c.exit_status == 5
+        assert c.citation and " @ " in c.citation
+        assert any(d.startswith("KVM_CAP_IRQCHIP:") for d in c.details)
+    v = report.verdict
+    assert v.exit_status == 5 and v.status == "not-ready"
+    assert "Firecracker" in v.message and "Cloud Hypervisor" in v.message
+    assert "QEMU" not in v.message
+
+
+def test_vmm_caps_are_read_on_the_system_fd() -> None:
+    report = run(snap=without_cap(SNAP, "KVM_CAP_IRQCHIP", scope="vm"))
+    assert all(check(report, f"vmm.{v}").status == PASS for v in ("firecracker", "qemu"))
+
+
+def test_vmm_qemu_missing_several() -> None:
+    snap = without_cap(without_cap(SNAP, "KVM_CAP_MCE"), "KVM_CAP_XSAVE")
+    c = check(run(snap=snap), "vmm.qemu")
+    assert c.evidence.startswith("missing: KVM_CAP_XSAVE, KVM_CAP_MCE")
+
+
+def test_vmm_split_irqchip_failure_only_hits_cloud_hypervisor() -> None:
+    snap = replace(SNAP, creation={**SNAP.creation, "split_irqchip": "EINVAL"})
+    report = run(snap=snap)
+    assert check(report, "vmm.cloud-hypervisor").status == FAIL
+    assert (
+        "KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) failed with EINVAL"
+        in check(report, "vmm.cloud-hypervisor").evidence
+    )
+    assert check(report, "vmm.qemu").status == PASS
+
+
+def test_vmm_options_and_missing_values() -> None:
+    report = diagnose(Facts("/dev/kvm", SNAP.host), SNAP, dr.DoctorOptions(vmms=("qemu",)))
+    assert [c.id for c in report.checks if c.group == "vmm"] == ["vmm.qemu"]
+    no_caps = replace(SNAP, caps={"system": None})
+    assert check(run(snap=no_caps), "vmm.qemu").status == SKIP
+
+
+def test_vmm_pass_cites_source() -> None:
+    c = check(run(), "vmm.qemu")
+    assert "qemu/qemu @ 02e16ab9f4f1" in c.evidence and "kvm-all.c" in c.citation
+
+
+def test_verdict_precedence() -> None:
+    broken = without_cap(SNAP, "KVM_CAP_IRQCHIP")
+    assert run(missing(), snap=None).verdict.exit_status == 3
+    assert run(denied(groups=(1000,)), snap=None).verdict.exit_status == 4
+    assert run(snap=broken).verdict.exit_status == 5
+    # a denied device hides everything the VMMs would need: permission decides
+    assert run(denied(groups=(1000,)), snap=None).verdict.first_failure == "device.access"
+
+
+# -- nested ------------------------------------------------------------------------------------
+
+
+def test_guest_virt_pvm_host() -> None:
+    c = check(run(), "nested.guest_virt")
+    assert c.status == WARN and "neither VMX" in c.evidence and "PVM" in c.hint
+
+
+def test_guest_virt_offered() -> None:
+    vmx = replace(SNAP, supported_cpuid=set_bit(SNAP.supported_cpuid, 0x1, "ecx", 5))
+    vmx = with_modules(vmx, {"kvm": {}, "kvm_intel": {"nested": "Y"}})
+    c = check(run(snap=vmx), "nested.guest_virt")
+    assert c.status == PASS and "VMX (CPUID 1.ECX[5])" in c.evidence
+    assert "kvm_intel.nested=Y" in c.evidence
+    svm = replace(SNAP, supported_cpuid=set_bit(SNAP.supported_cpuid, 0x80000001, "ecx", 2))
+    assert "SVM" in check(run(snap=svm), "nested.guest_virt").evidence
+
+
+@pytest.mark.parametrize("module,value", [("kvm_intel", "N"), ("kvm_amd", "0")])
+def test_guest_virt_nested_param_off(module: str, value: str) -> None:
+    snap = with_modules(SNAP, {"kvm": {}, module: {"nested": value}})
+    c = check(run(snap=snap), "nested.guest_virt")
+    assert c.status == WARN and f"{module}.nested={value}" in c.evidence
+    assert f"modprobe {module} nested=1" in c.hint
+
+
+def test_guest_virt_no_host_flags() -> None:
+    snap = with_modules(SNAP, {"kvm": {}, "kvm_intel": {"nested": "Y"}})
+    assert "shows no vmx/svm" in check(run(snap=snap), "nested.guest_virt").hint
+    assert check(run(snap=replace(SNAP, supported_cpuid=None)), "nested.guest_virt").status == SKIP
+
+
+def _signature(entries, text: str):
+    raw = text.encode().ljust(12, b"\0")
+    ebx, ecx, edx = struct.unpack("<3I", raw)
+    out = [e for e in entries if e.function != 0x40000000]
+    return (*out, CpuidEntry(0x40000000, 0, 0, 0x40000001, ebx, ecx, edx))
+
+
+@pytest.mark.parametrize(
+    "sig,name,hint_word",
+    [("KVMKVMKVM", "KVM", "nested=1"), ("VMwareVMware", "VMware", "VT-x/EPT"),
+     ("Microsoft Hv", "Hyper-V", "ExposeVirtualizationExtensions"),
+     ("XenVMMXenVMM", "Xen", "nestedhvm"),
+     ("TCGTCGTCGTCG", "QEMU TCG", "without acceleration")],
+)  # fmt: skip
+def test_host_is_guest_signatures(sig: str, name: str, hint_word: str) -> None:
+    h = host(cpuid=_signature(SNAP.host.cpuid, sig))
+    c = check(run(h=h), "nested.host_is_guest")
+    assert c.status == PASS and f"'{sig}' at 0x40000000 ({name}" in c.evidence
+    gone = run(missing(sysfs_dev=None), snap=None, h=replace(h, modules={}))
+    c = check(gone, "nested.host_is_guest")
+    assert c.status == WARN and hint_word in c.hint
+
+
+def test_host_is_guest_fallbacks() -> None:
+    bare = host(cpuid=set_bit(SNAP.host.cpuid, 0x1, "ecx", 31, on=False))
+    assert "bare metal" in check(run(h=bare), "nested.host_is_guest").evidence
+    flags_only = host(cpuid=None, cpuid_error="/dev/cpu/0/cpuid: Permission denied")
+    c = check(run(h=flags_only), "nested.host_is_guest")
+    assert "'hypervisor' flag" in c.evidence and "Permission denied" in c.evidence
+    nothing = host(cpuid=None, cpuinfo_flags=())
+    assert check(run(h=nothing), "nested.host_is_guest").status == SKIP
+    assert dr.hypervisor_signatures(None) == []
+
+
+def test_short_citation() -> None:
+    assert dr.short_citation("a/b @ 0123456789abcdef, x") == "a/b @ 0123456789ab"
+    assert dr.short_citation("no commit here") == "no commit here"
+
+
+# -- run_doctor: JSON, text, live paths -------------------------------------------------------
+
+
+def test_json_from_fixture(capsys) -> None:
+    status = run_doctor("/dev/kvm", FIX, True, lambda: pytest.fail("no console for JSON"))
+    doc = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert doc["schema"] == "kvmprobe.doctor/1"
+    assert doc["source"]["kind"] == "snapshot" and doc["source"]["file"] == FIX
+    assert [c["id"] for c in doc["checks"]] == IDS
+    for c in doc["checks"]:
+        assert {"id", "status", "evidence", "hint", "title", "details", "citation"} <= set(c)
+        assert c["status"] in ("PASS", "WARN", "FAIL", "SKIP")
+        assert c["hint"] is None or isinstance(c["hint"], str)
+    assert doc["verdict"] == {
+        "status": "ok", "exit_status": 0, "message": doc["verdict"]["message"],
+        "first_failure": None,
+    }  # fmt: skip
+    assert sum(doc["counts"].values()) == len(doc["checks"])
+    assert doc["checks"][0]["evidence"] == "recorded snapshot"
+
+
+def test_json_missing_device(tmp_path, capsys) -> None:
+    status = run_doctor(str(tmp_path / "kvm"), None, True, lambda: None)
+    doc = json.loads(capsys.readouterr().out)
+    assert status == 3 == doc["verdict"]["exit_status"]
+    assert doc["verdict"]["first_failure"] == "device.exists"
+    assert doc["source"]["kind"] == "live" and doc["source"]["api_version"] is None
+    assert doc["device"] == str(tmp_path / "kvm")
+
+
+@pytest.mark.parametrize("kind", ["directory", "regular", "fifo", "devnull"])
+def test_run_doctor_wrong_kinds(tmp_path, capsys, kind: str) -> None:
+    path = {"devnull": "/dev/null"}.get(kind, str(tmp_path / "node"))
+    if kind == "directory":
+        os.mkdir(path)
+    elif kind == "regular":
+        open(path, "w").close()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    assert run_doctor(path, None, True, lambda: None) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"]["first_failure"] == "device.node"
+
+
+def test_text_report(capsys) -> None:
+    from kvmprobe.render.console import make_console
+
+    status = run_doctor("/dev/kvm", FIX, False, lambda: make_console(no_color=True, width=100))
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "\x1b[" not in out
+    assert out.splitlines()[0].startswith("kvmprobe doctor - /dev/kvm (recorded in ")
+    assert " SKIP  device node exists" in out and "recorded snapshot" in out
+    assert " WARN  module parameters" in out and "fix: " in out
+    assert out.rstrip().splitlines()[-1].startswith("verdict: OK - KVM is usable here")
+    assert all(line == line.rstrip() for line in out.splitlines())
+    assert all(len(line) <= 100 for line in out.splitlines())
+
+
+def test_text_report_colours(capsys) -> None:
+    from rich.console import Console
+
+    run_doctor(
+        "/dev/kvm", FIX, False, lambda: Console(force_terminal=True, color_system="standard")
+    )
+    out = capsys.readouterr().out
+    assert "\x1b[1;32mPASS" in out and "\x1b[1;33mWARN" in out and "\x1b[2mSKIP" in out
+
+
+def test_text_report_fail_colour(capsys, tmp_path) -> None:
+    from rich.console import Console
+
+    path = str(tmp_path / "kvm")
+    run_doctor(path, None, False, lambda: Console(force_terminal=True, color_system="standard"))
+    assert "\x1b[1;31mFAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("device", ["[/]", "[bold]x[/bold]", "\ud800", "a\x1b[31mb", "x\ny"])
+def test_untrusted_strings_print_safely(tmp_path, capsys, device: str) -> None:
+    from kvmprobe.render.console import make_console
+
+    doc = json.loads((FIXTURES / RECORDED_HOSTS[0].name).read_text())
+    doc["device"] = device
+    doc["host"]["kernel_release"] = device
+    doc["host"]["modules"]["kvm"]["params"]["enable_pmu"] = device
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(doc))
+    assert run_doctor("/dev/kvm", str(path), False, lambda: make_console(no_color=True)) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\ud800" not in out
+    assert run_doctor("/dev/kvm", str(path), True, lambda: None) == 0
+    assert json.loads(capsys.readouterr().out)["device"] == device
+
+
+def test_bad_from_file_is_a_kvmprobe_error(tmp_path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{")
+    with pytest.raises(KvmprobeError) as e:
+        run_doctor("/dev/kvm", str(path), True, lambda: None)
+    assert str(path) in e.value.message and e.value.status == ExitStatus.ERROR
+
+
+def test_from_file_warnings_go_to_stderr(tmp_path, capsys) -> None:
+    doc = json.loads((FIXTURES / RECORDED_HOSTS[0].name).read_text())
+    doc["from_the_future"] = True
+    path = tmp_path / "f.json"
+    path.write_text(json.dumps(doc))
+    assert run_doctor("/dev/kvm", str(path), True, lambda: None) == 0
+    captured = capsys.readouterr()
+    assert "ignoring unknown field 'from_the_future'" in captured.err
+    json.loads(captured.out)
+
+
+def test_json_path_never_imports_rich(tmp_path) -> None:
+    code = (
+        "import sys\n"
+        "from kvmprobe.doctor import run_doctor\n"
+        f"run_doctor('/dev/kvm', {FIX!r}, True, None)\n"
+        f"run_doctor({str(tmp_path / 'kvm')!r}, None, True, None)\n"
+        "run_doctor('/dev/null', None, True, None)\n"
+        "print('RICH' if any(m.split('.')[0] == 'rich' for m in sys.modules) else 'NORICH',"
+        " file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().endswith("NORICH")
+
+
+def test_live_with_fake_probe(monkeypatch, capsys) -> None:
+    """The whole live path on /dev/null with the device layer answering like the recording."""
+    from fakekvm import FakeKvm
+
+    from kvmprobe.kvm import device
+
+    real = device.probe
+    monkeypatch.setattr(device, "probe", lambda path, **kw: real(path, ioctl=FakeKvm(SNAP)))
+    assert run_doctor("/dev/null", None, True, lambda: None) == 0
+    doc = json.loads(capsys.readouterr().out)
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert checks["device.node"]["status"] == "WARN"  # 1:3, but it answers like KVM
+    assert checks["api.version"]["status"] == "PASS"
+    assert checks["vmm.firecracker"]["status"] == "PASS"
+
+
+def test_live_probe_raising_oserror_is_a_fail(monkeypatch, capsys) -> None:
+    from kvmprobe.kvm import device
+
+    def broken(path, **kw):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(device, "probe", broken)
+    assert run_doctor("/dev/null", None, True, lambda: None) == 3
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["api.version"]["status"] == "FAIL" and "EIO" in checks["api.version"]["evidence"]
+
+
+@pytest.mark.live
+def test_live_device(live_device, capsys) -> None:
+    status = run_doctor(live_device, None, True, lambda: None)
+    doc = json.loads(capsys.readouterr().out)
+    checks = {c["id"]: c for c in doc["checks"]}
+    for cid in ("device.exists", "device.node", "device.access", "api.version",
+                "api.create_vm", "api.create_vcpu", "api.vcpu_mmap_size"):  # fmt: skip
+        assert checks[cid]["status"] == "PASS", checks[cid]
+    assert status in (0, 5) and status == doc["verdict"]["exit_status"]
+    assert doc["source"]["kind"] == "live" and doc["source"]["api_version"] == 12
+
+
+@pytest.mark.live
+def test_live_mknod_alias(live_device, tmp_path, capsys) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    node = tmp_path / "kvm"
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(10, 232))
+    assert run_doctor(str(node), None, True, lambda: None) in (0, 5)
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["device.node"]["status"] == "PASS"
+
+
+# -- access facts (kvm/access.py) ---------------------------------------------------------------
+
+
+def test_parse_posix_acl() -> None:
+    none = 0xFFFFFFFF
+    entries = ((1, 6, none), (2, 6, 1000), (4, 4, none), (8, 6, 36), (0x10, 6, none),
+               (0x20, 0, none), (0x40, 7, 0))  # fmt: skip
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    acl = acc.parse_posix_acl(blob + b"\x01\x02")
+    assert [e.tag for e in acl] == ["user_obj", "user", "group_obj", "group", "mask", "other",
+                                    "tag 0x40"]  # fmt: skip
+    assert acl[1].qualifier == 1000 and acl[3].qualifier == 36 and acl[0].qualifier is None
+    with pytest.raises(ValueError):
+        acc.parse_posix_acl(b"\x01\x00")
+
+
+def test_parse_mountinfo() -> None:
+    text = (
+        "24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,size=1k\n"
+        "25 24 0:7 / /my\\040dev rw,nodev - tmpfs tmpfs ro\n"
+        "garbage line\n"
+    )
+    mounts = acc.parse_mountinfo(text)
+    assert mounts[0] == ("/dev", "devtmpfs", ("rw", "relatime", "size=1k"))
+    assert mounts[1][0] == "/my dev" and "nodev" in mounts[1][2]
+    assert len(mounts) == 2
+
+
+def test_gather_kinds(tmp_path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("/dev/null", tmp_path / "link")
+    assert acc.gather(str(f)).node.kind == "regular"
+    assert acc.gather(str(tmp_path)).node.kind == "directory"
+    fifo = acc.gather(str(tmp_path / "fifo"))
+    assert fifo.node.kind == "fifo" and not fifo.open_tried
+    null = acc.gather(str(tmp_path / "link"))
+    assert null.node.rdev == (1, 3) and null.symlink_target == "/dev/null"
+    assert null.open_tried and null.open_errno is None
+    gone = acc.gather(str(tmp_path / "nope" / "kvm"))
+    assert not gone.exists and gone.lstat_error is None and gone.mount.readonly is False
+    notdir = acc.gather(str(f / "kvm"))
+    assert not notdir.exists and notdir.lstat_error is None
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    looped = acc.gather(str(loop))
+    assert not looped.exists and looped.lstat_error.startswith("ELOOP")
+    assert acc.gather("/dev/null").groups == tuple(sorted({*os.getgroups(), os.getegid()}))
+
+
+def test_gather_reads_acl(tmp_path) -> None:
+    f = tmp_path / "node"
+    f.write_text("")
+    none = 0xFFFFFFFF
+    entries = ((1, 6, none), (2, 6, 4242), (4, 0, none), (0x10, 6, none), (0x20, 0, none))
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    try:
+        os.setxattr(f, acc.ACL_XATTR, blob)
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs on {tmp_path}: {e.strerror}")
+    facts = acc.gather(str(f))
+    assert facts.acl is not None and any(e.qualifier == 4242 for e in facts.acl)
+    assert facts.acl_error is None
+
+
+def test_gather_cgroup_and_container_never_raise() -> None:
+    facts = acc.gather("/dev/null")
+    assert facts.cgroup.version in ("v1", "v2", "hybrid", "unknown")
+    assert isinstance(facts.container.markers, tuple)
+    assert isinstance(dr.in_container(facts), list)
