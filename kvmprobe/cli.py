@@ -26,9 +26,11 @@ class KvmprobeGroup(click.Group):
             debug = bool(ctx.params.get("debug") or ctx.meta.get("kvmprobe.debug"))
             if debug:
                 raise
-            click.echo(f"kvmprobe: error: {e.message}", err=True)
+            from kvmprobe.render.text import safe
+
+            click.echo(f"kvmprobe: error: {safe(e.message)}", err=True)
             if e.hint:
-                click.echo(f"hint: {e.hint}", err=True)
+                click.echo(f"hint: {safe(e.hint)}", err=True)
             ctx.exit(int(e.status))
         except KeyboardInterrupt:
             if ctx.params.get("debug") or ctx.meta.get("kvmprobe.debug"):
@@ -107,9 +109,53 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON t
 @click.version_option(__version__, prog_name="kvmprobe")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
-    """Ask /dev/kvm what a KVM guest on this host can really be given, and explain why."""
+    """Ask /dev/kvm what a KVM guest on this host can really be given, and explain why.
+
+    Without a command: a short summary of this host. Commands: caps, cpuid, doctor, record.
+    """
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        _summary(DEFAULT_DEVICE)
+
+
+def _summary(device: str) -> None:
+    """Usable or not, API version, capability and feature counts, where to look next."""
+    from kvmprobe.analysis.cpuid import analyse
+
+    try:
+        snap = get_snapshot(None, device)
+    except KvmprobeError as e:
+        e.hint = (e.hint + "; " if e.hint else "") + "run 'kvmprobe doctor' for a full diagnosis"
+        raise
+    nonzero = len(snap.caps.get("system") or {})
+    from kvmprobe.render.text import safe
+
+    lines = [
+        f"KVM is usable at {safe(device)}: API version {snap.api_version}, "
+        f"kernel {safe(snap.host.kernel_release)}",
+        f"  capabilities: {nonzero} answered non-zero on /dev/kvm "
+        f"(VM created: {snap.creation.get('vm', '?')}, vCPU: {snap.creation.get('vcpu', '?')})",
+    ]
+    if snap.supported_cpuid is not None:
+        a = analyse(snap)
+        counts = a.counts()
+        effective = sum(1 for f in a.features if f.verdict.effective)
+        lines.append(
+            f"  guest CPUID (in-kernel irqchip): {effective} features can be given "
+            f"({counts['supported']} supported, {counts['added-by-quirk']} added and "
+            f"{counts['removed-by-quirk']} removed by quirks, {counts['opt-in']} opt-in, "
+            f"{counts['emulated']} emulated, {counts['runtime']} runtime); "
+            f"{counts['host-only']} host features not passed on"
+        )
+    if snap.errors:
+        lines.append(f"  {len(snap.errors)} probe step(s) failed: see 'kvmprobe record'")
+    lines += [
+        "",
+        "  kvmprobe caps      every capability, decoded, per fd scope",
+        "  kvmprobe cpuid     effective guest CPUID with quirks explained (--explain NAME)",
+        "  kvmprobe doctor    why KVM does or does not work here",
+        "  kvmprobe record    save a snapshot for --from FILE or a bug report",
+    ]
+    click.echo("\n".join(lines))
 
 
 @main.command()
@@ -305,3 +351,21 @@ def cpuid(
     cr.print_cpuid(console, a, shown, show_host=show_host, show_all=show_all)
     if feature_filter and not shown:
         _warn(f"features matching {feature_filter!r} are all unsupported here (see --all)")
+
+
+@main.command()
+@common_options
+@json_option
+@from_option
+@device_option
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str) -> None:
+    """Why KVM does or does not work here, and what to do about it.
+
+    Checks the device node and access rights, the KVM modules and their parameters, the API,
+    readiness for QEMU, Firecracker and cloud-hypervisor, and nested virtualization. Exit
+    status: 0 usable, 3 not available, 4 permission denied, 5 a VMM's requirement missing.
+    """
+    from kvmprobe.doctor import run_doctor
+
+    ctx.exit(run_doctor(device, from_file, as_json, lambda: _console(ctx)))

@@ -220,7 +220,20 @@ def _str(v: Any, where: str, limit: int = 4096) -> str:
         raise _Bad(where, f"expected a string, got {type(v).__name__}")
     if len(v) > limit:
         raise _Bad(where, f"string of {len(v)} characters is too long")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad(where, "string holds an unpaired UTF-16 surrogate (not valid text)") from None
     return v
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Bad(f"key {k!r}", "appears twice in one object")
+        out[k] = v
+    return out
 
 
 def _opt_str(v: Any, where: str) -> str | None:
@@ -458,7 +471,9 @@ def load(path: str) -> tuple[Snapshot, list[str]]:
     except OSError as e:
         raise KvmprobeError(f"{path}: cannot read: {e.strerror}", hint) from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _Bad as e:
+        raise KvmprobeError(f"{path}: invalid snapshot: {e}", hint) from None
     except RecursionError:
         raise KvmprobeError(f"{path}: JSON nested too deeply", hint) from None
     except ValueError as e:

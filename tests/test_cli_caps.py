@@ -281,3 +281,28 @@ def test_record_then_caps_equals_live(tmp_path, fake_probe) -> None:
     replay = json.loads(run("caps", "--json", "--all", "--from", str(out)).stdout)
     live.pop("source"), replay.pop("source")
     assert live == replay
+
+
+@pytest.mark.parametrize("cmd", [["caps"], ["cpuid", "--host"], ["cpuid", "--explain", "x2apic"]])
+def test_text_reports_escape_terminal_controls(tmp_path, cmd) -> None:
+    """A snapshot is untrusted: its strings must not reach the terminal as control codes."""
+    doc = json.loads(Path(FIX).read_text())
+    doc["device"] = "EVIL\x1b[31mRED\x07\u202e"
+    doc["host"]["kernel_release"] = "K\x1b]0;title\x07"
+    doc["host"]["cpuid"] = None
+    doc["host"]["cpuid_error"] = "E\x1b[2J"
+    p = tmp_path / "evil.json"
+    p.write_text(json.dumps(doc))
+    r = run(*cmd, "--from", str(p), "--no-color")
+    assert r.exit_code == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "\u202e" not in r.stdout
+    assert "\\x1b" in r.stdout
+
+
+def test_error_messages_escape_terminal_controls(tmp_path) -> None:
+    doc = json.loads(Path(FIX).read_text())
+    doc["caps"]["\x1b[2Jscope"] = {}
+    p = tmp_path / "evil.json"
+    p.write_text(json.dumps(doc))
+    r = run("caps", "--from", str(p))
+    assert r.exit_code == 1 and "\x1b" not in r.stderr and "\\x1b[2Jscope" in r.stderr

@@ -697,6 +697,28 @@ def test_run_doctor_wrong_kinds(tmp_path, capsys, kind: str) -> None:
     assert doc["verdict"]["first_failure"] == "device.node"
 
 
+def test_other_character_devices_are_never_opened(monkeypatch, capsys) -> None:
+    opened = []
+    real_open = os.open
+
+    def spy(path, flags, *a, **k):
+        opened.append(path)
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", spy)
+    assert run_doctor("/dev/null", None, True, lambda: None) == 3
+    monkeypatch.undo()
+    assert "/dev/null" not in opened
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["device.access"]["status"] == "SKIP"
+    assert "1:3 is not KVM's 10:232" in checks["device.access"]["evidence"]
+
+
+def test_nul_in_path(capsys) -> None:
+    assert run_doctor("/dev/k\0vm", None, True, lambda: None) == 3
+    assert "invalid path" in json.loads(capsys.readouterr().out)["checks"][0]["evidence"]
+
+
 def test_text_report(capsys) -> None:
     from kvmprobe.render.console import make_console
 
@@ -730,7 +752,7 @@ def test_text_report_fail_colour(capsys, tmp_path) -> None:
     assert "\x1b[1;31mFAIL" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("device", ["[/]", "[bold]x[/bold]", "\ud800", "a\x1b[31mb", "x\ny"])
+@pytest.mark.parametrize("device", ["[/]", "[bold]x[/bold]", "a\x1b[31mb", "x\ny", "\u202e"])
 def test_untrusted_strings_print_safely(tmp_path, capsys, device: str) -> None:
     from kvmprobe.render.console import make_console
 
@@ -745,6 +767,23 @@ def test_untrusted_strings_print_safely(tmp_path, capsys, device: str) -> None:
     assert "\x1b" not in out and "\ud800" not in out
     assert run_doctor("/dev/kvm", str(path), True, lambda: None) == 0
     assert json.loads(capsys.readouterr().out)["device"] == device
+
+
+def test_lone_surrogate_is_refused_by_the_loader(tmp_path) -> None:
+    doc = json.loads((FIXTURES / RECORDED_HOSTS[0].name).read_text())
+    doc["device"] = "\ud800"
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(doc))  # ASCII: "\\ud800" escape
+    with pytest.raises(KvmprobeError) as e:
+        run_doctor("/dev/kvm", str(path), False, lambda: pytest.fail("not reached"))
+    assert str(path) in e.value.message
+
+
+def test_render_escapes_what_the_loader_would_refuse() -> None:
+    from kvmprobe.render.doctor_report import safe
+
+    assert safe("a\ud800b\x1b\x7f\x9b") == "a\\ud800b\\x1b\\x7f\\x9b"
+    assert safe("ok ü ✓") == "ok ü ✓"
 
 
 def test_bad_from_file_is_a_kvmprobe_error(tmp_path) -> None:
@@ -789,6 +828,7 @@ def test_live_with_fake_probe(monkeypatch, capsys) -> None:
 
     real = device.probe
     monkeypatch.setattr(device, "probe", lambda path, **kw: real(path, ioctl=FakeKvm(SNAP)))
+    monkeypatch.setattr(acc, "KVM_RDEV", (1, 3))  # let doctor open /dev/null as if it were KVM
     assert run_doctor("/dev/null", None, True, lambda: None) == 0
     doc = json.loads(capsys.readouterr().out)
     checks = {c["id"]: c for c in doc["checks"]}
@@ -804,6 +844,7 @@ def test_live_probe_raising_oserror_is_a_fail(monkeypatch, capsys) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(device, "probe", broken)
+    monkeypatch.setattr(acc, "KVM_RDEV", (1, 3))
     assert run_doctor("/dev/null", None, True, lambda: None) == 3
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert checks["api.version"]["status"] == "FAIL" and "EIO" in checks["api.version"]["evidence"]
@@ -871,7 +912,7 @@ def test_gather_kinds(tmp_path) -> None:
     assert fifo.node.kind == "fifo" and not fifo.open_tried
     null = acc.gather(str(tmp_path / "link"))
     assert null.node.rdev == (1, 3) and null.symlink_target == "/dev/null"
-    assert null.open_tried and null.open_errno is None
+    assert not null.open_tried  # only KVM's 10:232 is ever opened
     gone = acc.gather(str(tmp_path / "nope" / "kvm"))
     assert not gone.exists and gone.lstat_error is None and gone.mount.readonly is False
     notdir = acc.gather(str(f / "kvm"))

@@ -46,7 +46,17 @@ def _direct_supported_cpuid(fd: int) -> list[dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def direct(live_device):
+def one_cpu():
+    """KVM copies per-CPU values (the initial APIC ID in 1.EBX[31:24], x2APIC IDs in 0xB/0x1F
+    EDX) from whichever CPU runs the ioctl: compare answers taken on the same CPU."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    yield
+    os.sched_setaffinity(0, before)
+
+
+@pytest.fixture(scope="module")
+def direct(live_device, one_cpu):
     fd = os.open(live_device, os.O_RDWR | os.O_CLOEXEC)
     try:
         out = {"api": fcntl.ioctl(fd, KVM_GET_API_VERSION, 0), "system": _direct_caps(fd)}
@@ -92,7 +102,7 @@ def test_live_record_replays_to_same_caps(tmp_path, live_device) -> None:
     assert live == replay
 
 
-def test_live_supported_cpuid_matches_direct(direct, live_device) -> None:
+def test_live_supported_cpuid_matches_direct(direct, live_device, one_cpu) -> None:
     from kvmprobe.kvm.device import probe
 
     snap = probe(live_device)

@@ -89,8 +89,10 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
         applies, evidence = lq.test(c)
         if applies:
             notes.append(LeafNote(lq, evidence))
+    fms = cp.family_model_stepping(c.kgsc)
     strings = {
         "vendor": cp.vendor_string(c.kgsc, 0),
+        "signature": None if fms is None else "family {} model {} stepping {}".format(*fms),
         "kvm_signature": cp.vendor_string(c.kgsc, 0x40000000),
         "host_vendor": cp.vendor_string(c.host, 0) if c.host else None,
         "host_brand": cp.brand_string(c.host) if c.host else None,

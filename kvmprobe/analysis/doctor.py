@@ -444,8 +444,12 @@ def _mode_denied(access: AccessFacts, denied: str, mode: str, applies: str) -> C
 def _check_access(access: AccessFacts) -> Check:
     title, cid = "read-write access", "device.access"
     node = access.node
-    if node is None or node.kind != "char" or not access.open_tried:
+    if node is None or node.kind != "char":
         return _skip(cid, title, "no character device to open")
+    if not access.open_tried:
+        numbers = f"{node.rdev[0]}:{node.rdev[1]}" if node.rdev else "?"
+        evidence = f"not opened: {numbers} is not KVM's 10:232 (other devices may act on open)"
+        return _skip(cid, title, evidence)
     mode = _mode_text(access) + _acl_text(access)
     who = f"{access.user} (uid {access.euid})"
     code = access.open_error

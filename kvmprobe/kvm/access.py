@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from kvmprobe.errors import errno_name
 
 ACL_XATTR = "system.posix_acl_access"
+# Only a node with KVM's numbers is opened: opening an arbitrary character device can have
+# side effects (a watchdog starts counting, a tape rewinds), and a typo in --device must not.
+KVM_RDEV = (10, 232)
 MISC_SYSFS = "/sys/class/misc/kvm/dev"  # "10:232" when the kernel registered the KVM device
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv", "/run/systemd/container")
 _MAX_READ = 1 << 20  # cgroup and mountinfo files are small; never read more than this
@@ -372,7 +375,7 @@ def _sysfs() -> tuple[str | None, str | None]:
 
 def gather(path: str) -> AccessFacts:
     """Everything doctor's device checks need, read now. Opens the node read-write only when
-    it is a character device (and closes it before returning)."""
+    it is a character device with KVM's numbers (and closes it before returning)."""
     euid, egid, user, groups, configured = _identity()
     mounts = _read_mountinfo()
     sysfs_dev, sysfs_error = _sysfs()
@@ -384,7 +387,7 @@ def gather(path: str) -> AccessFacts:
         "groups": groups,
         "group_names": {g: _group_name(g) for g in {*groups, *configured}},
         "configured_groups": configured,
-        "mount": _mount(path, mounts),
+        "mount": _mount(path, mounts) if "\0" not in path else MountFacts(),
         "sysfs_dev": sysfs_dev,
         "sysfs_error": sysfs_error,
         "cgroup": _cgroup(),
@@ -398,10 +401,13 @@ def gather(path: str) -> AccessFacts:
     except OSError as e:
         error = None if e.errno in (errno.ENOENT, errno.ENOTDIR) else _why(e)
         return AccessFacts(exists=False, lstat_error=error, symlink_target=symlink, **common)
+    except ValueError as e:  # an embedded NUL: no such path can exist
+        return AccessFacts(exists=False, lstat_error=f"invalid path ({e})", **common)
     node = node_stat(st)
     effective = os.access in os.supports_effective_ids
     access_rw = os.access(path, os.R_OK | os.W_OK, effective_ids=effective)
-    open_errno = _try_open(path) if node.kind == "char" else None
+    open_tried = node.kind == "char" and node.rdev == KVM_RDEV
+    open_errno = _try_open(path) if open_tried else None
     acl, acl_error = _acl(path)
     common["group_names"] = {**common["group_names"], node.gid: node.group}
     return AccessFacts(
@@ -409,7 +415,7 @@ def gather(path: str) -> AccessFacts:
         symlink_target=symlink,
         node=node,
         access_rw=access_rw,
-        open_tried=node.kind == "char",
+        open_tried=open_tried,
         open_errno=open_errno,
         acl=acl,
         acl_error=acl_error,

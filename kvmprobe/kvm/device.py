@@ -201,7 +201,11 @@ def _probe_vms(dev: KvmDevice, rec: Recorder) -> tuple[dict[str, dict[int, int] 
     created (VM, vCPU, split irqchip)."""
     caps: dict[str, dict[int, int] | None] = {"vm": None, "vm_split_irqchip": None}
     creation: dict[str, str] = {}
-    per_vm = dev.check_extension(dev.fd, abi.KVM_CAP_CHECK_EXTENSION_VM) > 0
+    try:
+        per_vm = dev.check_extension(dev.fd, abi.KVM_CAP_CHECK_EXTENSION_VM) > 0
+    except OSError as e:
+        rec.add("KVM_CHECK_EXTENSION(KVM_CAP_CHECK_EXTENSION_VM)", e)
+        per_vm = False
     try:
         with dev.vm() as vm_fd:
             creation["vm"] = "ok"

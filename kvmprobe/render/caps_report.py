@@ -8,6 +8,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from kvmprobe.render.text import safe
 from kvmprobe.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ def _meaning(row: CapRow) -> Text:
 
 
 def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zero: bool) -> None:
-    title = f"KVM capabilities - {snap.device}"
+    title = f"KVM capabilities - {safe(snap.device)}"
     if snap.source != "live":
-        title += f" (recorded in {snap.source})"
+        title += f" (recorded in {safe(snap.source)})"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right", style="cyan", no_wrap=True)
     table.add_column("capability", no_wrap=True)
@@ -85,7 +86,8 @@ def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zer
     if differing:
         summary.append(f"; differ between scopes: {', '.join(differing)}", style="yellow")
     api = snap.api_version if snap.api_version is not None else "?"
-    summary.append(f"  (API version {api}, kernel {snap.host.kernel_release or '?'})", style="dim")
+    kernel = safe(snap.host.kernel_release) or "?"
+    summary.append(f"  (API version {api}, kernel {kernel})", style="dim")
     console.print(summary)
     if snap.caps.get("vm") is None:
         console.print(

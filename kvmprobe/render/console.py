@@ -25,6 +25,7 @@ def make_console(no_color: bool = False, width: int | None = None) -> Console:
         no_color=plain,
         color_system=None if plain else "auto",
         highlight=False,
+        markup=False,  # text from snapshots is data, never rich markup; styles come from Text
         emoji=False,
         width=width,
         soft_wrap=False,

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kvmprobe.render.json import _reason
+from kvmprobe.render.text import safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,18 +81,21 @@ def print_cpuid(
 ) -> None:
     snap = a.snap
     head = Text("Effective guest CPUID", style="bold")
-    head.append(f" - {snap.device}" + ("" if snap.source == "live" else f" ({snap.source})"))
+    head.append(
+        f" - {safe(snap.device)}" + ("" if snap.source == "live" else f" ({safe(snap.source)})")
+    )
     exits = ",".join(sorted(a.options.disable_exits)) or "none"
     head.append(f"\nset-up: irqchip={a.options.irqchip}, exits disabled: {exits}; ", style="dim")
     head.append(
-        f"kernel {snap.host.kernel_release or '?'}; CPU vendor {a.strings.get('vendor') or '?'}",
+        f"kernel {safe(snap.host.kernel_release) or '?'}; "
+        f"{safe(a.strings.get('vendor') or '?')} {a.strings.get('signature') or ''}",
         style="dim",
     )
     console.print(head)
     if show_host and not a.host_available:
         console.print(
             Text(
-                f"host CPUID unavailable: {snap.host.cpuid_error or 'not recorded'}",
+                f"host CPUID unavailable: {safe(snap.host.cpuid_error or 'not recorded')}",
                 style="yellow",
             )
         )
@@ -161,7 +165,7 @@ def _print_fields(console: Console, a: CpuidAnalysis, show_host: bool) -> None:
     console.print(table)
     sig = a.strings.get("kvm_signature")
     if sig is not None:
-        console.print(Text(f"KVM signature at 0x40000000: {sig!r}", style="dim"))
+        console.print(Text(f"KVM signature at 0x40000000: {safe(repr(sig))}", style="dim"))
 
 
 def _print_notes(console: Console, a: CpuidAnalysis) -> None:
@@ -174,7 +178,7 @@ def _print_notes(console: Console, a: CpuidAnalysis) -> None:
         line = Text(f"  {leaves}: ", style="cyan")
         line.append(n.quirk.reason)
         if n.evidence:
-            line.append(f" ({n.evidence})", style="dim")
+            line.append(f" ({safe(n.evidence)})", style="dim")
         line.append(f"  [{n.quirk.id}]", style="dim")
         console.print(line)
 
@@ -250,7 +254,7 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
     host = (
         _yn(v.host)
         if a.host_available
-        else Text(f"unknown ({a.snap.host.cpuid_error or 'not recorded'})", style="dim")
+        else Text(f"unknown ({safe(a.snap.host.cpuid_error or 'not recorded')})", style="dim")
     )
     console.print(Text("  host CPUID:              ").append(host))
     exits = ",".join(sorted(a.options.disable_exits)) or "none"
@@ -268,7 +272,7 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
         line = mark.append(Text(s.quirk, style="bold")).append(f" ({s.effect})")
         console.print(line)
         console.print(Text(f"      when:     {getattr(q, 'when', '')}", style="dim"))
-        console.print(Text(f"      here:     {s.evidence}"))
+        console.print(Text(f"      here:     {safe(s.evidence)}"))
         if s.applied:
             console.print(Text(f"      so:       {q.reason}"))
         console.print(Text(f"      source:   {'; '.join(q.citation)}", style="dim"))

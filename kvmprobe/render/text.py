@@ -1,0 +1,26 @@
+"""Making untrusted text safe for a terminal (no rich here: the JSON path may import it).
+
+Strings from the system or a snapshot file (device names, kernel release, module parameters,
+CPUID vendor bytes, error messages) are data. Before a text report prints them, control
+characters, unpaired surrogates and bidirectional overrides become visible escapes, so a file
+cannot move the cursor, change colours, retitle the terminal or reorder what is shown."""
+
+from __future__ import annotations
+
+_BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A)) | {0x200E, 0x200F}
+
+
+def safe(text: str) -> str:
+    """Printable text: control characters, unpaired surrogates and bidi overrides escaped."""
+    if text.isprintable() and not any(ord(ch) in _BIDI for ch in text):
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif 0xD800 <= code <= 0xDFFF or code in _BIDI:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
