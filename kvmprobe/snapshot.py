@@ -355,12 +355,13 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     """Build a Snapshot from parsed JSON. Returns it with warnings (unknown extra keys)."""
     o = _obj(doc, "top level")
     schema = o.get("schema")
+    shown = repr(schema) if len(repr(schema)) <= 60 else repr(schema)[:57] + "..."
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
-        raise _Bad("schema", f"not a kvmprobe snapshot (schema {schema!r})")
+        raise _Bad("schema", f"not a kvmprobe snapshot (schema {shown})")
     try:
         major = int(schema[len(SCHEMA_PREFIX) :])
     except ValueError:
-        raise _Bad("schema", f"unreadable schema version {schema!r}") from None
+        raise _Bad("schema", f"unreadable schema version {shown}") from None
     if major > SCHEMA_MAJOR:
         raise _Bad(
             "schema",

@@ -136,7 +136,35 @@ def test_missing_device_exit_3(tmp_path) -> None:
 def test_devnull_is_not_kvm_exit_1() -> None:
     r = run("caps", "--device", "/dev/null")
     assert r.exit_code == 1
-    assert "is not a KVM device" in r.stderr and "ENOTTY" in r.stderr
+    assert "is not a KVM device" in r.stderr and "1:3, not KVM's 10:232" in r.stderr
+
+
+def test_other_char_devices_are_never_opened(monkeypatch) -> None:
+    """Opening e.g. a watchdog has effects: refuse before open() is ever called."""
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(
+        "kvmprobe.kvm.device.os.open", lambda p, *a: opened.append(p) or real_open(p, *a)
+    )
+    for cmd in (["caps"], ["record"], ["cpuid"]):
+        r = run(*cmd, "--device", "/dev/null")
+        assert r.exit_code == 1 and "not opened" in r.stderr
+    assert opened == []
+
+
+def test_enotty_from_a_kvm_numbered_node(tmp_path) -> None:
+    """A node with KVM's numbers that does not answer like KVM (simulated at the fd layer)."""
+    import errno
+
+    from kvmprobe.errors import KvmprobeError
+    from kvmprobe.kvm.device import KvmDevice
+
+    def enotty(fd, req, arg=0, mutate=True):
+        raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
+
+    with pytest.raises(KvmprobeError) as e:
+        KvmDevice("/dev/null", ioctl=enotty)
+    assert "ENOTTY" in e.value.message
 
 
 def test_regular_file_and_directory(tmp_path) -> None:

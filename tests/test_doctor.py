@@ -312,6 +312,16 @@ def test_access_named_group_acl() -> None:
     assert dr._perm_class(a)[1] == 6
 
 
+def test_access_one_group_entry_must_grant_it_all() -> None:
+    acl = (AclEntry("user_obj", None, 6), AclEntry("group_obj", None, 4), AclEntry("group", 77, 6),
+           AclEntry("mask", None, 6), AclEntry("other", None, 0))  # fmt: skip
+    node = NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 232))
+    a = access(node=node, groups=(36, 77), acl=acl, group_names={36: "kvm", 77: "virt"})
+    assert dr._perm_class(a) == ("ACL group:virt", 6)
+    only_read = replace(a, groups=(36,))
+    assert dr._perm_class(only_read) == ("group kvm", 4)
+
+
 def test_access_nodev_mount() -> None:
     a = denied(mount=MountFacts("/mnt/dev", "tmpfs", ("rw", "nodev"), False, True))
     c = check(run(a, snap=None), "device.access")

@@ -260,6 +260,7 @@ def test_nobody_missing_device(as_nobody, node_dir) -> None:
      (errno.ELOOP, 1, "cannot open")],
 )  # fmt: skip
 def test_open_errors_simulated(monkeypatch, no_fd_leak, code: int, status: int, needle: str):
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))  # /dev/null passes the look-before-open check
     real_open = os.open
 
     def fake_open(path, flags, *a, **k):
@@ -494,21 +495,21 @@ def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
 
 
 FIX_PATHS = _paths(FIX_DOC)
-SAFE_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="["), max_size=20
-)
+# Any text at all, "[" (rich markup), control characters and unpaired surrogates included:
+# the loader refuses what is not valid text, and renderers must print the rest safely.
+ANY_TEXT = st.text(max_size=20)
 ABSURD_INTS = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
     st.sampled_from([-1, -(2**31), -(2**63), 2**32, 2**64, 2**64 - 1, 10**30, -(10**30)]),
 )
 SCALARS = st.one_of(
     st.none(), st.booleans(), ABSURD_INTS, st.floats(allow_nan=True, allow_infinity=True),
-    SAFE_TEXT,
+    ANY_TEXT,
 )  # fmt: skip
 JSON_VALUES = st.recursive(
     SCALARS,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(SAFE_TEXT, children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(ANY_TEXT, children, max_size=4)
     ),
     max_leaves=12,
 )
@@ -552,7 +553,7 @@ def mutated_documents(draw) -> str:
         elif action == "delete" and path:
             doc = _delete(doc, path)
         elif action == "extra" and isinstance(target, dict):
-            target[draw(SAFE_TEXT)] = draw(JSON_VALUES)
+            target[draw(ANY_TEXT)] = draw(JSON_VALUES)
         elif action == "duplicate" and isinstance(target, list) and target:
             target.append(json.loads(json.dumps(target[0])))
     return json.dumps(doc, allow_nan=True)
@@ -602,7 +603,7 @@ def test_json_of_the_wrong_shape(scratch: Path, doc: Any) -> None:
 @given(
     schema=st.one_of(
         st.integers(min_value=-(10**6), max_value=10**6).map(lambda n: f"kvmprobe.snapshot/{n}"),
-        SAFE_TEXT.map(lambda s: f"kvmprobe.snapshot/{s}"),
+        ANY_TEXT.map(lambda s: f"kvmprobe.snapshot/{s}"),
         st.sampled_from(["kvmprobe.snapshot/2", "kvmprobe.snapshot/1.1", "kvmprobe.snapshot/",
                          "kvmprobe.snapshot/" + "9" * 5000, "kvmprobe.caps/1",
                          "KVMPROBE.SNAPSHOT/1"]),
@@ -617,13 +618,13 @@ def test_unknown_schema_versions(scratch: Path, schema: Any) -> None:
     assert_cli_clean(path)
     if isinstance(schema, str) and schema.startswith("kvmprobe.snapshot/"):
         tail = schema.removeprefix("kvmprobe.snapshot/")
-        if tail.strip().isdigit() and len(tail) < 100 and int(tail) != 1:
+        if tail.strip().isdecimal() and len(tail) < 100 and int(tail) != 1:
             with pytest.raises(KvmprobeError):
                 load(path)
 
 
 @BOUNDED
-@given(extra=st.dictionaries(SAFE_TEXT, JSON_VALUES, min_size=1, max_size=4))
+@given(extra=st.dictionaries(ANY_TEXT, JSON_VALUES, min_size=1, max_size=4))
 def test_unknown_extra_fields_warn(scratch: Path, extra: dict) -> None:
     doc = json.loads(FIX_TEXT)
     new = {k: v for k, v in extra.items() if k not in doc}

@@ -309,17 +309,18 @@ def _perm_class(access: AccessFacts) -> tuple[str, int]:
     for e in acl:
         if e.tag == "user" and e.qualifier == access.euid:
             return f"ACL user:{access.user}", e.perms & mask
+    # Among the group entries that match, access is granted when one of them grants it all.
     groups = set(access.groups)
-    granted, matched = 0, None
+    matches: list[tuple[str, int]] = []
     if node.gid in groups:
         bits = next((e.perms for e in acl if e.tag == "group_obj"), (node.mode >> 3) & 7)
-        granted, matched = bits & (mask if acl else 7), f"group {node.group}"
+        matches.append((f"group {node.group}", bits & mask))
     for e in acl:
         if e.tag == "group" and e.qualifier in groups:
-            granted |= e.perms & mask
-            matched = matched or f"ACL group:{_group_name(access, e.qualifier or 0)}"
-    if matched:
-        return matched, granted
+            name = _group_name(access, e.qualifier or 0)
+            matches.append((f"ACL group:{name}", e.perms & mask))
+    if matches:
+        return next((m for m in matches if m[1] & 6 == 6), matches[0])
     return "others", node.mode & 7
 
 

@@ -13,6 +13,7 @@ from ioctl_opt import IO, IOR, IOW, IOWR
 
 KVMIO = 0xAE
 KVM_API_VERSION = 12
+KVM_RDEV = (10, 232)  # /dev/kvm: misc major 10, KVM_MINOR 232 (include/linux/miscdevice.h)
 
 u8 = ctypes.c_uint8
 u32 = ctypes.c_uint32

@@ -22,11 +22,12 @@ import struct
 from dataclasses import dataclass, field
 
 from kvmprobe.errors import errno_name
+from kvmprobe.kvm import abi
 
 ACL_XATTR = "system.posix_acl_access"
 # Only a node with KVM's numbers is opened: opening an arbitrary character device can have
 # side effects (a watchdog starts counting, a tape rewinds), and a typo in --device must not.
-KVM_RDEV = (10, 232)
+KVM_RDEV = abi.KVM_RDEV
 MISC_SYSFS = "/sys/class/misc/kvm/dev"  # "10:232" when the kernel registered the KVM device
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv", "/run/systemd/container")
 _MAX_READ = 1 << 20  # cgroup and mountinfo files are small; never read more than this

@@ -43,12 +43,34 @@ class Recorder:
             self.errors.append(ProbeError(step, None, exc))
 
 
+def _refuse_non_kvm(path: str) -> None:
+    """Look before opening: opening some character devices has effects (a watchdog starts
+    its countdown), so only KVM's own device numbers are ever opened read-write."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # open() below reports it (ENOENT, EACCES on a parent, ...)
+    if stat.S_ISDIR(st.st_mode):
+        raise not_kvm_error(path, "a directory")
+    if stat.S_ISREG(st.st_mode):
+        raise not_kvm_error(path, "a regular file")
+    if not stat.S_ISCHR(st.st_mode):
+        raise not_kvm_error(path, "not a character device")
+    rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if rdev != abi.KVM_RDEV:
+        raise not_kvm_error(
+            path, f"character device {rdev[0]}:{rdev[1]}, not KVM's 10:232; not opened"
+        )
+
+
 class KvmDevice:
     """An open KVM device node. Use as a context manager; closes its fd on exit."""
 
     def __init__(self, path: str = DEFAULT_DEVICE, ioctl: IoctlFn | None = None) -> None:
         self.path = path
         self._ioctl = ioctl or fcntl.ioctl
+        if ioctl is None:
+            _refuse_non_kvm(path)
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:

@@ -13,26 +13,13 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from kvmprobe.analysis.doctor import FAIL, GROUP_TITLES, PASS, SKIP, WARN, Check, DoctorReport
+from kvmprobe.render.text import safe
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 STYLES = {PASS: "bold green", WARN: "bold yellow", FAIL: "bold red", SKIP: "dim"}
 TITLE_WIDTH = 25
-
-
-def safe(text: str) -> str:
-    """Printable text: control characters and unpaired surrogates become escapes."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20 or 0x7F <= code < 0xA0:
-            out.append(f"\\x{code:02x}")
-        elif 0xD800 <= code <= 0xDFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _header(report: DoctorReport, device: str, source: str, kernel: str) -> Text:
