@@ -5,7 +5,7 @@ Pure: entries in, named bits and fields out. The quirk engine (kvmprobe.quirks) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -184,10 +184,6 @@ class CpuidView:
     def has_loc(self, loc: Loc) -> bool:
         return self.bit(*loc)
 
-    def leaves(self) -> Iterator[tuple[int, int]]:
-        for e in self.entries:
-            yield e.function, e.index
-
 
 def unnamed_bits(view: CpuidView) -> list[FeatureDef]:
     """Set bits in registers that carry named features but that no table row names or covers
@@ -251,10 +247,10 @@ def family_model_stepping(view: CpuidView) -> tuple[int, int, int] | None:
     eax = view.reg(1, 0, "eax")
     if eax is None:
         return None
-    family = (eax >> 8) & 0xF
-    model = (eax >> 4) & 0xF
-    if family == 0xF:
+    base_family = (eax >> 8) & 0xF
+    family, model = base_family, (eax >> 4) & 0xF
+    if base_family == 0xF:  # the extended family adds on only for base family 15
         family += (eax >> 20) & 0xFF
-    if family in (0x6, 0xF) or family >= 0xF:
+    if base_family in (0x6, 0xF):  # the extended model applies for families 6 and 15
         model |= ((eax >> 16) & 0xF) << 4
     return family, model, eax & 0xF

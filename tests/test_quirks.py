@@ -327,3 +327,19 @@ def test_options_validate() -> None:
         qk.Options(irqchip="bogus")
     with pytest.raises(ValueError):
         qk.Options(disable_exits=frozenset({"nap"}))
+
+
+@pytest.mark.parametrize(
+    "eax,fms",
+    [
+        (0x000906EA, (6, 0x9E, 10)),  # Intel Coffee Lake: family 6 uses the extended model
+        (0x00A00F11, (25, 1, 1)),  # AMD Zen 3: 0xF + extended family 0xA
+        (0x00000F41, (15, 4, 1)),  # family 15, extended family 0
+        (0x00000511, (5, 1, 1)),  # family 5: extended fields ignored
+        (0x000F0511, (5, 1, 1)),
+    ],
+)
+def test_family_model_stepping(eax, fms) -> None:
+    from kvmprobe.cpuid import CpuidView, family_model_stepping
+
+    assert family_model_stepping(CpuidView(Cpuid().put(0x1, 0, eax=eax).entries())) == fms

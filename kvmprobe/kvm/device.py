@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from kvmprobe.errors import KvmprobeError, device_open_error, errno_name, not_kvm_error
+from kvmprobe.errors import device_open_error, errno_name, not_kvm_error
 from kvmprobe.kvm import abi
 from kvmprobe.snapshot import CpuidEntry, ProbeError, Snapshot
 
@@ -366,12 +366,3 @@ def probe(
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def open_error_or_none(path: str) -> KvmprobeError | None:
-    """The error opening the device would give, or None if it opens (used by doctor/tests)."""
-    try:
-        with KvmDevice(path):
-            return None
-    except KvmprobeError as e:
-        return e

@@ -8,7 +8,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from kvmprobe.render.json import _reason
+from kvmprobe.render.json import reason_text
 from kvmprobe.render.text import safe
 
 if TYPE_CHECKING:
@@ -121,10 +121,10 @@ def print_cpuid(
             v = r.verdict
             why = Text()
             if v.quirks:
-                why.append(_reason(v))
+                why.append(reason_text(v))
                 why.append(f"  [{', '.join(v.quirks)}]", style="dim")
             elif v.status == "host-only":
-                why.append(_reason(v), style="magenta")
+                why.append(reason_text(v), style="magenta")
             elif show_all or not r.feature.known:
                 why.append(r.feature.description, style="dim")
             cells = [_name_cell(r), r.feature.where, _yn(v.kvm)]
@@ -283,4 +283,4 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
     verdict.append(" be given it")
     console.print(verdict)
     if not v.quirks:
-        console.print(Text(f"  because: {_reason(v)}", style="dim"))
+        console.print(Text(f"  because: {reason_text(v)}", style="dim"))

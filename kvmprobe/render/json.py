@@ -58,7 +58,7 @@ def caps_body(rows: list, include_zero: bool) -> dict[str, Any]:
     return {"all": include_zero, "count": len(items), "caps": items}
 
 
-def _reason(v: Any) -> str:
+def reason_text(v: Any) -> str:
     if v.reasons:
         return "; ".join(v.reasons)
     return {
@@ -88,7 +88,7 @@ def feature_json(r: Any) -> dict[str, Any]:
         "effective": v.effective,
         "status": v.status,
         "quirks": list(v.quirks),
-        "reason": _reason(v),
+        "reason": reason_text(v),
         "citations": list(v.citations),
     }
 
