@@ -34,6 +34,16 @@ class LeafNote:
 
 
 @dataclass(frozen=True)
+class XsaveComponent:
+    """One XSAVE state component KVM reports (leaf 0xD subleaf n >= 2)."""
+
+    number: int
+    size: int  # bytes (0xD.n EAX)
+    offset: int  # in the standard format (0xD.n EBX)
+    supervisor: bool  # 0xD.n ECX[0]: managed through IA32_XSS rather than XCR0
+
+
+@dataclass(frozen=True)
 class CpuidAnalysis:
     snap: Snapshot
     options: qk.Options
@@ -42,6 +52,7 @@ class CpuidAnalysis:
     leaf_notes: tuple[LeafNote, ...]
     strings: dict[str, str | None]
     host_available: bool
+    xsave_components: tuple[XsaveComponent, ...] = ()
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(qk.STATUSES, 0)
@@ -97,7 +108,17 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
         "host_vendor": cp.vendor_string(c.host, 0) if c.host else None,
         "host_brand": cp.brand_string(c.host) if c.host else None,
     }
+    lo, hi = c.kgsc.reg(0xD, 0, "eax"), c.kgsc.reg(0xD, 0, "edx")
+    strings["xcr0_mask"] = None if lo is None else f"{lo | (hi or 0) << 32:#x}"
+    supp = snap.attr(0, 0)  # KVM_X86_GRP_SYSTEM / KVM_X86_XCOMP_GUEST_SUPP
+    strings["xcomp_guest_supp"] = None if supp is None else f"{supp:#x}"
+    components = tuple(
+        XsaveComponent(n, e.eax, e.ebx, bool(e.ecx & 1))
+        for n in range(2, 64)
+        if (e := c.kgsc.entry(0xD, n)) is not None and e.index == n and e.eax
+    )
     return CpuidAnalysis(
+        xsave_components=components,
         snap=snap,
         options=opts,
         features=tuple(results),

@@ -163,6 +163,18 @@ def _print_fields(console: Console, a: CpuidAnalysis, show_host: bool) -> None:
         cells.append(fr.field.description)
         table.add_row(*cells)
     console.print(table)
+    xcr0, supp = a.strings.get("xcr0_mask"), a.strings.get("xcomp_guest_supp")
+    if xcr0 is not None:
+        line = f"XCR0 mask in 0xD.0: {xcr0}"
+        if supp is not None:
+            line += f"; KVM_X86_XCOMP_GUEST_SUPP: {supp}"
+        if a.xsave_components:
+            parts = [
+                f"{x.number}:{x.size}B@{x.offset}" + ("(S)" if x.supervisor else "")
+                for x in a.xsave_components
+            ]
+            line += "; components (size@offset): " + " ".join(parts)
+        console.print(Text(line, style="dim"))
     sig = a.strings.get("kvm_signature")
     if sig is not None:
         console.print(Text(f"KVM signature at 0x40000000: {safe(repr(sig))}", style="dim"))

@@ -128,6 +128,10 @@ def cpuid_body(a: Any, features: list[Any], include_steps: bool = False) -> dict
             }
             for fr in a.fields
         ],
+        "xsave_components": [
+            {"component": x.number, "size": x.size, "offset": x.offset, "supervisor": x.supervisor}
+            for x in a.xsave_components
+        ],
         "leaf_notes": [
             {
                 "quirk": n.quirk.id,
