@@ -222,6 +222,12 @@ def vendor_string(view: CpuidView, leaf: int = 0) -> str | None:
     return raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
+def xcr0_mask(view: CpuidView) -> int | None:
+    """The XCR0 bits leaf 0xD.0 reports (EDX:EAX), or None when the leaf is absent."""
+    lo = view.reg(0xD, 0, "eax")
+    return None if lo is None else lo | (view.reg(0xD, 0, "edx") or 0) << 32
+
+
 def brand_string(view: CpuidView) -> str | None:
     parts = []
     for leaf in (0x80000002, 0x80000003, 0x80000004):

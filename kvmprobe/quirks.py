@@ -13,7 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kvmprobe.cpuid import CpuidView, Loc, family_model_stepping, fmt_loc, vendor_kind
+from kvmprobe.cpuid import (
+    CpuidView,
+    Loc,
+    family_model_stepping,
+    fmt_loc,
+    vendor_kind,
+    xcr0_mask,
+)
 from kvmprobe.snapshot import Snapshot
 
 IRQCHIP_MODES = ("kernel", "split", "userspace")
@@ -351,10 +358,7 @@ def t_amd_alias(c: Ctx, loc: Loc) -> tuple[bool, str]:
 
 def _xcomp(c: Ctx) -> tuple[int | None, int | None]:
     supp = c.snap.attr(0, 0)  # KVM_X86_GRP_SYSTEM / KVM_X86_XCOMP_GUEST_SUPP
-    kgsc_lo = c.kgsc.reg(0xD, 0, "eax")
-    kgsc_hi = c.kgsc.reg(0xD, 0, "edx")
-    kg = None if kgsc_lo is None else (kgsc_lo | (kgsc_hi or 0) << 32)
-    return supp, kg
+    return supp, xcr0_mask(c.kgsc)
 
 
 def t_amx_not_permitted(c: Ctx, loc: Loc) -> tuple[bool, str]:

@@ -108,8 +108,8 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
         "host_vendor": cp.vendor_string(c.host, 0) if c.host else None,
         "host_brand": cp.brand_string(c.host) if c.host else None,
     }
-    lo, hi = c.kgsc.reg(0xD, 0, "eax"), c.kgsc.reg(0xD, 0, "edx")
-    strings["xcr0_mask"] = None if lo is None else f"{lo | (hi or 0) << 32:#x}"
+    xcr0 = cp.xcr0_mask(c.kgsc)
+    strings["xcr0_mask"] = None if xcr0 is None else f"{xcr0:#x}"
     supp = snap.attr(0, 0)  # KVM_X86_GRP_SYSTEM / KVM_X86_XCOMP_GUEST_SUPP
     strings["xcomp_guest_supp"] = None if supp is None else f"{supp:#x}"
     components = tuple(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kvmprobe.caps import cap_by_name
+from kvmprobe.cpuid import CpuidView, vendor_string
 from kvmprobe.errors import ExitStatus
 from kvmprobe.snapshot import CpuidEntry, HostInfo, Snapshot
 from kvmprobe.tables.module_params import KVM_MODULES, params_for_module
@@ -181,16 +182,10 @@ def _group_name(access: AccessFacts, gid: int) -> str:
     return access.group_names.get(gid, str(gid))
 
 
-def _entry(entries: tuple[CpuidEntry, ...] | None, leaf: int, sub: int = 0) -> CpuidEntry | None:
-    for e in entries or ():
-        if e.function == leaf and e.index == sub:
-            return e
-    return None
-
-
 def _bit(entries: tuple[CpuidEntry, ...] | None, leaf: int, reg: str, bit: int) -> bool | None:
-    e = _entry(entries, leaf)
-    return None if e is None else bool((e.reg(reg) >> bit) & 1)
+    """The bit, or None when the leaf is absent (callers fall back to other evidence)."""
+    value = CpuidView(entries).reg(leaf, 0, reg)
+    return None if value is None else bool((value >> bit) & 1)
 
 
 def usable(snap: Snapshot | None) -> bool:
@@ -889,13 +884,10 @@ def _check_guest_virt(snap: Snapshot | None, host: HostInfo) -> Check:
 
 def hypervisor_signatures(entries: tuple[CpuidEntry, ...] | None) -> list[tuple[int, str]]:
     """(leaf, signature) for every 0x400000x0 leaf that names a hypervisor."""
+    view = CpuidView(entries)
     out = []
     for leaf in range(0x40000000, 0x40010000, 0x100):
-        e = _entry(entries, leaf)
-        if e is None:
-            continue
-        raw = b"".join(v.to_bytes(4, "little") for v in (e.ebx, e.ecx, e.edx))
-        text = raw.decode("ascii", "replace").strip("\0").strip()
+        text = (vendor_string(view, leaf) or "").strip()
         if text and text.isprintable():
             out.append((leaf, text))
     return out

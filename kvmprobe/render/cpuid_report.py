@@ -283,7 +283,9 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
         )
         line = mark.append(Text(s.quirk, style="bold")).append(f" ({s.effect})")
         console.print(line)
-        console.print(Text(f"      when:     {getattr(q, 'when', '')}", style="dim"))
+        vendor = getattr(q, "vendor", "both")
+        scope = "" if vendor == "both" else f"  ({vendor.capitalize()} hosts)"
+        console.print(Text(f"      when:     {getattr(q, 'when', '')}{scope}", style="dim"))
         console.print(Text(f"      here:     {safe(s.evidence)}"))
         if s.applied:
             console.print(Text(f"      so:       {q.reason}"))
