@@ -9,11 +9,10 @@ import click
 
 from kvmprobe import __version__
 from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.limits import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
     from kvmprobe.snapshot import Snapshot
-
-DEFAULT_DEVICE = "/dev/kvm"
 
 
 class KvmprobeGroup(click.Group):
@@ -56,7 +55,7 @@ def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snaps
         for w in warnings:
             _warn(f"{from_file}: {w}")
         return snap
-    from kvmprobe.kvm.device import probe
+    from kvmprobe.kvm.probe import probe
 
     return probe(device, full=full)
 
@@ -119,7 +118,7 @@ def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
 
 def _summary(device: str) -> None:
     """Usable or not, API version, capability and feature counts, where to look next."""
-    from kvmprobe.analysis.cpuid import analyse
+    from kvmprobe.analysis.effective import analyse
 
     try:
         snap = get_snapshot(None, device)
@@ -193,7 +192,7 @@ def caps(
 
         print_caps(_console(ctx), snap, rows, include_zero)
     if name_filter and not rows:
-        from kvmprobe.caps import known_caps, matches
+        from kvmprobe.analysis.caps import known_caps, matches
 
         if any(matches(c, name_filter) for c in known_caps()):
             _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
@@ -213,14 +212,14 @@ def caps(
 @device_option
 def record(output: str | None, force: bool, device: str) -> None:
     """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
-    from kvmprobe.kvm.device import probe
+    from kvmprobe.kvm.probe import probe
 
     snap = probe(device)
     text = snap.dumps()
     if not output or output == "-":
         click.echo(text, nl=False)
         return
-    from kvmprobe.fileio import write_new_file
+    from kvmprobe.render.output import write_new_file
 
     write_new_file(output, text, force=force)
     _warn_errors = len(snap.errors)
@@ -231,7 +230,7 @@ def record(output: str | None, force: bool, device: str) -> None:
 
 
 def _parse_exits(value: str | None) -> frozenset[str]:
-    from kvmprobe.quirks import EXIT_NAMES
+    from kvmprobe.analysis.quirks import EXIT_NAMES
 
     if not value:
         return frozenset()
@@ -247,7 +246,7 @@ def _parse_exits(value: str | None) -> frozenset[str]:
 
 
 def _unknown_feature(name: str) -> KvmprobeError:
-    from kvmprobe.cpuid import suggestions
+    from kvmprobe.analysis.cpuid import suggestions
 
     close = suggestions(name)
     hint = (
@@ -299,9 +298,9 @@ def cpuid(
 
     FEATURE-FILTER is part of a Linux, QEMU or kernel feature name.
     """
-    from kvmprobe import cpuid as cp
-    from kvmprobe.analysis.cpuid import analyse
-    from kvmprobe.quirks import Options
+    from kvmprobe.analysis import cpuid as cp
+    from kvmprobe.analysis.effective import analyse
+    from kvmprobe.analysis.quirks import Options
 
     opts = Options(irqchip=irqchip, disable_exits=_parse_exits(disable_exits))
     target = None

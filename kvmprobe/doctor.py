@@ -43,7 +43,7 @@ def gather_live(device: str) -> tuple[Facts, Snapshot | None]:
     """Device access facts, then the probe when the device opens, else host facts alone."""
     from kvmprobe.kvm import access as acc
     from kvmprobe.kvm import host as hostmod
-    from kvmprobe.kvm.device import Recorder, probe
+    from kvmprobe.kvm.probe import Recorder, probe
 
     access = acc.gather(device)
     snap: Snapshot | None = None

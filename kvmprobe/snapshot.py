@@ -15,14 +15,14 @@ from typing import Any
 
 from kvmprobe import __version__
 from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
+from kvmprobe.limits import MAX_SNAPSHOT_BYTES as MAX_FILE_BYTES
 
 SCHEMA_PREFIX = "kvmprobe.snapshot/"
 SCHEMA_MAJOR = 1
 SCHEMA = f"{SCHEMA_PREFIX}{SCHEMA_MAJOR}"
 
 SCOPES = ("system", "vm", "vm_split_irqchip")
-MAX_ENTRIES = 100_000  # no kernel returns anywhere near this many CPUID entries or MSRs
-MAX_FILE_BYTES = 64 * 1024 * 1024
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -119,7 +119,7 @@ class Snapshot:
     device: str
     api_version: int | None
     vcpu_mmap_size: int | None = None
-    cap_limit: int = 512
+    cap_limit: int = CAP_LIMIT
     # scope -> {cap number: non-zero value}; None when the scope could not be probed.
     # Numbers below cap_limit that are absent answered 0.
     caps: dict[str, dict[int, int] | None] = field(default_factory=dict)
@@ -392,7 +392,7 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         "errors",
     }
     warnings = [f"ignoring unknown field {k!r}" for k in sorted(set(o) - known)]
-    limit = _int(o.get("cap_limit", 512), "cap_limit", 1, 1 << 16)
+    limit = _int(o.get("cap_limit", CAP_LIMIT), "cap_limit", 1, 1 << 16)
     errors = []
     for i, e in enumerate(_list(o.get("errors", []), "errors")):
         eo = _obj(e, f"errors[{i}]")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ABI_DIR = REPO_ROOT.parent / "shared" / "kvm-abi"
+DEFAULT_ABI_DIR = REPO_ROOT / "scripts" / "data" / "kvm-abi"
 DEFAULT_OUTPUT = REPO_ROOT / "kvmprobe" / "tables" / "caps_data.py"
 GENERATOR = "scripts/gen_cap_tables.py"
 
@@ -75,6 +75,7 @@ class Tables:
     groups: dict[str, Group]
     cap_value_kind: dict[str, tuple[str, str | None]]
     cap_enable_arg_group: dict[str, str]
+    constants: dict[str, int]  # every other named uapi constant (constants_flat), by name
     sources: tuple[tuple[str, str, str], ...]
     source_texts: tuple[tuple[str, str], ...]  # (json file, its "source" text)
     digests: tuple[tuple[str, str], ...]  # (json file, sha256)
@@ -257,6 +258,7 @@ def build(abi_dir: Path) -> Tables:
         groups=groups,
         cap_value_kind=cap_value_kind,
         cap_enable_arg_group=cap_enable_arg_group,
+        constants=dict(sorted(flat.items())),
         sources=tuple(sources),
         source_texts=((CAPS_JSON, caps_facts["source"]), (CONSTS_JSON, consts_facts["source"])),
         digests=((CAPS_JSON, caps_sha), (CONSTS_JSON, consts_sha)),
@@ -335,6 +337,8 @@ def render(tables: Tables) -> str:
         out.extend(_wrap(text, "#     "))
     add('"""KVM capability tables (generated; plain data, no logic)."""')
     add("")
+    add("from typing import Final")
+    add("")
     add(f"ABI_VERSION = {_q(tables.abi_version)}")
     add("")
     add("# (repository, path, commit) of the upstream files the facts were taken from")
@@ -397,6 +401,14 @@ def render(tables: Tables) -> str:
     for cap, group_name in tables.cap_enable_arg_group.items():
         add(f"    {_q(cap)}: {_q(group_name)},")
     add("}")
+    add("")
+    add("")
+    add("# Named constants for code that needs a particular fact: every KVM_CAP_*, then every")
+    add("# other uapi constant of the facts (flag and value groups, attribute numbers, ...).")
+    for num, (name, _arch) in tables.caps.items():
+        add(f"{name}: Final = {num}")
+    for const, value in tables.constants.items():
+        add(f"{const}: Final = 0x{value:X}" if value >= 16 else f"{const}: Final = {value}")
     out = _collapse_empty(out)
     text = "\n".join(out) + "\n"
     long_lines = [line for line in out if len(line) > 100]
@@ -464,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=DEFAULT_ABI_DIR,
         help="directory holding kvm_caps.json and kvm_x86_consts.json "
-        "(default: ../shared/kvm-abi next to the repository)",
+        "(default: scripts/data/kvm-abi, the pinned copy)",
     )
     parser.add_argument(
         "--kvm-h", type=Path, help="upstream include/uapi/linux/kvm.h to cross-check against"

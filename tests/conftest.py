@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))  # tests/fakekvm.py, tests/synth.py, tests/peers
 
 FIXTURES = HERE / "fixtures"
 GOLDEN = HERE / "golden"

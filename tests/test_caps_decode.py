@@ -1,4 +1,4 @@
-"""kvmprobe.caps: capability lookup and value decoding on synthetic and real-host values."""
+"""analysis.caps: capability lookup and value decoding on synthetic and real-host values."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kvmprobe.caps import (
+from kvmprobe.analysis.caps import (
     KINDS,
     PROBE_LIMIT,
     CapInfo,
@@ -321,7 +321,7 @@ def test_decoded_json_for_hand_built_values() -> None:
 
 def test_pure_module_imports_no_ui_libraries() -> None:
     code = (
-        "import sys, kvmprobe.caps; "
+        "import sys, kvmprobe.analysis.caps; "
         "bad = sorted(m for m in ('rich', 'click', 'ioctl_opt', 'fcntl') if m in sys.modules); "
         "print(bad); sys.exit(1 if bad else 0)"
     )

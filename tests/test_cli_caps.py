@@ -232,9 +232,9 @@ def test_missing_from_file(tmp_path) -> None:
 @pytest.fixture
 def fake_probe(monkeypatch):
     """record/caps against the recorded host instead of the live device."""
-    from fakekvm import FakeKvm
+    from support.fakekvm import FakeKvm
 
-    from kvmprobe.kvm import device
+    from kvmprobe.kvm import probe as device
     from kvmprobe.snapshot import load
 
     snap, _ = load(FIX)
@@ -279,7 +279,7 @@ def test_record_unwritable_directory(tmp_path, fake_probe, monkeypatch) -> None:
         def denied(*a, **k):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr("kvmprobe.fileio.tempfile.mkstemp", denied)
+        monkeypatch.setattr("kvmprobe.render.output.tempfile.mkstemp", denied)
     try:
         r = run("record", "-o", str(d / "host.json"))
         assert r.exit_code == 4 and "not writable" in r.stderr
@@ -294,7 +294,7 @@ def test_record_full_disk(tmp_path, fake_probe, monkeypatch) -> None:
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("kvmprobe.fileio.os.fsync", full)
+    monkeypatch.setattr("kvmprobe.render.output.os.fsync", full)
     out = tmp_path / "host.json"
     r = run("record", "-o", str(out))
     assert r.exit_code == 1 and "No space left" in r.stderr and "nothing was written" in r.stderr

@@ -120,7 +120,7 @@ def set_bit(entries, leaf: int, reg: str, bit: int, on: bool = True):
 
 
 def without_cap(snap: Snapshot, name: str, scope: str = "system") -> Snapshot:
-    from kvmprobe.caps import cap_by_name
+    from kvmprobe.analysis.caps import cap_by_name
 
     number = cap_by_name(name).number
     caps = dict(snap.caps)
@@ -832,9 +832,9 @@ def test_json_path_never_imports_rich(tmp_path) -> None:
 
 def test_live_with_fake_probe(monkeypatch, capsys) -> None:
     """The whole live path on /dev/null with the device layer answering like the recording."""
-    from fakekvm import FakeKvm
+    from support.fakekvm import FakeKvm
 
-    from kvmprobe.kvm import device
+    from kvmprobe.kvm import probe as device
 
     real = device.probe
     monkeypatch.setattr(device, "probe", lambda path, **kw: real(path, ioctl=FakeKvm(SNAP)))
@@ -848,7 +848,7 @@ def test_live_with_fake_probe(monkeypatch, capsys) -> None:
 
 
 def test_live_probe_raising_oserror_is_a_fail(monkeypatch, capsys) -> None:
-    from kvmprobe.kvm import device
+    from kvmprobe.kvm import probe as device
 
     def broken(path, **kw):
         raise OSError(errno.EIO, "Input/output error")

@@ -27,16 +27,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, RECORDED_HOSTS
-from fakekvm import FakeKvm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fakekvm import FakeKvm
 
 from kvmprobe.analysis.doctor import Facts, diagnose
 from kvmprobe.cli import main
 from kvmprobe.doctor import run_doctor
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.kvm import abi
-from kvmprobe.kvm.device import KvmDevice, probe
+from kvmprobe.kvm.device import KvmDevice
+from kvmprobe.kvm.probe import probe
 from kvmprobe.snapshot import load
 
 FIX_PATH = FIXTURES / RECORDED_HOSTS[0].name
@@ -372,7 +373,7 @@ def test_check_extension_vm_failing_is_recorded(no_fd_leak) -> None:
 
 
 def test_check_extension_vm_failing_does_not_leak_or_crash_doctor(monkeypatch, capsys) -> None:
-    from kvmprobe.kvm import device
+    from kvmprobe.kvm import probe as device
 
     fail = {f"CHECK_EXTENSION:{abi.KVM_CAP_CHECK_EXTENSION_VM}": errno.EIO}
     real = device.probe
@@ -744,7 +745,7 @@ def test_caps_text_survives_lone_surrogate(tmp_path) -> None:
 
 
 def test_many_fake_probes_leak_nothing(tmp_path, monkeypatch, capsys) -> None:
-    from kvmprobe.kvm import device
+    from kvmprobe.kvm import probe as device
 
     probe("/dev/null", ioctl=FakeKvm(SNAP))  # warm-up: lazy imports, caches
     before = open_fds()

@@ -103,7 +103,7 @@ def test_live_record_replays_to_same_caps(tmp_path, live_device) -> None:
 
 
 def test_live_supported_cpuid_matches_direct(direct, live_device, one_cpu) -> None:
-    from kvmprobe.kvm.device import probe
+    from kvmprobe.kvm.probe import probe
 
     snap = probe(live_device)
     assert [e.to_json() for e in snap.supported_cpuid] == direct["cpuid"]
@@ -111,7 +111,7 @@ def test_live_supported_cpuid_matches_direct(direct, live_device, one_cpu) -> No
 
 
 def test_live_probe_leaks_no_fds(live_device) -> None:
-    from kvmprobe.kvm.device import probe
+    from kvmprobe.kvm.probe import probe
 
     before = sorted(os.listdir("/proc/self/fd"))
     for _ in range(20):

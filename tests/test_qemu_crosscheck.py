@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import FIXTURES
 
-from kvmprobe.analysis.cpuid import CpuidAnalysis, FeatureResult, analyse
-from kvmprobe.quirks import Options
+from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, analyse
+from kvmprobe.analysis.quirks import Options
 
 MODES = ("kernel", "split", "userspace")
 MIN_COMPARED = 60  # this many features must be compared in every mode, or the test is vacuous
@@ -157,7 +157,7 @@ def _fixture_snapshot():
 @pytest.mark.parametrize("mode", MODES)
 def test_recorded_host_matches_recorded_qemu(mode: str) -> None:
     """Offline: the recorded host against QEMU's answers recorded on that host."""
-    from peers.qemu import load_recorded
+    from support.qemu_peer import load_recorded
 
     rec = load_recorded(mode)
     snap = _fixture_snapshot()
@@ -169,7 +169,7 @@ def test_recorded_host_matches_recorded_qemu(mode: str) -> None:
 
 
 def _live_props(mode: str) -> dict[str, object]:
-    from peers.qemu import QemuUnavailable, host_cpu_expansion
+    from support.qemu_peer import QemuUnavailable, host_cpu_expansion
 
     try:
         return host_cpu_expansion(mode)
@@ -181,7 +181,7 @@ def _live_props(mode: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_live_matches_qemu(mode: str, live_device: str) -> None:
-    from kvmprobe.kvm.device import probe
+    from kvmprobe.kvm.probe import probe
 
     props = _live_props(mode)
     a = analyse(probe(live_device), Options(irqchip=mode))
@@ -192,7 +192,7 @@ def test_live_matches_qemu(mode: str, live_device: str) -> None:
 
 def test_rules_are_not_vacuous() -> None:
     """The userspace rules must actually fire on the recorded host (else they hide nothing)."""
-    from peers.qemu import load_recorded
+    from support.qemu_peer import load_recorded
 
     a = analyse(_fixture_snapshot(), Options(irqchip="userspace"))
     _, explained, _ = compare(a, load_recorded("userspace")["model"]["props"])

@@ -1,4 +1,4 @@
-"""Tests of the QEMU peer harness (tests/peers/qemu.py), not of kvmprobe itself.
+"""Tests of the QEMU peer harness (tests/support/qemu_peer.py), not of kvmprobe itself.
 
 Three kinds of test:
 
@@ -30,11 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-
-try:  # tests/ is on sys.path (tests/conftest.py, or pytest's rootdir-less import mode)
-    from peers import qemu as peer
-except ImportError:  # tests/ imported as a package from the repository root
-    from tests.peers import qemu as peer  # type: ignore[no-redef]
+from support import qemu_peer as peer
 
 MODES = ("kernel", "split", "userspace")
 
@@ -349,7 +345,7 @@ def test_qemu_dies_with_its_parent(fake_qemu: Path, tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); from peers import qemu as q; "
+            "import sys; sys.path.insert(0, sys.argv[1]); from support import qemu_peer as q; "
             "q.KVM_DEVICE = sys.argv[2]; q.host_cpu_expansion(qemu=sys.argv[3], timeout=60)",
             str(Path(peer.__file__).resolve().parent.parent),
             peer.KVM_DEVICE,

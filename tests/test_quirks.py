@@ -1,14 +1,14 @@
 """Every quirk record, both sides of its condition, on synthetic snapshots built from
-documented bit positions (tests/synth.py)."""
+documented bit positions (tests/support/synth.py)."""
 
 from __future__ import annotations
 
 import pytest
-from synth import Cpuid, bits, snapshot
+from support.synth import Cpuid, bits, snapshot
 
-from kvmprobe import quirks as qk
-from kvmprobe.analysis.cpuid import analyse
-from kvmprobe.cpuid import by_loc
+from kvmprobe.analysis import quirks as qk
+from kvmprobe.analysis.cpuid import by_loc
+from kvmprobe.analysis.effective import analyse
 
 X2APIC = (0x1, 0, "ecx", 21)
 TSC_DEADLINE = (0x1, 0, "ecx", 24)
@@ -340,6 +340,6 @@ def test_options_validate() -> None:
     ],
 )
 def test_family_model_stepping(eax, fms) -> None:
-    from kvmprobe.cpuid import CpuidView, family_model_stepping
+    from kvmprobe.analysis.cpuid import CpuidView, family_model_stepping
 
     assert family_model_stepping(CpuidView(Cpuid().put(0x1, 0, eax=eax).entries())) == fms

@@ -7,10 +7,10 @@ import os
 
 import pytest
 from conftest import FIXTURES, RECORDED_HOSTS
-from fakekvm import FakeKvm
+from support.fakekvm import FakeKvm
 
 from kvmprobe.errors import ExitStatus, KvmprobeError
-from kvmprobe.kvm.device import probe
+from kvmprobe.kvm.probe import probe
 from kvmprobe.snapshot import SCHEMA, from_json, load
 
 DEVICE_FIELDS = (

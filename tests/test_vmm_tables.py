@@ -10,8 +10,13 @@ import re
 
 import pytest
 
-from kvmprobe.tables.module_params import KVM_MODULES, MODULE_PARAMS, ModuleParam, params_for_module
-from kvmprobe.tables.vmm_requirements import VMMS, VmmProfile, vmm_by_id
+from kvmprobe.knowledge.module_params import (
+    KVM_MODULES,
+    MODULE_PARAMS,
+    ModuleParam,
+    params_for_module,
+)
+from kvmprobe.knowledge.vmm_requirements import VMMS, VmmProfile, vmm_by_id
 
 CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
 COMMIT = re.compile(r"\b[0-9a-f]{40}\b")
@@ -81,12 +86,12 @@ def test_known_required_caps() -> None:
 
 def test_caps_known_to_cap_table() -> None:
     try:
-        caps_mod = importlib.import_module("kvmprobe.caps")
+        caps_mod = importlib.import_module("kvmprobe.analysis.caps")
     except ImportError as exc:
-        pytest.skip(f"kvmprobe.caps not importable yet: {exc}")
+        pytest.skip(f"kvmprobe.analysis.caps not importable yet: {exc}")
     cap_by_name = getattr(caps_mod, "cap_by_name", None)
     if cap_by_name is None:
-        pytest.skip("kvmprobe.caps has no cap_by_name() yet")
+        pytest.skip("kvmprobe.analysis.caps has no cap_by_name() yet")
     unknown = [name for name in ALL_CAPS if cap_by_name(name) is None]
     assert not unknown, f"not in kvmprobe's capability table: {unknown}"
 

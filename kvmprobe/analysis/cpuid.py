@@ -1,136 +1,262 @@
-"""The effective guest CPUID for a VMM set-up: every feature with KVM's answer, the quirks
-applied, the effective answer and why; multi-bit fields; notes on whole leaves."""
+"""CPUID decoding: the feature table, name lookup, and register views over raw entries.
+
+Pure: entries in, named bits and fields out. The quirk engine (analysis.quirks) builds on it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
-from kvmprobe import cpuid as cp
-from kvmprobe import quirks as qk
-from kvmprobe.snapshot import Snapshot
+from kvmprobe.snapshot import CpuidEntry
+
+REGISTERS = ("eax", "ebx", "ecx", "edx")
+SIGNIFICANT_INDEX = 1  # KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+
+# (leaf, subleaf, register, bit)
+Loc = tuple[int, int, str, int]
+
+
+def fmt_loc(leaf: int, subleaf: int, register: str, bit: int | str) -> str:
+    """The location notation used everywhere: 0x7.0.ecx[22]."""
+    return f"{leaf:#x}.{subleaf}.{register}[{bit}]"
 
 
 @dataclass(frozen=True)
-class FeatureResult:
-    feature: cp.FeatureDef
-    verdict: qk.Verdict
+class FeatureDef:
+    leaf: int
+    subleaf: int
+    register: str
+    bit: int
+    name: str
+    kernel_name: str | None
+    qemu_name: str | None
+    area: str
+    description: str
+    known: bool = True
 
     @property
-    def changed(self) -> bool:
-        return self.verdict.status not in ("supported", "unsupported")
+    def loc(self) -> Loc:
+        return (self.leaf, self.subleaf, self.register, self.bit)
+
+    @property
+    def where(self) -> str:
+        return fmt_loc(self.leaf, self.subleaf, self.register, self.bit)
 
 
 @dataclass(frozen=True)
-class FieldResult:
-    field: cp.FieldDef
-    kvm: int | None
-    host: int | None
+class FieldDef:
+    leaf: int
+    subleaf: int
+    register: str
+    lo: int
+    hi: int
+    name: str
+    description: str
+
+    @property
+    def where(self) -> str:
+        bits = f"{self.hi}:{self.lo}" if self.hi != self.lo else str(self.lo)
+        return fmt_loc(self.leaf, self.subleaf, self.register, bits)
+
+    def extract(self, value: int) -> int:
+        return (value >> self.lo) & ((1 << (self.hi - self.lo + 1)) - 1)
 
 
-@dataclass(frozen=True)
-class LeafNote:
-    quirk: qk.LeafQuirk
-    evidence: str
+@cache
+def features() -> tuple[FeatureDef, ...]:
+    from kvmprobe.tables import cpuid_data
+
+    return tuple(FeatureDef(*row) for row in cpuid_data.FEATURES)
 
 
-@dataclass(frozen=True)
-class XsaveComponent:
-    """One XSAVE state component KVM reports (leaf 0xD subleaf n >= 2)."""
+@cache
+def fields() -> tuple[FieldDef, ...]:
+    from kvmprobe.tables import cpuid_data
 
-    number: int
-    size: int  # bytes (0xD.n EAX)
-    offset: int  # in the standard format (0xD.n EBX)
-    supervisor: bool  # 0xD.n ECX[0]: managed through IA32_XSS rather than XCR0
+    return tuple(FieldDef(*row) for row in cpuid_data.FIELDS)
 
 
-@dataclass(frozen=True)
-class CpuidAnalysis:
-    snap: Snapshot
-    options: qk.Options
-    features: tuple[FeatureResult, ...]
-    fields: tuple[FieldResult, ...]
-    leaf_notes: tuple[LeafNote, ...]
-    strings: dict[str, str | None]
-    host_available: bool
-    xsave_components: tuple[XsaveComponent, ...] = ()
+@cache
+def indexed_leaves() -> frozenset[int]:
+    from kvmprobe.tables import cpuid_data
 
-    def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(qk.STATUSES, 0)
-        for f in self.features:
-            out[f.verdict.status] += 1
-        return out
+    return frozenset(cpuid_data.INDEXED_LEAVES)
 
-    def find(self, feature: cp.FeatureDef) -> FeatureResult | None:
-        for f in self.features:
-            if f.feature.loc == feature.loc:
-                return f
+
+@cache
+def by_loc() -> dict[Loc, FeatureDef]:
+    return {f.loc: f for f in features()}
+
+
+@cache
+def _names() -> dict[str, FeatureDef]:
+    """Every accepted spelling (Linux, QEMU, kernel macro, location), normalised."""
+    out: dict[str, FeatureDef] = {}
+    for f in features():
+        for n in (f.qemu_name, f.kernel_name, f.where, f.name):
+            if n:
+                out[_norm(n)] = f
+    return out
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "")
+
+
+def lookup(name: str) -> FeatureDef | None:
+    """A feature by Linux name (tsc_deadline_timer), QEMU name (tsc-deadline), kernel name
+    (X86_FEATURE_TSC_DEADLINE_TIMER, KVM_FEATURE_PV_UNHALT) or location (0x1.0.ecx[24])."""
+    n = _norm(name)
+    hit = _names().get(n)
+    if hit is None and n.startswith("x86_feature_"):
+        hit = _names().get(n.removeprefix("x86_feature_"))
+    if hit is None:
+        hit = _by_location_text(n)
+    return hit
+
+
+def _by_location_text(n: str) -> FeatureDef | None:
+    # accept 1.0.ecx[24] / 0x1.0.ecx[24] / 0x40000001.0.eax[7]
+    try:
+        head, rest = n.split("[", 1)
+        bit = int(rest.rstrip("]"), 0)
+        leaf_s, sub_s, reg = head.split(".")
+        leaf = int(leaf_s, 16) if not leaf_s.startswith("0x") else int(leaf_s, 0)
+        return by_loc().get((leaf, int(sub_s, 0), reg, bit))
+    except ValueError:
         return None
 
 
-def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
-    opts = options or qk.Options()
-    c = qk.Ctx(snap, opts)
-    targeted = qk.quirks_for(c)
-    table = cp.by_loc()
-    results: list[FeatureResult] = []
-    seen: set[cp.Loc] = set()
-    for f in cp.features():
-        results.append(FeatureResult(f, qk.evaluate(c, f.loc, targeted.get(f.loc, []))))
-        seen.add(f.loc)
-    # bits KVM (or its emulated list) sets that no table row names: reported, never dropped
-    unnamed = {u.loc: u for u in cp.unnamed_bits(c.kgsc)}
-    for u in cp.unnamed_bits(c.kgec):
-        unnamed.setdefault(u.loc, u)
-    for loc, u in sorted(unnamed.items()):
-        if loc not in table and loc not in seen:
-            results.append(FeatureResult(u, qk.evaluate(c, loc, targeted.get(loc, []))))
-    fields = tuple(
-        FieldResult(
-            fd,
-            _field(c.kgsc, fd),
-            _field(c.host, fd) if c.host is not None else None,
-        )
-        for fd in cp.fields()
-    )
-    notes: list[LeafNote] = []
-    for lq in qk.LEAF_QUIRKS:
-        if lq.test is None:
-            notes.append(LeafNote(lq, ""))
+def suggestions(name: str, limit: int = 5) -> list[str]:
+    import difflib
+
+    n = _norm(name)
+    pool = sorted(_names())
+    close = difflib.get_close_matches(n, pool, n=limit * 3, cutoff=0.6)
+    close += [p for p in pool if n and n in p and p not in close]
+    seen: list[str] = []
+    for c in close:
+        display = _names()[c].name
+        if display not in seen:
+            seen.append(display)
+    return seen[:limit]
+
+
+def matches(f: FeatureDef, needle: str) -> bool:
+    """Filter predicate: case-insensitive substring of any of the feature's names."""
+    n = _norm(needle)
+    return any(n in _norm(x) for x in (f.name, f.qemu_name or "", f.kernel_name or ""))
+
+
+class CpuidView:
+    """Lookup over a list of kvm_cpuid_entry2-style entries.
+
+    For leaves whose index is not significant, any subleaf finds the single entry."""
+
+    def __init__(self, entries: Iterable[CpuidEntry] | None) -> None:
+        self.entries: tuple[CpuidEntry, ...] = tuple(entries or ())
+        self._map: dict[tuple[int, int], CpuidEntry] = {}
+        self._plain: dict[int, CpuidEntry] = {}
+        for e in self.entries:
+            self._map.setdefault((e.function, e.index), e)
+            if not e.flags & SIGNIFICANT_INDEX:
+                self._plain.setdefault(e.function, e)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def entry(self, leaf: int, subleaf: int = 0) -> CpuidEntry | None:
+        e = self._map.get((leaf, subleaf))
+        if e is None:
+            e = self._plain.get(leaf)
+        return e
+
+    def reg(self, leaf: int, subleaf: int, register: str) -> int | None:
+        e = self.entry(leaf, subleaf)
+        return None if e is None else e.reg(register)
+
+    def bit(self, leaf: int, subleaf: int, register: str, bit: int) -> bool:
+        v = self.reg(leaf, subleaf, register)
+        return bool(v is not None and (v >> bit) & 1)
+
+    def has_loc(self, loc: Loc) -> bool:
+        return self.bit(*loc)
+
+
+def unnamed_bits(view: CpuidView) -> list[FeatureDef]:
+    """Set bits in registers that carry named features but that no table row names or covers
+    with a field: reported as unknown features, never dropped."""
+    named_regs: dict[tuple[int, int, str], int] = {}
+    for f in features():
+        key = (f.leaf, f.subleaf, f.register)
+        named_regs[key] = named_regs.get(key, 0) | (1 << f.bit)
+    for fd in fields():
+        key = (fd.leaf, fd.subleaf, fd.register)
+        if key in named_regs:
+            named_regs[key] |= ((1 << (fd.hi - fd.lo + 1)) - 1) << fd.lo
+    out: list[FeatureDef] = []
+    for (leaf, sub, reg), covered in sorted(named_regs.items()):
+        value = view.reg(leaf, sub, reg)
+        if not value:
             continue
-        applies, evidence = lq.test(c)
-        if applies:
-            notes.append(LeafNote(lq, evidence))
-    fms = cp.family_model_stepping(c.kgsc)
-    strings = {
-        "vendor": cp.vendor_string(c.kgsc, 0),
-        "signature": None if fms is None else "family {} model {} stepping {}".format(*fms),
-        "kvm_signature": cp.vendor_string(c.kgsc, 0x40000000),
-        "host_vendor": cp.vendor_string(c.host, 0) if c.host else None,
-        "host_brand": cp.brand_string(c.host) if c.host else None,
-    }
-    xcr0 = cp.xcr0_mask(c.kgsc)
-    strings["xcr0_mask"] = None if xcr0 is None else f"{xcr0:#x}"
-    supp = snap.attr(0, 0)  # KVM_X86_GRP_SYSTEM / KVM_X86_XCOMP_GUEST_SUPP
-    strings["xcomp_guest_supp"] = None if supp is None else f"{supp:#x}"
-    components = tuple(
-        XsaveComponent(n, e.eax, e.ebx, bool(e.ecx & 1))
-        for n in range(2, 64)
-        if (e := c.kgsc.entry(0xD, n)) is not None and e.index == n and e.eax
-    )
-    return CpuidAnalysis(
-        xsave_components=components,
-        snap=snap,
-        options=opts,
-        features=tuple(results),
-        fields=fields,
-        leaf_notes=tuple(notes),
-        strings=strings,
-        host_available=c.host is not None,
-    )
+        rest = value & ~covered
+        for bit in range(32):
+            if rest >> bit & 1:
+                where = fmt_loc(leaf, sub, reg, bit)
+                out.append(
+                    FeatureDef(leaf, sub, reg, bit, where, None, None, "other",
+                               "bit not named by kvmprobe's tables", known=False)
+                )  # fmt: skip
+    return out
 
 
-def _field(view: cp.CpuidView | None, fd: cp.FieldDef) -> int | None:
-    if view is None:
+def vendor_string(view: CpuidView, leaf: int = 0) -> str | None:
+    """The 12-byte vendor or hypervisor signature of leaf 0 / 0x40000000, printable part."""
+    e = view.entry(leaf, 0)
+    if e is None:
         return None
-    v = view.reg(fd.leaf, fd.subleaf, fd.register)
-    return None if v is None else fd.extract(v)
+    regs = (e.ebx, e.edx, e.ecx) if leaf == 0 else (e.ebx, e.ecx, e.edx)
+    raw = b"".join(r.to_bytes(4, "little") for r in regs)
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+def xcr0_mask(view: CpuidView) -> int | None:
+    """The XCR0 bits leaf 0xD.0 reports (EDX:EAX), or None when the leaf is absent."""
+    lo = view.reg(0xD, 0, "eax")
+    return None if lo is None else lo | (view.reg(0xD, 0, "edx") or 0) << 32
+
+
+def brand_string(view: CpuidView) -> str | None:
+    parts = []
+    for leaf in (0x80000002, 0x80000003, 0x80000004):
+        e = view.entry(leaf, 0)
+        if e is None:
+            return None
+        parts += [e.eax, e.ebx, e.ecx, e.edx]
+    raw = b"".join(r.to_bytes(4, "little") for r in parts)
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace").strip() or None
+
+
+def vendor_kind(view: CpuidView) -> str:
+    """'intel', 'amd' or 'other', from leaf 0's vendor string."""
+    v = vendor_string(view) or ""
+    if v == "GenuineIntel":
+        return "intel"
+    if v in ("AuthenticAMD", "HygonGenuine"):
+        return "amd"
+    return "other"
+
+
+def family_model_stepping(view: CpuidView) -> tuple[int, int, int] | None:
+    eax = view.reg(1, 0, "eax")
+    if eax is None:
+        return None
+    base_family = (eax >> 8) & 0xF
+    family, model = base_family, (eax >> 4) & 0xF
+    if base_family == 0xF:  # the extended family adds on only for base family 15
+        family += (eax >> 20) & 0xFF
+    if base_family in (0x6, 0xF):  # the extended model applies for families 6 and 15
+        model |= ((eax >> 16) & 0xF) << 4
+    return family, model, eax & 0xF

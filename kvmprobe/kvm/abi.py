@@ -11,8 +11,8 @@ from functools import cache
 
 from ioctl_opt import IO, IOR, IOW, IOWR
 
-KVMIO = 0xAE
-KVM_API_VERSION = 12
+from kvmprobe.tables.caps_data import KVM_API_VERSION, KVMIO
+
 KVM_RDEV = (10, 232)  # /dev/kvm: misc major 10, KVM_MINOR 232 (include/linux/miscdevice.h)
 
 u8 = ctypes.c_uint8
@@ -108,24 +108,44 @@ KVM_GET_MSRS = IOWR(KVMIO, 0x88, kvm_msrs)
 KVM_GET_DEVICE_ATTR = IOW(KVMIO, 0xE2, kvm_device_attr)
 KVM_HAS_DEVICE_ATTR = IOW(KVMIO, 0xE3, kvm_device_attr)
 
-# Capabilities the probe itself relies on (include/uapi/linux/kvm.h)
-KVM_CAP_IRQCHIP = 0
-KVM_CAP_CHECK_EXTENSION_VM = 105
-KVM_CAP_SPLIT_IRQCHIP = 121
-KVM_CAP_GET_MSR_FEATURES = 153
-KVM_CAP_SYS_HYPERV_CPUID = 191
-KVM_CAP_SYS_ATTRIBUTES = 209
-KVM_CAP_EXT_EMUL_CPUID = 95
-KVM_CAP_MCE = 31
+# KVM uapi constants the probe relies on: generated from the verified ABI facts, never retyped.
+from kvmprobe.tables.caps_data import (  # noqa: E402
+    KVM_CAP_CHECK_EXTENSION_VM,
+    KVM_CAP_EXT_EMUL_CPUID,
+    KVM_CAP_GET_MSR_FEATURES,
+    KVM_CAP_IRQCHIP,
+    KVM_CAP_MCE,
+    KVM_CAP_SPLIT_IRQCHIP,
+    KVM_CAP_SYS_ATTRIBUTES,
+    KVM_CAP_SYS_HYPERV_CPUID,
+    KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+    KVM_X86_DEFAULT_VM,
+    KVM_X86_GRP_SEV,
+    KVM_X86_GRP_SYSTEM,
+    KVM_X86_SEV_VMSA_FEATURES,
+    KVM_X86_SNP_POLICY_BITS,
+    KVM_X86_XCOMP_GUEST_SUPP,
+)
 
-# arch/x86/include/uapi/asm/kvm.h
-KVM_X86_DEFAULT_VM = 0
-KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1  # (sic) the misspelling is the ABI's
-KVM_X86_GRP_SYSTEM = 0
-KVM_X86_XCOMP_GUEST_SUPP = 0
-KVM_X86_GRP_SEV = 1
-KVM_X86_SEV_VMSA_FEATURES = 0
-KVM_X86_SNP_POLICY_BITS = 1
+__all__ = [
+    "KVMIO",
+    "KVM_API_VERSION",
+    "KVM_CAP_CHECK_EXTENSION_VM",
+    "KVM_CAP_EXT_EMUL_CPUID",
+    "KVM_CAP_GET_MSR_FEATURES",
+    "KVM_CAP_IRQCHIP",
+    "KVM_CAP_MCE",
+    "KVM_CAP_SPLIT_IRQCHIP",
+    "KVM_CAP_SYS_ATTRIBUTES",
+    "KVM_CAP_SYS_HYPERV_CPUID",
+    "KVM_CPUID_FLAG_SIGNIFCANT_INDEX",
+    "KVM_X86_DEFAULT_VM",
+    "KVM_X86_GRP_SEV",
+    "KVM_X86_GRP_SYSTEM",
+    "KVM_X86_SEV_VMSA_FEATURES",
+    "KVM_X86_SNP_POLICY_BITS",
+    "KVM_X86_XCOMP_GUEST_SUPP",
+]
 
 # arch/x86/include/uapi/asm/prctl.h
 ARCH_GET_XCOMP_SUPP = 0x1021

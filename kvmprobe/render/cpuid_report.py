@@ -14,7 +14,7 @@ from kvmprobe.render.text import safe
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from kvmprobe.analysis.cpuid import CpuidAnalysis, FeatureResult
+    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
 
 STATUS_STYLE = {
     "supported": ("green", "+"),
@@ -245,7 +245,7 @@ def print_raw(console: Console, a: CpuidAnalysis) -> None:
 
 
 def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
-    from kvmprobe import quirks as qk
+    from kvmprobe.analysis import quirks as qk
 
     f, v = r.feature, r.verdict
     title = Text(f.name, style="bold")
@@ -254,7 +254,7 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
         title.append(f"  ({', '.join(alias)})", style="dim")
     console.print(title)
     console.print(f"  {f.description}")
-    from kvmprobe.cpuid import CpuidView
+    from kvmprobe.analysis.cpuid import CpuidView
 
     kg = CpuidView(a.snap.supported_cpuid)
     raw = kg.reg(f.leaf, f.subleaf, f.register)

@@ -33,7 +33,7 @@ def dumps(doc: dict[str, Any]) -> str:
 
 def caps_body(rows: list, include_zero: bool) -> dict[str, Any]:
     """The ``caps`` list of ``kvmprobe caps --json`` (DESIGN.md minimums plus extras)."""
-    from kvmprobe.caps import decoded_json
+    from kvmprobe.analysis.caps import decoded_json
 
     items = []
     for row in rows:

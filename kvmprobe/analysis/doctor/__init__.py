@@ -17,12 +17,12 @@ import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kvmprobe.caps import cap_by_name
-from kvmprobe.cpuid import CpuidView, vendor_string
+from kvmprobe.analysis.caps import cap_by_name
+from kvmprobe.analysis.cpuid import CpuidView, vendor_string
 from kvmprobe.errors import ExitStatus
+from kvmprobe.knowledge.module_params import KVM_MODULES, params_for_module
+from kvmprobe.knowledge.vmm_requirements import VMMS, VmmProfile
 from kvmprobe.snapshot import CpuidEntry, HostInfo, Snapshot
-from kvmprobe.tables.module_params import KVM_MODULES, params_for_module
-from kvmprobe.tables.vmm_requirements import VMMS, VmmProfile
 
 if TYPE_CHECKING:
     from kvmprobe.kvm.access import AccessFacts

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kvmprobe.cpuid import (
+from kvmprobe.analysis.cpuid import (
     CpuidView,
     Loc,
     family_model_stepping,

@@ -3,7 +3,7 @@
 kvmprobe computes the effective CPUID features of a KVM guest from
 ``KVM_GET_SUPPORTED_CPUID`` plus documented quirks.  QEMU applies its own fix-ups to the
 same ioctl result (``kvm_arch_get_supported_cpuid()`` and friends, see
-``qemu_policy.md`` beside this file).  This module starts QEMU with KVM and no guest,
+``tests/peers/qemu_policy.md``).  This module starts QEMU with KVM and no guest,
 asks ``query-cpu-model-expansion`` for the ``host`` model over QMP and returns the
 property dictionary, so tests can cross-check kvmprobe's answers against QEMU's.
 
@@ -20,7 +20,7 @@ fail on a host whose KVM refuses some MSR value at vCPU reset.
 
 Regenerate the recorded answers (``recorded/qemu-host-<irqchip>.json``) with::
 
-    python tests/peers/qemu.py record
+    PYTHONPATH=tests python -m support.qemu_peer record
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ __all__ = [
 IRQCHIP_MODES: dict[str, str] = {"kernel": "on", "split": "split", "userspace": "off"}
 
 #: Where the answers captured on a real host are kept.
-RECORDED_DIR = Path(__file__).resolve().parent / "recorded"
+RECORDED_DIR = Path(__file__).resolve().parent.parent / "peers" / "recorded"
 
 #: Schema tag of the recorded files.
 RECORD_SCHEMA = "kvmprobe.qemu-peer/1"

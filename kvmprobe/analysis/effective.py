@@ -1,0 +1,136 @@
+"""The effective guest CPUID for a VMM set-up: every feature with KVM's answer, the quirks
+applied, the effective answer and why; multi-bit fields; notes on whole leaves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvmprobe.analysis import cpuid as cp
+from kvmprobe.analysis import quirks as qk
+from kvmprobe.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    feature: cp.FeatureDef
+    verdict: qk.Verdict
+
+    @property
+    def changed(self) -> bool:
+        return self.verdict.status not in ("supported", "unsupported")
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    field: cp.FieldDef
+    kvm: int | None
+    host: int | None
+
+
+@dataclass(frozen=True)
+class LeafNote:
+    quirk: qk.LeafQuirk
+    evidence: str
+
+
+@dataclass(frozen=True)
+class XsaveComponent:
+    """One XSAVE state component KVM reports (leaf 0xD subleaf n >= 2)."""
+
+    number: int
+    size: int  # bytes (0xD.n EAX)
+    offset: int  # in the standard format (0xD.n EBX)
+    supervisor: bool  # 0xD.n ECX[0]: managed through IA32_XSS rather than XCR0
+
+
+@dataclass(frozen=True)
+class CpuidAnalysis:
+    snap: Snapshot
+    options: qk.Options
+    features: tuple[FeatureResult, ...]
+    fields: tuple[FieldResult, ...]
+    leaf_notes: tuple[LeafNote, ...]
+    strings: dict[str, str | None]
+    host_available: bool
+    xsave_components: tuple[XsaveComponent, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(qk.STATUSES, 0)
+        for f in self.features:
+            out[f.verdict.status] += 1
+        return out
+
+    def find(self, feature: cp.FeatureDef) -> FeatureResult | None:
+        for f in self.features:
+            if f.feature.loc == feature.loc:
+                return f
+        return None
+
+
+def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
+    opts = options or qk.Options()
+    c = qk.Ctx(snap, opts)
+    targeted = qk.quirks_for(c)
+    table = cp.by_loc()
+    results: list[FeatureResult] = []
+    seen: set[cp.Loc] = set()
+    for f in cp.features():
+        results.append(FeatureResult(f, qk.evaluate(c, f.loc, targeted.get(f.loc, []))))
+        seen.add(f.loc)
+    # bits KVM (or its emulated list) sets that no table row names: reported, never dropped
+    unnamed = {u.loc: u for u in cp.unnamed_bits(c.kgsc)}
+    for u in cp.unnamed_bits(c.kgec):
+        unnamed.setdefault(u.loc, u)
+    for loc, u in sorted(unnamed.items()):
+        if loc not in table and loc not in seen:
+            results.append(FeatureResult(u, qk.evaluate(c, loc, targeted.get(loc, []))))
+    fields = tuple(
+        FieldResult(
+            fd,
+            _field(c.kgsc, fd),
+            _field(c.host, fd) if c.host is not None else None,
+        )
+        for fd in cp.fields()
+    )
+    notes: list[LeafNote] = []
+    for lq in qk.LEAF_QUIRKS:
+        if lq.test is None:
+            notes.append(LeafNote(lq, ""))
+            continue
+        applies, evidence = lq.test(c)
+        if applies:
+            notes.append(LeafNote(lq, evidence))
+    fms = cp.family_model_stepping(c.kgsc)
+    strings = {
+        "vendor": cp.vendor_string(c.kgsc, 0),
+        "signature": None if fms is None else "family {} model {} stepping {}".format(*fms),
+        "kvm_signature": cp.vendor_string(c.kgsc, 0x40000000),
+        "host_vendor": cp.vendor_string(c.host, 0) if c.host else None,
+        "host_brand": cp.brand_string(c.host) if c.host else None,
+    }
+    xcr0 = cp.xcr0_mask(c.kgsc)
+    strings["xcr0_mask"] = None if xcr0 is None else f"{xcr0:#x}"
+    supp = snap.attr(0, 0)  # KVM_X86_GRP_SYSTEM / KVM_X86_XCOMP_GUEST_SUPP
+    strings["xcomp_guest_supp"] = None if supp is None else f"{supp:#x}"
+    components = tuple(
+        XsaveComponent(n, e.eax, e.ebx, bool(e.ecx & 1))
+        for n in range(2, 64)
+        if (e := c.kgsc.entry(0xD, n)) is not None and e.index == n and e.eax
+    )
+    return CpuidAnalysis(
+        xsave_components=components,
+        snap=snap,
+        options=opts,
+        features=tuple(results),
+        fields=fields,
+        leaf_notes=tuple(notes),
+        strings=strings,
+        host_available=c.host is not None,
+    )
+
+
+def _field(view: cp.CpuidView | None, fd: cp.FieldDef) -> int | None:
+    if view is None:
+        return None
+    v = view.reg(fd.leaf, fd.subleaf, fd.register)
+    return None if v is None else fd.extract(v)

@@ -1,0 +1,1 @@
+"""Hand-curated, cited knowledge: capability meanings, module parameters, VMM needs."""

@@ -1,0 +1,197 @@
+"""The live probe: ask a KVM device everything kvmprobe knows to ask, as a Snapshot.
+
+An ioctl that fails along the way is recorded in ``errors`` with its errno and the rest of the
+probe goes on. Only failing to open the device or to get the API version is fatal (there is
+nothing to probe then).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from kvmprobe.errors import errno_name
+from kvmprobe.kvm import abi
+from kvmprobe.kvm.device import IoctlFn, KvmDevice
+from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
+from kvmprobe.snapshot import ProbeError, Snapshot
+
+
+class Recorder:
+    """Collects non-fatal probe failures."""
+
+    def __init__(self) -> None:
+        self.errors: list[ProbeError] = []
+
+    def add(self, step: str, exc: OSError | str) -> None:
+        if isinstance(exc, OSError):
+            code = exc.errno
+            msg = f"{errno_name(code)}: {exc.strerror or exc}"
+            self.errors.append(ProbeError(step, code, msg))
+        else:
+            self.errors.append(ProbeError(step, None, exc))
+
+
+def _caps_in(dev: KvmDevice, fd: int, rec: Recorder, scope: str) -> dict[int, int]:
+    values: dict[int, int] = {}
+    for cap in range(CAP_LIMIT):
+        try:
+            v = dev.check_extension(fd, cap)
+        except OSError as e:
+            rec.add(f"KVM_CHECK_EXTENSION({cap}) on {scope}", e)
+            continue
+        if v:
+            values[cap] = v
+    return values
+
+
+def _probe_vms(dev: KvmDevice, rec: Recorder) -> tuple[dict[str, dict[int, int] | None], dict]:
+    """Capability values on a fresh VM fd and on one with a split irqchip, plus what could be
+    created (VM, vCPU, split irqchip)."""
+    caps: dict[str, dict[int, int] | None] = {"vm": None, "vm_split_irqchip": None}
+    creation: dict[str, str] = {}
+    try:
+        per_vm = dev.check_extension(dev.fd, abi.KVM_CAP_CHECK_EXTENSION_VM) > 0
+    except OSError as e:
+        rec.add("KVM_CHECK_EXTENSION(KVM_CAP_CHECK_EXTENSION_VM)", e)
+        per_vm = False
+    try:
+        with dev.vm() as vm_fd:
+            creation["vm"] = "ok"
+            if per_vm:
+                caps["vm"] = _caps_in(dev, vm_fd, rec, "vm")
+            else:
+                rec.add("vm caps", "KVM_CAP_CHECK_EXTENSION_VM is 0: per-VM values unavailable")
+            try:
+                vcpu_fd = int(dev._ioctl(vm_fd, abi.KVM_CREATE_VCPU, 0))
+                os.close(vcpu_fd)
+                creation["vcpu"] = "ok"
+            except OSError as e:
+                creation["vcpu"] = errno_name(e.errno)
+                rec.add("KVM_CREATE_VCPU", e)
+    except OSError as e:
+        creation["vm"] = errno_name(e.errno)
+        rec.add("KVM_CREATE_VM", e)
+        return caps, creation
+    try:
+        with dev.vm() as vm_fd:
+            try:
+                dev.enable_cap(vm_fd, abi.KVM_CAP_SPLIT_IRQCHIP, abi.SPLIT_IRQCHIP_IOAPIC_PINS)
+                creation["split_irqchip"] = "ok"
+            except OSError as e:
+                creation["split_irqchip"] = errno_name(e.errno)
+                rec.add("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", e)
+            else:
+                if per_vm:
+                    caps["vm_split_irqchip"] = _caps_in(dev, vm_fd, rec, "vm_split_irqchip")
+    except OSError as e:
+        rec.add("KVM_CREATE_VM (split irqchip)", e)
+    return caps, creation
+
+
+def _try(rec: Recorder, step: str, fn: Callable[[], object]) -> object | None:
+    try:
+        return fn()
+    except OSError as e:
+        rec.add(step, e)
+        return None
+
+
+def probe(
+    path: str = DEFAULT_DEVICE, *, ioctl: IoctlFn | None = None, full: bool = True
+) -> Snapshot:
+    """Ask the device everything kvmprobe knows to ask. Raises KvmprobeError only when the
+    device cannot be opened or is not KVM; everything else is recorded in ``errors``.
+
+    ``full=False`` asks only what ``kvmprobe caps`` shows (API version and capabilities in the
+    three fd scopes) and reads no host CPUID or module parameters."""
+    from kvmprobe.kvm import host as hostmod
+
+    rec = Recorder()
+    xcomp: dict[str, int] = {}
+    if full:
+        # Ask for AMX guest permission first, as a VMM would: without it
+        # KVM_GET_SUPPORTED_CPUID hides dynamically-enabled XSAVE features (api.rst 4.46).
+        xcomp = hostmod.request_xcomp_guest_perm(rec)
+    with KvmDevice(path, ioctl) as dev:
+        sys_caps = _caps_in(dev, dev.fd, rec, "system")
+        vm_caps, creation = _probe_vms(dev, rec)
+        if not full:
+            return Snapshot(
+                device=path,
+                api_version=dev.api_version,
+                cap_limit=CAP_LIMIT,
+                caps={"system": sys_caps, **vm_caps},
+                creation=creation,
+                host=hostmod.minimal(dev.rdev),
+                errors=tuple(rec.errors),
+                recorded_at=_now(),
+            )
+        mmap_size = _try(rec, "KVM_GET_VCPU_MMAP_SIZE", dev.vcpu_mmap_size)
+        supported = _try(rec, "KVM_GET_SUPPORTED_CPUID", dev.supported_cpuid)
+        emulated = None
+        if sys_caps.get(abi.KVM_CAP_EXT_EMUL_CPUID):
+            emulated = _try(rec, "KVM_GET_EMULATED_CPUID", dev.emulated_cpuid)
+        hv = None
+        if sys_caps.get(abi.KVM_CAP_SYS_HYPERV_CPUID):
+            hv = _try(rec, "KVM_GET_SUPPORTED_HV_CPUID", dev.supported_hv_cpuid)
+        msrs = _try(rec, "KVM_GET_MSR_INDEX_LIST", dev.msr_index_list)
+        feat_list = None
+        feature_msrs: dict[int, int] = {}
+        if sys_caps.get(abi.KVM_CAP_GET_MSR_FEATURES):
+            feat_list = _try(rec, "KVM_GET_MSR_FEATURE_INDEX_LIST", dev.msr_feature_index_list)
+            for index in feat_list or ():
+                try:
+                    value = dev.get_feature_msr(index)
+                except OSError as e:
+                    rec.add(f"KVM_GET_MSRS({index:#x})", e)
+                    continue
+                if value is None:
+                    rec.add(f"KVM_GET_MSRS({index:#x})", "KVM read 0 of 1 MSRs")
+                else:
+                    feature_msrs[index] = value
+        attrs: dict[str, int] = {}
+        if sys_caps.get(abi.KVM_CAP_SYS_ATTRIBUTES):
+            for group, attr in (
+                (abi.KVM_X86_GRP_SYSTEM, abi.KVM_X86_XCOMP_GUEST_SUPP),
+                (abi.KVM_X86_GRP_SEV, abi.KVM_X86_SEV_VMSA_FEATURES),
+                (abi.KVM_X86_GRP_SEV, abi.KVM_X86_SNP_POLICY_BITS),
+            ):
+                try:
+                    attrs[f"{group}/{attr}"] = dev.get_device_attr(dev.fd, group, attr)
+                except OSError as e:
+                    if e.errno != errno.ENXIO:  # ENXIO: this kernel has no such attribute
+                        rec.add(f"KVM_GET_DEVICE_ATTR({group}/{attr})", e)
+        mce = None
+        if sys_caps.get(abi.KVM_CAP_MCE):
+            mce = _try(rec, "KVM_X86_GET_MCE_CAP_SUPPORTED", dev.mce_cap_supported)
+        api_version = dev.api_version
+        rdev = dev.rdev
+    host_info = hostmod.collect(rec, rdev)
+    return Snapshot(
+        device=path,
+        api_version=api_version,
+        vcpu_mmap_size=mmap_size,  # type: ignore[arg-type]
+        cap_limit=CAP_LIMIT,
+        caps={"system": sys_caps, **vm_caps},
+        supported_cpuid=supported,  # type: ignore[arg-type]
+        emulated_cpuid=emulated,  # type: ignore[arg-type]
+        supported_hv_cpuid=hv,  # type: ignore[arg-type]
+        msr_index_list=msrs,  # type: ignore[arg-type]
+        msr_feature_index_list=feat_list,  # type: ignore[arg-type]
+        feature_msrs=feature_msrs,
+        device_attrs=attrs,
+        mce_cap_supported=mce,  # type: ignore[arg-type]
+        xcomp=xcomp,
+        creation=creation,
+        host=host_info,
+        errors=tuple(rec.errors),
+        recorded_at=_now(),
+        source="live",
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
