@@ -1,9 +1,13 @@
-"""Exit statuses and the one error type every command turns into a one-line message plus a hint."""
+"""Exit statuses, the one error type every command turns into a line plus a hint, and the one
+table that maps an errno met on a KVM device to a status and a hint. No I/O here: callers that
+know more about the node (its mode, owner and group) pass it in as a NodeMode.
+"""
 
 from __future__ import annotations
 
 import errno as _errno
-import os
+import stat as _stat
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -36,68 +40,145 @@ def errno_name(code: int | None) -> str:
     return _errno.errorcode.get(code, f"E{code}")
 
 
-def _describe_mode(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    import grp
-    import stat
+@dataclass(frozen=True)
+class NodeMode:
+    """What stat() said about a device node, for hints that fit the node at hand."""
 
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return f"{stat.filemode(st.st_mode)} group '{group}'"
+    mode: int  # st_mode (type and permission bits)
+    owner: str
+    group: str
+
+    @property
+    def text(self) -> str:
+        return f"{_stat.filemode(self.mode)} {self.owner}:{self.group}"
 
 
-def device_open_error(path: str, exc: OSError) -> KvmprobeError:
-    """Turn a failed open() of a KVM device node into a message, a hint and an exit status."""
-    code = exc.errno
-    if code == _errno.ENOENT:
-        return KvmprobeError(
-            f"{path} does not exist",
-            "load the KVM module (modprobe kvm_intel or kvm_amd), check that the CPU or the "
-            "host hypervisor offers virtualization, or pass the device into the container "
-            "(e.g. docker --device /dev/kvm)",
-            ExitStatus.KVM_UNAVAILABLE,
+_GROUP_RW = _stat.S_IRGRP | _stat.S_IWGRP
+_OTHER_RW = _stat.S_IROTH | _stat.S_IWOTH
+
+
+def _permission_hint(node: NodeMode | None) -> str:
+    if node is not None and node.mode & _GROUP_RW == _GROUP_RW and node.group != "root":
+        return (
+            f"add your user to the group '{node.group}' that may open it (sudo usermod -aG "
+            f"{node.group} $USER, then log in again), or run as a user that can open it"
         )
-    if code in (_errno.EACCES, _errno.EPERM):
-        mode = _describe_mode(path)
-        return KvmprobeError(
-            f"permission denied opening {path}" + (f" ({mode})" if mode else ""),
-            "add your user to the device's group (e.g. sudo usermod -aG kvm $USER, then log in "
-            "again) or run as a user that can open it read-write",
-            ExitStatus.PERMISSION,
+    if node is not None and node.mode & _OTHER_RW == _OTHER_RW:
+        return (
+            "the mode allows everyone, so something else refuses: an ACL, a read-only or nodev "
+            "mount, a cgroup device rule or an LSM; 'kvmprobe doctor' names which"
         )
-    if code == _errno.EROFS:
-        return KvmprobeError(
-            f"{path} is on a read-only file system and cannot be opened read-write",
-            "bind-mount the device read-write into this environment",
-            ExitStatus.PERMISSION,
-        )
-    if code in (_errno.ENXIO, _errno.ENODEV):
-        return KvmprobeError(
-            f"{path} exists but no driver answers it ({errno_name(code)})",
-            "the KVM module is not loaded or was unloaded: modprobe kvm_intel or kvm_amd",
-            ExitStatus.KVM_UNAVAILABLE,
-        )
-    if code == _errno.EISDIR:
-        return KvmprobeError(
-            f"{path} is a directory, not a KVM device",
-            "pass the KVM character device, normally /dev/kvm",
-            ExitStatus.ERROR,
-        )
-    return KvmprobeError(
-        f"cannot open {path}: {exc.strerror or errno_name(code)}",
-        "check that the path names the KVM character device, normally /dev/kvm",
-        ExitStatus.ERROR,
+    return (
+        "the node gives no group read-write access: give it a 'kvm' group with mode 0660 (a "
+        'udev rule such as KERNEL=="kvm", GROUP="kvm", MODE="0660"), add your user to that '
+        "group, or run as root"
     )
 
 
-def not_kvm_error(path: str, detail: str) -> KvmprobeError:
+@dataclass(frozen=True)
+class _Advice:
+    status: ExitStatus
+    what: str  # "{path}" and "{name}" are filled in
+    hint: str
+
+
+# errno met while opening or first talking to a KVM device -> what it means and what to do.
+# Every command uses this one table, so the same fault gets the same status and hint.
+_DEVICE_ERRNO: dict[int, _Advice] = {
+    _errno.ENOENT: _Advice(
+        ExitStatus.KVM_UNAVAILABLE,
+        "{path} does not exist",
+        "load the KVM module (modprobe kvm_intel or kvm_amd), check that the CPU or the host "
+        "hypervisor offers virtualization, or pass the device into the container "
+        "(e.g. docker --device /dev/kvm)",
+    ),
+    _errno.ENXIO: _Advice(
+        ExitStatus.KVM_UNAVAILABLE,
+        "{path} exists but no driver answers it ({name})",
+        "the KVM module is not loaded or was unloaded: modprobe kvm_intel or kvm_amd",
+    ),
+    _errno.ENODEV: _Advice(
+        ExitStatus.KVM_UNAVAILABLE,
+        "{path} exists but no driver answers it ({name})",
+        "the KVM module is not loaded or was unloaded: modprobe kvm_intel or kvm_amd",
+    ),
+    _errno.EROFS: _Advice(
+        ExitStatus.PERMISSION,
+        "{path} is on a read-only file system and cannot be opened read-write",
+        "bind-mount the device read-write into this environment",
+    ),
+    _errno.EISDIR: _Advice(
+        ExitStatus.ERROR,
+        "{path} is a directory, not a KVM device",
+        "pass the KVM character device, normally /dev/kvm",
+    ),
+    _errno.EMFILE: _Advice(
+        ExitStatus.ERROR,
+        "cannot open {path}: this process has too many open files ({name})",
+        "raise the open-file limit (ulimit -n) or close other files first",
+    ),
+    _errno.ENFILE: _Advice(
+        ExitStatus.ERROR,
+        "cannot open {path}: the system has too many open files ({name})",
+        "close files elsewhere on the system, or raise fs.file-max",
+    ),
+    _errno.ENOMEM: _Advice(
+        ExitStatus.ERROR,
+        "out of memory talking to {path} ({name})",
+        "free memory or raise the process's memory limit and try again",
+    ),
+    _errno.EINTR: _Advice(
+        ExitStatus.INTERRUPTED,
+        "interrupted while talking to {path}",
+        "run the command again",
+    ),
+}
+
+
+def device_error(
+    path: str, exc: OSError, *, step: str = "open", node: NodeMode | None = None
+) -> KvmprobeError:
+    """The error for ``exc`` met at ``step`` ("open" or an ioctl name such as
+    KVM_GET_API_VERSION) on the KVM device ``path``: one table for every command."""
+    code = exc.errno
+    name = errno_name(code)
+    if code in (_errno.EACCES, _errno.EPERM):
+        where = f" ({node.text})" if node is not None else ""
+        doing = "opening" if step == "open" else f"{step} on"
+        return KvmprobeError(
+            f"permission denied {doing} {path}{where}",
+            _permission_hint(node),
+            ExitStatus.PERMISSION,
+        )
+    advice = _DEVICE_ERRNO.get(code) if code is not None else None
+    if advice is not None:
+        what = advice.what.format(path=path, name=name)
+        if step != "open" and code not in (_errno.EMFILE, _errno.ENFILE, _errno.ENOMEM):
+            what += f" ({step} failed)"
+        return KvmprobeError(what, advice.hint, advice.status)
+    if step == "open":
+        return KvmprobeError(
+            f"cannot open {path}: {name}: {exc.strerror or exc}",
+            "check that the path names the KVM character device, normally /dev/kvm",
+            ExitStatus.ERROR,
+        )
+    return KvmprobeError(
+        f"{step} on {path} failed: {name}: {exc.strerror or exc}",
+        "the device opened but does not answer as KVM should; look at 'dmesg | grep -i kvm' "
+        "and run 'kvmprobe doctor'",
+        ExitStatus.KVM_UNAVAILABLE,
+    )
+
+
+def device_open_error(path: str, exc: OSError, node: NodeMode | None = None) -> KvmprobeError:
+    """Turn a failed open() of a KVM device node into a message, a hint and an exit status."""
+    return device_error(path, exc, step="open", node=node)
+
+
+def not_kvm_error(path: str, detail: str, kvm_rdev: tuple[int, int] | None = None) -> KvmprobeError:
+    numbers = f" (char {kvm_rdev[0]}:{kvm_rdev[1]})" if kvm_rdev else ""
     return KvmprobeError(
         f"{path} is not a KVM device ({detail})",
-        "pass the KVM character device, normally /dev/kvm (char 10:232)",
+        f"pass the KVM character device, normally /dev/kvm{numbers}",
         ExitStatus.ERROR,
     )

@@ -15,11 +15,11 @@ from kvmprobe.analysis.caps import (
     cap_by_name,
     cap_info,
     decode,
-    decoded_json,
     known_caps,
     matches,
     short_flag,
 )
+from kvmprobe.render.json import decoded_json
 from kvmprobe.tables.caps_data import GROUPS
 
 X2APIC_API = 129

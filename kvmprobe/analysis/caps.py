@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from kvmprobe.knowledge.caps import DESCRIPTIONS, SCALAR_KINDS, UNITS
 from kvmprobe.limits import CAP_LIMIT
-from kvmprobe.snapshot import SCOPES, Snapshot
+from kvmprobe.snapshot import Snapshot
 from kvmprobe.tables.caps_data import CAP_VALUE_KIND, CAPS, GROUP_PREFIX, GROUPS
+from kvmprobe.vocab import Scope
 
 __all__ = [
     "KINDS",
@@ -27,7 +28,6 @@ __all__ = [
     "cap_info",
     "cap_rows",
     "decode",
-    "decoded_json",
     "known_caps",
     "matches",
     "short_flag",
@@ -240,32 +240,11 @@ def decode(number: int, value: int) -> DecodedValue:
     return DecodedValue(value, (), 0, _format_number(value, kind, info.unit), kind)
 
 
-def decoded_json(d: DecodedValue) -> list[str]:
-    """The ``decoded`` list for JSON output.
-
-    Constant names, then the remainder as a hex string (``"0x40"``) when non-zero; for count,
-    size and scalar caps the text (``["4096 bytes"]``); ``[]`` for booleans, zero and unknown
-    caps (the raw value is always reported next to this list).
-    """
-    out = list(d.names)
-    if d.remainder:
-        out.append(f"{d.remainder:#x}")
-    if out or d.value <= 0:
-        return out
-    kind = d.kind
-    if kind in ("count", "size", "scalar"):
-        return [d.text]
-    if kind == "":  # built by hand: infer from the text
-        bare = d.text in ("yes", "no") or d.text.isdecimal()
-        return [] if bare else [d.text]
-    return []
-
-
 @dataclass(frozen=True)
 class CapRow:
     info: CapInfo
-    values: dict[str, int | None]  # scope -> value (None: scope not probed)
-    decoded: dict[str, DecodedValue]  # scope -> decoded value (probed scopes only)
+    values: dict[Scope, int | None]  # scope -> value (None: scope not probed)
+    decoded: dict[Scope, DecodedValue]  # scope -> decoded value (probed scopes only)
 
     @property
     def differs(self) -> bool:
@@ -283,9 +262,9 @@ def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = Fal
     ``include_zero``), filtered by a name/number needle, in cap-number order. Unknown numbers
     that answered non-zero always appear, under a placeholder name."""
     numbers: set[int] = set()
-    for values in snap.caps.values():
-        if values:
-            numbers.update(values)
+    for answered in snap.caps.values():
+        if answered:
+            numbers.update(answered)
     if include_zero:
         numbers.update(c.number for c in known_caps())
     rows: list[CapRow] = []
@@ -293,7 +272,7 @@ def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = Fal
         info = cap_info(number)
         if needle and not matches(info, needle):
             continue
-        values = {scope: snap.cap(number, scope) for scope in SCOPES}
+        values = {scope: snap.cap(number, scope) for scope in Scope}
         decoded = {scope: decode(number, v) for scope, v in values.items() if v is not None}
         rows.append(CapRow(info=info, values=values, decoded=decoded))
     return rows

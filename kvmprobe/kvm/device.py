@@ -15,12 +15,36 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from kvmprobe.errors import device_open_error, errno_name, not_kvm_error
+from kvmprobe.errors import KvmprobeError, NodeMode, device_error, not_kvm_error
 from kvmprobe.kvm import abi
 from kvmprobe.limits import DEFAULT_DEVICE, FIRST_BUFFER, MAX_BUFFER
 from kvmprobe.snapshot import CpuidEntry
 
 IoctlFn = Callable[..., int]
+
+
+def _not_kvm(path: str, detail: str) -> KvmprobeError:
+    return not_kvm_error(path, detail, abi.KVM_RDEV)
+
+
+def node_mode(path: str) -> NodeMode | None:
+    """Mode, owner and group of ``path`` for error hints; None when stat fails."""
+    import grp
+    import pwd
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return NodeMode(st.st_mode, owner, group)
 
 
 def _refuse_non_kvm(path: str) -> None:
@@ -31,16 +55,15 @@ def _refuse_non_kvm(path: str) -> None:
     except OSError:
         return  # open() below reports it (ENOENT, EACCES on a parent, ...)
     if stat.S_ISDIR(st.st_mode):
-        raise not_kvm_error(path, "a directory")
+        raise _not_kvm(path, "a directory")
     if stat.S_ISREG(st.st_mode):
-        raise not_kvm_error(path, "a regular file")
+        raise _not_kvm(path, "a regular file")
     if not stat.S_ISCHR(st.st_mode):
-        raise not_kvm_error(path, "not a character device")
+        raise _not_kvm(path, "not a character device")
     rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
     if rdev != abi.KVM_RDEV:
-        raise not_kvm_error(
-            path, f"character device {rdev[0]}:{rdev[1]}, not KVM's 10:232; not opened"
-        )
+        kvm = f"{abi.KVM_RDEV[0]}:{abi.KVM_RDEV[1]}"
+        raise _not_kvm(path, f"character device {rdev[0]}:{rdev[1]}, not KVM's {kvm}; not opened")
 
 
 class KvmDevice:
@@ -54,23 +77,23 @@ class KvmDevice:
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:
-            raise device_open_error(path, e) from None
+            raise device_error(path, e, node=node_mode(path)) from None
         try:
             st = os.fstat(self.fd)
             if stat.S_ISDIR(st.st_mode):
-                raise not_kvm_error(path, "a directory")
+                raise _not_kvm(path, "a directory")
             if not stat.S_ISCHR(st.st_mode):
                 kind = "a regular file" if stat.S_ISREG(st.st_mode) else "not a character device"
-                raise not_kvm_error(path, kind)
+                raise _not_kvm(path, kind)
             self.rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
             try:
                 self.api_version = self._ioctl(self.fd, abi.KVM_GET_API_VERSION, 0)
             except OSError as e:
                 if e.errno in (errno.ENOTTY, errno.EINVAL):
-                    raise not_kvm_error(
-                        path, f"KVM_GET_API_VERSION failed with {errno_name(e.errno)}"
+                    raise _not_kvm(
+                        path, f"KVM_GET_API_VERSION failed with {errno.errorcode[e.errno]}"
                     ) from None
-                raise device_open_error(path, e) from None
+                raise device_error(path, e, step="KVM_GET_API_VERSION") from None
         except BaseException:
             os.close(self.fd)
             raise

@@ -84,7 +84,8 @@ class _CpuidReader:
 
     def __call__(self, leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
         data = os.pread(self.fd, 16, (subleaf << 32) | leaf)
-        return struct.unpack("<4I", data)  # type: ignore[return-value]
+        a, b, c, d = struct.unpack("<4I", data)
+        return int(a), int(b), int(c), int(d)
 
 
 def _walk(read: _CpuidReader, first: int) -> list[CpuidEntry]:

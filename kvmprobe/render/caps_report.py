@@ -10,13 +10,12 @@ from rich.text import Text
 
 from kvmprobe.render.text import safe
 from kvmprobe.snapshot import Snapshot
+from kvmprobe.vocab import Scope
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from kvmprobe.analysis.caps import CapRow
-
-SCOPE_LABELS = {"system": "/dev/kvm", "vm": "VM", "vm_split_irqchip": "VM+split"}
 
 
 def _value_cell(value: int | None, differs: bool) -> Text:
@@ -30,14 +29,14 @@ def _value_cell(value: int | None, differs: bool) -> Text:
 
 def _meaning(row: CapRow) -> Text:
     text = Text()
-    scopes = [s for s in ("system", "vm", "vm_split_irqchip") if s in row.decoded]
+    scopes = [s for s in Scope if s in row.decoded]
     if not scopes:
         return text
     first = row.decoded[scopes[0]]
     if row.differs:
         for scope in scopes:
             d = row.decoded[scope]
-            text.append(f"{SCOPE_LABELS[scope]}: ", style="yellow")
+            text.append(f"{scope.label}: ", style="yellow")
             text.append(d.text or "0")
             text.append("\n")
     elif first.names or first.remainder or row.info.kind not in ("boolean",):
@@ -47,7 +46,8 @@ def _meaning(row: CapRow) -> Text:
         text.append(row.info.description, style="dim")
     elif not row.info.known:
         text.append("not in kvmprobe's tables (newer than v7.2?)", style="magenta")
-    return text.rstrip() or text
+    text.rstrip()
+    return text
 
 
 def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zero: bool) -> None:
@@ -57,8 +57,8 @@ def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zer
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right", style="cyan", no_wrap=True)
     table.add_column("capability", no_wrap=True)
-    for scope in ("system", "vm", "vm_split_irqchip"):
-        table.add_column(SCOPE_LABELS[scope], justify="right", no_wrap=True)
+    for scope in Scope:
+        table.add_column(scope.label, justify="right", no_wrap=True)
     table.add_column("meaning", ratio=1, overflow="fold")
     for row in rows:
         info = row.info
@@ -70,7 +70,7 @@ def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zer
         table.add_row(
             str(info.number),
             name,
-            *(_value_cell(row.values.get(s), row.differs) for s in SCOPE_LABELS),
+            *(_value_cell(row.values.get(s), row.differs) for s in Scope),
             _meaning(row),
         )
     console.print(table)
@@ -89,7 +89,7 @@ def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zer
     kernel = safe(snap.host.kernel_release) or "?"
     summary.append(f"  (API version {api}, kernel {kernel})", style="dim")
     console.print(summary)
-    if snap.caps.get("vm") is None:
+    if snap.caps.get(Scope.VM) is None:
         console.print(
             Text("VM-fd values unavailable: see 'errors' in 'kvmprobe record'.", style="yellow")
         )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmprobe import __version__
 from kvmprobe.snapshot import Snapshot
+from kvmprobe.vocab import Scope
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.caps import CapRow, DecodedValue
 
 
 def source_object(snap: Snapshot) -> dict[str, Any]:
@@ -31,10 +35,29 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def caps_body(rows: list, include_zero: bool) -> dict[str, Any]:
-    """The ``caps`` list of ``kvmprobe caps --json`` (DESIGN.md minimums plus extras)."""
-    from kvmprobe.analysis.caps import decoded_json
+def decoded_json(d: DecodedValue) -> list[str]:
+    """The ``decoded`` list for JSON output.
 
+    Constant names, then the remainder as a hex string (``"0x40"``) when non-zero; for count,
+    size and scalar caps the text (``["4096 bytes"]``); ``[]`` for booleans, zero and unknown
+    caps (the raw value is always reported next to this list).
+    """
+    out = list(d.names)
+    if d.remainder:
+        out.append(f"{d.remainder:#x}")
+    if out or d.value <= 0:
+        return out
+    kind = d.kind
+    if kind in ("count", "size", "scalar"):
+        return [d.text]
+    if kind == "":  # built by hand: infer from the text
+        bare = d.text in ("yes", "no") or d.text.isdecimal()
+        return [] if bare else [d.text]
+    return []
+
+
+def caps_body(rows: list[CapRow], include_zero: bool) -> dict[str, Any]:
+    """The ``caps`` list of ``kvmprobe caps --json`` (DESIGN.md minimums plus extras)."""
     items = []
     for row in rows:
         info = row.info
@@ -46,12 +69,10 @@ def caps_body(rows: list, include_zero: bool) -> dict[str, Any]:
                 "arch": info.arch,
                 "kind": info.kind,
                 "unit": info.unit,
-                "system": row.values.get("system"),
-                "vm": row.values.get("vm"),
-                "vm_split_irqchip": row.values.get("vm_split_irqchip"),
+                **{str(scope): row.values.get(scope) for scope in Scope},
                 "differs": row.differs,
-                "decoded": {scope: decoded_json(d) for scope, d in row.decoded.items()},
-                "text": {scope: d.text for scope, d in row.decoded.items()},
+                "decoded": {str(scope): decoded_json(d) for scope, d in row.decoded.items()},
+                "text": {str(scope): d.text for scope, d in row.decoded.items()},
                 "description": info.description,
             }
         )
