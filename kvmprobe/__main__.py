@@ -1,5 +1,6 @@
 """python -m kvmprobe"""
 
-from kvmprobe.cli import main
+from kvmprobe.entry import run
 
-main(prog_name="kvmprobe")
+if __name__ == "__main__":
+    run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -10,6 +9,7 @@ import click
 from kvmprobe import __version__
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.limits import DEFAULT_DEVICE
+from kvmprobe.render.output import emit
 
 if TYPE_CHECKING:
     from kvmprobe.snapshot import Snapshot
@@ -36,10 +36,14 @@ class KvmprobeGroup(click.Group):
                 raise
             click.echo("kvmprobe: interrupted", err=True)
             ctx.exit(int(ExitStatus.INTERRUPTED))
-        except BrokenPipeError:
-            # stdout closed early (e.g. piped into head): not an error worth a message.
-            sys.stderr.close()
-            ctx.exit(int(ExitStatus.OK))
+        except BrokenPipeError as e:
+            # The reader went away (e.g. piped into head). Not an OSError any more, so that
+            # click does not turn it into a status of its own; kvmprobe.entry ends it quietly.
+            raise ReaderGone() from e
+
+
+class ReaderGone(Exception):
+    """Standard output's reader closed the pipe before everything was written."""
 
 
 def _warn(message: str) -> None:
@@ -186,7 +190,7 @@ def caps(
     if as_json:
         from kvmprobe.render import json as rj
 
-        click.echo(rj.dumps(rj.document("caps", snap, rj.caps_body(rows, include_zero))), nl=False)
+        emit(rj.dumps(rj.document("caps", snap, rj.caps_body(rows, include_zero))))
     else:
         from kvmprobe.render.caps_report import print_caps
 
@@ -217,7 +221,7 @@ def record(output: str | None, force: bool, device: str) -> None:
     snap = probe(device)
     text = snap.dumps()
     if not output or output == "-":
-        click.echo(text, nl=False)
+        emit(text)
         return
     from kvmprobe.render.output import write_new_file
 
@@ -323,7 +327,7 @@ def cpuid(
             from kvmprobe.render import json as rj
 
             body = rj.cpuid_body(a, [hit], include_steps=True)
-            click.echo(rj.dumps(rj.document("cpuid", snap, body)), nl=False)
+            emit(rj.dumps(rj.document("cpuid", snap, body)))
         else:
             from kvmprobe.render.cpuid_report import print_explain
 
@@ -337,7 +341,7 @@ def cpuid(
     if as_json:
         from kvmprobe.render import json as rj
 
-        click.echo(rj.dumps(rj.document("cpuid", snap, rj.cpuid_body(a, features))), nl=False)
+        emit(rj.dumps(rj.document("cpuid", snap, rj.cpuid_body(a, features))))
         return
     from kvmprobe.render import cpuid_report as cr
 

@@ -46,3 +46,11 @@ def recorded(request: pytest.FixtureRequest):
     snap, warnings = load(str(FIXTURES / request.param))
     assert warnings == []
     return snap
+
+
+@pytest.fixture
+def no_fd_leak():
+    """Fails the test if it leaves a file descriptor open."""
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -168,8 +168,15 @@ class KvmDevice:
                 self._ioctl(self.fd, request, buf, True)
             except OSError as e:
                 if e.errno == errno.E2BIG and n < MAX_BUFFER:
-                    n = max(n * 2, int(buf.nmsrs))
+                    # The kernel says how many it needs; never trust that beyond MAX_BUFFER.
+                    n = min(max(n * 2, int(buf.nmsrs)), MAX_BUFFER)
                     continue
+                if e.errno == errno.E2BIG:
+                    raise OSError(
+                        errno.E2BIG,
+                        f"the kernel asks for {int(buf.nmsrs)} entries, more than kvmprobe "
+                        f"accepts ({MAX_BUFFER})",
+                    ) from None
                 raise
             return tuple(int(x) for x in buf.indices[: min(int(buf.nmsrs), n)])
 

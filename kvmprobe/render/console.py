@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import sys
 from typing import TYPE_CHECKING
+
+from kvmprobe.render.output import standard_output
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -13,15 +15,28 @@ if TYPE_CHECKING:
 PIPE_WIDTH = 120
 
 
-def make_console(no_color: bool = False, width: int | None = None) -> Console:
+def _console_class() -> type[Console]:
     from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 here itself; let the reader's going away travel up to the one
+            # place that ends every command the same way (kvmprobe.entry).
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
+
+    return _Console
+
+
+def make_console(no_color: bool = False, width: int | None = None) -> Console:
+    out = standard_output()
 
     env_no_color = bool(os.environ.get("NO_COLOR"))
     plain = no_color or env_no_color
-    if width is None and not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+    if width is None and not out.isatty() and not os.environ.get("COLUMNS"):
         width = PIPE_WIDTH  # rich would use 80, which crushes the explanation columns
-    return Console(
-        file=sys.stdout,
+    return _console_class()(
+        file=out,
         no_color=plain,
         color_system=None if plain else "auto",
         highlight=False,

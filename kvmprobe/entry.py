@@ -1,0 +1,126 @@
+"""The console-script entry point: the last line of defence around every command.
+
+It imports nothing heavy before its handlers are in place, so an interrupt during start-up,
+a closed or full standard output, or an unexpected exception all end the same documented way:
+one line on stderr (none for a reader that went away), the fixed exit status, and a traceback
+only with --debug.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+#: a reader closed the pipe early (``kvmprobe cpuid | head``): quiet, like other Unix tools
+#: killed by SIGPIPE (128 + 13)
+EXIT_BROKEN_PIPE = 141
+_EXIT_ERROR = 1
+_EXIT_INTERRUPTED = 130
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr is closed too: the exit status must speak alone
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _usage_error(e: Exception) -> None:
+    """A usage error in kvmprobe's format: what is wrong, then where to look."""
+    import click
+
+    assert isinstance(e, click.ClickException)
+    _say(f"kvmprobe: error: {e.format_message()}")
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        _say(f"hint: see '{ctx.command_path} --help'")
+    else:
+        _say("hint: see 'kvmprobe --help'")
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run kvmprobe and exit with its status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        import click
+
+        from kvmprobe.cli import ReaderGone, main
+        from kvmprobe.render import output
+
+        output.protect_completed_writes = True
+
+        try:
+            status = main(args=args, prog_name="kvmprobe", standalone_mode=False)
+            _flush_stdout()
+        except ReaderGone:
+            raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe") from None
+        except click.exceptions.Abort:  # click's word for an interrupt while parsing
+            raise KeyboardInterrupt from None
+        except click.ClickException as e:
+            if debug:
+                raise
+            _usage_error(e)
+            sys.exit(e.exit_code)
+    except SystemExit:  # click's ctx.exit() and our own exits
+        try:
+            _flush_stdout()
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
+        except OSError as oe:
+            _say(f"kvmprobe: error: cannot write to standard output: {oe.strerror or oe}")
+            _say("hint: write to a file or a pipe that is open and has room")
+            sys.exit(_EXIT_ERROR)
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _say("kvmprobe: interrupted")
+        sys.exit(_EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        if debug:
+            raise
+        _silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
+    except OSError as e:
+        if debug:
+            raise
+        if e.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            _silence_stdout()
+            _say(f"kvmprobe: error: cannot write to standard output: {e.strerror or e}")
+            _say("hint: write to a file or a pipe that is open and has room")
+        else:
+            _say(f"kvmprobe: internal error: {type(e).__name__}: {e}")
+            _say("hint: rerun with --debug for the traceback and report it")
+        sys.exit(_EXIT_ERROR)
+    except MemoryError:
+        if debug:
+            raise
+        _say("kvmprobe: error: out of memory")
+        _say("hint: raise the memory limit (ulimit -v) or free memory, then try again")
+        sys.exit(_EXIT_ERROR)
+    except Exception as e:  # the last resort: never a bare traceback without --debug
+        if debug:
+            raise
+        _say(f"kvmprobe: internal error: {type(e).__name__}: {e}")
+        _say("hint: rerun with --debug for the traceback and report it")
+        sys.exit(_EXIT_ERROR)
+    sys.exit(status if isinstance(status, int) else 0)
