@@ -25,6 +25,12 @@ IOCTLS = {
     "KVM_GET_MSRS": 0xC008AE88,
     "KVM_GET_DEVICE_ATTR": 0x4018AEE2,
     "KVM_HAS_DEVICE_ATTR": 0x4018AEE3,
+    # vCPU set-up a VMM performs (checked with gcc against the Debian 6.1 uapi header)
+    "KVM_CREATE_IRQCHIP": 0x0000AE60,
+    "KVM_SET_MSRS": 0x4008AE89,
+    "KVM_SET_CPUID2": 0x4008AE90,
+    "KVM_X86_SETUP_MCE": 0x4008AE9C,
+    "KVM_SET_XCRS": 0x4188AEA7,
 }
 
 STRUCTS = {
@@ -47,6 +53,8 @@ STRUCTS = {
     "kvm_msr_entry": (16, {"index": 0, "reserved": 4, "data": 8}),
     "kvm_msrs": (8, {"nmsrs": 0, "pad": 4}),
     "kvm_device_attr": (24, {"flags": 0, "group": 4, "attr": 8, "addr": 16}),
+    "kvm_xcr": (16, {"xcr": 0, "reserved": 4, "value": 8}),
+    "kvm_xcrs": (392, {"nr_xcrs": 0, "flags": 4, "xcrs": 8, "padding": 264}),
     "kvm_enable_cap": (104, {"cap": 0, "flags": 4, "args": 8, "pad": 40}),
 }
 

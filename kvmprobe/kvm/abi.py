@@ -53,6 +53,22 @@ class kvm_device_attr(ctypes.Structure):
     _fields_ = (("flags", u32), ("group", u32), ("attr", u64), ("addr", u64))
 
 
+class kvm_xcr(ctypes.Structure):
+    _fields_ = (("xcr", u32), ("reserved", u32), ("value", u64))
+
+
+KVM_MAX_XCRS = 16  # arch/x86/include/uapi/asm/kvm.h
+
+
+class kvm_xcrs(ctypes.Structure):
+    _fields_ = (
+        ("nr_xcrs", u32),
+        ("flags", u32),
+        ("xcrs", kvm_xcr * KVM_MAX_XCRS),
+        ("padding", u64 * 16),
+    )
+
+
 class kvm_enable_cap(ctypes.Structure):
     _fields_ = (("cap", u32), ("flags", u32), ("args", u64 * 4), ("pad", u8 * 64))
 
@@ -101,7 +117,14 @@ KVM_GET_SUPPORTED_HV_CPUID = IOWR(KVMIO, 0xC1, kvm_cpuid2)
 
 # VM ioctls
 KVM_CREATE_VCPU = IO(KVMIO, 0x41)
+KVM_CREATE_IRQCHIP = IO(KVMIO, 0x60)
 KVM_ENABLE_CAP = IOW(KVMIO, 0xA3, kvm_enable_cap)
+
+# vCPU ioctls
+KVM_SET_MSRS = IOW(KVMIO, 0x89, kvm_msrs)
+KVM_SET_CPUID2 = IOW(KVMIO, 0x90, kvm_cpuid2)
+KVM_X86_SETUP_MCE = IOW(KVMIO, 0x9C, u64)
+KVM_SET_XCRS = IOW(KVMIO, 0xA7, kvm_xcrs)
 
 # system, VM, vCPU and device ioctls
 KVM_GET_MSRS = IOWR(KVMIO, 0x88, kvm_msrs)

@@ -110,12 +110,18 @@ class KvmDevice:
         self.close()
 
     # -- primitives --------------------------------------------------------------------------
+    def ioctl(self, fd: int, request: int, arg: object = 0) -> int:
+        """One ioctl on ``fd`` (this device's, or a VM or vCPU fd made from it)."""
+        return int(self._ioctl(fd, request, arg))
+
     def check_extension(self, fd: int, cap: int) -> int:
+        """KVM_CHECK_EXTENSION on /dev/kvm or, with KVM_CAP_CHECK_EXTENSION_VM, on a VM fd."""
         return int(self._ioctl(fd, abi.KVM_CHECK_EXTENSION, cap))
 
     @contextmanager
     def vm(self, vm_type: int = abi.KVM_X86_DEFAULT_VM) -> Iterator[int]:
-        """A fresh VM fd, closed when the block ends (whatever happens in it)."""
+        """KVM_CREATE_VM: a fresh VM fd, closed when the block ends (whatever happens in it).
+        Other VM types than the default are gated by KVM_CAP_VM_TYPES."""
         vm_fd = int(self._ioctl(self.fd, abi.KVM_CREATE_VM, vm_type))
         try:
             yield vm_fd
@@ -123,6 +129,8 @@ class KvmDevice:
             os.close(vm_fd)
 
     def enable_cap(self, fd: int, cap: int, *args: int) -> None:
+        """KVM_ENABLE_CAP on a VM or vCPU fd (KVM_CAP_ENABLE_CAP_VM on VMs); ``cap`` is the
+        capability being enabled, ``args`` its arguments."""
         req = abi.kvm_enable_cap()
         req.cap = cap
         for i, a in enumerate(args):
@@ -130,6 +138,8 @@ class KvmDevice:
         self._ioctl(fd, abi.KVM_ENABLE_CAP, req)
 
     def _cpuid(self, request: int, zero_padding: bool = True) -> tuple[CpuidEntry, ...]:
+        # buffer: starts at FIRST_BUFFER entries and doubles on E2BIG up to MAX_BUFFER; the
+        # kernel writes at most nent entries and sets nent to the count it wrote.
         n = FIRST_BUFFER
         while True:
             buf = abi.kvm_cpuid2_with(n)()  # ctypes zero-fills, padding included
@@ -151,15 +161,20 @@ class KvmDevice:
             )
 
     def supported_cpuid(self) -> tuple[CpuidEntry, ...]:
+        """KVM_GET_SUPPORTED_CPUID on /dev/kvm (KVM_CAP_EXT_CPUID; always present on x86)."""
         return self._cpuid(abi.KVM_GET_SUPPORTED_CPUID)
 
     def emulated_cpuid(self) -> tuple[CpuidEntry, ...]:
+        """KVM_GET_EMULATED_CPUID on /dev/kvm (gated by KVM_CAP_EXT_EMUL_CPUID)."""
         return self._cpuid(abi.KVM_GET_EMULATED_CPUID)
 
     def supported_hv_cpuid(self) -> tuple[CpuidEntry, ...]:
+        """KVM_GET_SUPPORTED_HV_CPUID on /dev/kvm (gated by KVM_CAP_SYS_HYPERV_CPUID)."""
         return self._cpuid(abi.KVM_GET_SUPPORTED_HV_CPUID)
 
     def _msr_list(self, request: int) -> tuple[int, ...]:
+        # buffer: FIRST_BUFFER indices, then what the kernel asks for on E2BIG (nmsrs), never
+        # more than MAX_BUFFER; the kernel sets nmsrs to the count.
         n = FIRST_BUFFER
         while True:
             buf = abi.kvm_msr_list_with(n)()
@@ -181,13 +196,16 @@ class KvmDevice:
             return tuple(int(x) for x in buf.indices[: min(int(buf.nmsrs), n)])
 
     def msr_index_list(self) -> tuple[int, ...]:
+        """KVM_GET_MSR_INDEX_LIST on /dev/kvm: the MSRs KVM saves and restores (basic KVM)."""
         return self._msr_list(abi.KVM_GET_MSR_INDEX_LIST)
 
     def msr_feature_index_list(self) -> tuple[int, ...]:
+        """KVM_GET_MSR_FEATURE_INDEX_LIST on /dev/kvm (gated by KVM_CAP_GET_MSR_FEATURES)."""
         return self._msr_list(abi.KVM_GET_MSR_FEATURE_INDEX_LIST)
 
     def get_feature_msr(self, index: int) -> int | None:
-        """Value of one feature MSR via system-fd KVM_GET_MSRS; None if KVM would not read it."""
+        """KVM_GET_MSRS on /dev/kvm for one feature MSR (KVM_CAP_GET_MSR_FEATURES); None if
+        KVM read none."""
         buf = abi.kvm_msrs_with(1)()
         buf.nmsrs = 1
         buf.entries[0].index = index
@@ -195,6 +213,7 @@ class KvmDevice:
         return int(buf.entries[0].data) if done == 1 else None
 
     def get_device_attr(self, fd: int, group: int, attr: int) -> int:
+        """KVM_GET_DEVICE_ATTR (on /dev/kvm gated by KVM_CAP_SYS_ATTRIBUTES); a u64 value."""
         value = ctypes.c_uint64(0)
         req = abi.kvm_device_attr()
         req.group = group
@@ -203,10 +222,27 @@ class KvmDevice:
         self._ioctl(fd, abi.KVM_GET_DEVICE_ATTR, req)
         return int(value.value)
 
+    def set_cpuid2(self, vcpu_fd: int, entries: tuple[CpuidEntry, ...]) -> None:
+        """KVM_SET_CPUID2 on a vCPU (basic KVM; no capability gates it on x86).
+        buffer: exactly len(entries) entries, padding zeroed by ctypes."""
+        buf = abi.kvm_cpuid2_with(max(len(entries), 1))()
+        buf.nent = len(entries)
+        for slot, e in zip(buf.entries, entries, strict=False):
+            slot.function, slot.index, slot.flags = e.function, e.index, e.flags
+            slot.eax, slot.ebx, slot.ecx, slot.edx = e.eax, e.ebx, e.ecx, e.edx
+        self._ioctl(vcpu_fd, abi.KVM_SET_CPUID2, buf)
+
+    def setup_mce(self, vcpu_fd: int, mcg_cap: int) -> None:
+        """KVM_X86_SETUP_MCE on a vCPU (gated by KVM_CAP_MCE)."""
+        value = ctypes.c_uint64(mcg_cap)
+        self._ioctl(vcpu_fd, abi.KVM_X86_SETUP_MCE, value)
+
     def mce_cap_supported(self) -> int:
+        """KVM_X86_GET_MCE_CAP_SUPPORTED on /dev/kvm (gated by KVM_CAP_MCE)."""
         value = ctypes.c_uint64(0)
         self._ioctl(self.fd, abi.KVM_X86_GET_MCE_CAP_SUPPORTED, value, True)
         return int(value.value)
 
     def vcpu_mmap_size(self) -> int:
+        """KVM_GET_VCPU_MMAP_SIZE on /dev/kvm (basic KVM)."""
         return int(self._ioctl(self.fd, abi.KVM_GET_VCPU_MMAP_SIZE, 0))
