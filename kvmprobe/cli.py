@@ -10,6 +10,7 @@ from kvmprobe import __version__
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.render.output import emit
+from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip
 
 if TYPE_CHECKING:
     from kvmprobe.snapshot import Snapshot
@@ -141,13 +142,13 @@ def _summary(device: str) -> None:
     if snap.supported_cpuid is not None:
         a = analyse(snap)
         counts = a.counts()
-        effective = sum(1 for f in a.features if f.verdict.effective)
+        S = FeatureStatus
         lines.append(
-            f"  guest CPUID (in-kernel irqchip): {effective} features can be given "
-            f"({counts['supported']} supported, {counts['added-by-quirk']} added and "
-            f"{counts['removed-by-quirk']} removed by quirks, {counts['opt-in']} opt-in, "
-            f"{counts['emulated']} emulated, {counts['runtime']} runtime); "
-            f"{counts['host-only']} host features not passed on"
+            f"  guest CPUID (in-kernel irqchip): {a.effective_count} features can be given "
+            f"({counts[S.SUPPORTED]} supported, {counts[S.ADDED_BY_QUIRK]} added and "
+            f"{counts[S.REMOVED_BY_QUIRK]} removed by quirks, {counts[S.OPT_IN]} opt-in, "
+            f"{counts[S.EMULATED]} emulated, {counts[S.RUNTIME]} runtime); "
+            f"{counts[S.HOST_ONLY]} host features not passed on"
         )
     if snap.errors:
         lines.append(f"  {len(snap.errors)} probe step(s) failed: see 'kvmprobe record'")
@@ -233,20 +234,18 @@ def record(output: str | None, force: bool, device: str) -> None:
     click.echo(msg, err=True)
 
 
-def _parse_exits(value: str | None) -> frozenset[str]:
-    from kvmprobe.analysis.quirks import EXIT_NAMES
-
+def _parse_exits(value: str | None) -> frozenset[DisableExit]:
     if not value:
         return frozenset()
     names = {v.strip().lower() for v in value.split(",") if v.strip()}
-    unknown = names - set(EXIT_NAMES)
+    unknown = names - set(DisableExit)
     if unknown:
         raise KvmprobeError(
             f"unknown exit name(s): {', '.join(sorted(unknown))}",
-            f"choose from {', '.join(EXIT_NAMES)} (comma-separated)",
+            f"choose from {', '.join(DisableExit)} (comma-separated)",
             ExitStatus.USAGE,
         )
-    return frozenset(names)
+    return frozenset(DisableExit(n) for n in names)
 
 
 def _unknown_feature(name: str) -> KvmprobeError:
@@ -267,15 +266,15 @@ def _unknown_feature(name: str) -> KvmprobeError:
 @click.argument("feature_filter", required=False, metavar="[FEATURE-FILTER]")
 @click.option(
     "--irqchip",
-    type=click.Choice(["kernel", "split", "userspace"]),
-    default="kernel",
+    type=click.Choice([m.value for m in Irqchip]),
+    default=Irqchip.KERNEL.value,
     show_default=True,
     help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
 )
 @click.option(
     "--disable-exits",
     metavar="LIST",
-    help="Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: hlt,mwait,pause,cstate.",
+    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
 )
 @click.option("--host", "show_host", is_flag=True, help="Show the host's own CPUID next to KVM's.")
 @click.option("--all", "show_all", is_flag=True, help="Also list unsupported features.")
@@ -303,10 +302,10 @@ def cpuid(
     FEATURE-FILTER is part of a Linux, QEMU or kernel feature name.
     """
     from kvmprobe.analysis import cpuid as cp
-    from kvmprobe.analysis.effective import analyse
+    from kvmprobe.analysis import effective
     from kvmprobe.analysis.quirks import Options
 
-    opts = Options(irqchip=irqchip, disable_exits=_parse_exits(disable_exits))
+    opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     target = None
     if explain:
         target = cp.lookup(explain)
@@ -319,19 +318,19 @@ def cpuid(
             + ("the snapshot" if from_file else "the probe"),
             "see the 'errors' list in 'kvmprobe record' output",
         )
-    a = analyse(snap, opts)
+    a = effective.analyse(snap, opts)
     if target is not None:
-        hit = a.find(target)
-        assert hit is not None
+        story = effective.explain(a, target)
+        assert story is not None
         if as_json:
             from kvmprobe.render import json as rj
 
-            body = rj.cpuid_body(a, [hit], include_steps=True)
+            body = rj.cpuid_body(a, [story.result], include_steps=True)
             emit(rj.dumps(rj.document("cpuid", snap, body)))
         else:
             from kvmprobe.render.cpuid_report import print_explain
 
-            print_explain(_console(ctx), a, hit)
+            print_explain(_console(ctx), a, story)
         return
     features = list(a.features)
     if feature_filter:
@@ -349,7 +348,7 @@ def cpuid(
     if raw:
         cr.print_raw(console, a)
         return
-    hidden = {"unsupported"} | (set() if show_host else {"host-only"})
+    hidden = {FeatureStatus.UNSUPPORTED} | (set() if show_host else {FeatureStatus.HOST_ONLY})
     shown = features if show_all else [r for r in features if r.verdict.status not in hidden]
     cr.print_cpuid(console, a, shown, show_host=show_host, show_all=show_all)
     if feature_filter and not shown:

@@ -21,8 +21,9 @@ from conftest import FIXTURES
 
 from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, analyse
 from kvmprobe.analysis.quirks import Options
+from kvmprobe.vocab import FeatureStatus, Irqchip
 
-MODES = ("kernel", "split", "userspace")
+MODES = tuple(Irqchip)
 MIN_COMPARED = 60  # this many features must be compared in every mode, or the test is vacuous
 
 
@@ -34,11 +35,11 @@ class Rule:
     match: Callable[[FeatureResult, str, bool], bool]  # (feature, irqchip, qemu value)
 
 
-def _status(*statuses: str) -> Callable[[FeatureResult, str, bool], bool]:
+def _status(*statuses: FeatureStatus) -> Callable[[FeatureResult, str, bool], bool]:
     return lambda r, mode, q: r.verdict.status in statuses
 
 
-def _names(*names: str, modes: tuple[str, ...] = MODES) -> Callable[..., bool]:
+def _names(*names: str, modes: tuple[Irqchip, ...] = MODES) -> Callable[..., bool]:
     return lambda r, mode, q: r.feature.qemu_name in names and mode in modes
 
 
@@ -48,19 +49,19 @@ EXPECTED: tuple[Rule, ...] = (
         "kvmprobe reports what a VMM may offer on request; QEMU's -cpu host turns such bits on "
         "only when asked (no_autoenable_flags, -overcommit cpu-pm) or in the split-irqchip case",
         "QEMU target/i386/cpu.c x86_cpu_expand_features(); target/i386/kvm/kvm.c",
-        _status("opt-in"),
+        _status(FeatureStatus.OPT_IN),
     ),
     Rule(
         "runtime",
         "bits KVM computes from guest state (OSXSAVE, OSPKE, APIC) are not VMM choices",
         "QEMU target/i386/cpu.c cpu_x86_cpuid()",
-        _status("runtime"),
+        _status(FeatureStatus.RUNTIME),
     ),
     Rule(
         "emulated",
         "QEMU's -cpu host uses only KVM_GET_SUPPORTED_CPUID, not the emulated list",
         "QEMU target/i386/kvm/kvm.c kvm_arch_get_supported_cpuid()",
-        _status("emulated"),
+        _status(FeatureStatus.EMULATED),
     ),
     Rule(
         "migratable",
@@ -73,14 +74,14 @@ EXPECTED: tuple[Rule, ...] = (
         "QEMU only ever adds tsc-deadline; with a userspace irqchip its own LAPIC has no "
         "TSC-deadline mode, so kvmprobe removes it and QEMU does not",
         "QEMU target/i386/kvm/kvm.c kvm_arch_get_supported_cpuid(); hw/intc/apic.c",
-        _names("tsc-deadline", modes=("userspace",)),
+        _names("tsc-deadline", modes=(Irqchip.USERSPACE,)),
     ),
     Rule(
         "userspace-async-pf",
         "KVM refuses to enable async page faults without an in-kernel LAPIC; QEMU 7.2 still "
         "offers them and its userspace-irqchip guests abort writing MSR 0x4b564d06",
         "Linux arch/x86/kvm/x86.c kvm_pv_enable_async_pf_int()",
-        _names("kvm-asyncpf", "kvm-asyncpf-int", "kvm-asyncpf-vmexit", modes=("userspace",)),
+        _names("kvm-asyncpf", "kvm-asyncpf-int", "kvm-asyncpf-vmexit", modes=(Irqchip.USERSPACE,)),
     ),
     Rule(
         "fast-string-passthrough-newer-qemu",
@@ -194,7 +195,7 @@ def test_rules_are_not_vacuous() -> None:
     """The userspace rules must actually fire on the recorded host (else they hide nothing)."""
     from support.qemu_peer import load_recorded
 
-    a = analyse(_fixture_snapshot(), Options(irqchip="userspace"))
+    a = analyse(_fixture_snapshot(), Options(irqchip=Irqchip.USERSPACE))
     _, explained, _ = compare(a, load_recorded("userspace")["model"]["props"])
     rules = {e[-1] for e in explained}
     assert {"userspace-lapic-timer", "userspace-async-pf"} <= rules, rules

@@ -3,18 +3,28 @@ documented bit positions (tests/support/synth.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import pkgutil
+
 import pytest
+from click.testing import CliRunner
+from conftest import FIXTURES
 from support.synth import Cpuid, bits, snapshot
 
 from kvmprobe.analysis import quirks as qk
-from kvmprobe.analysis.cpuid import by_loc
-from kvmprobe.analysis.effective import analyse
+from kvmprobe.analysis.cpuid import by_loc, feature_loc, lookup, xcr0_component
+from kvmprobe.analysis.effective import analyse, explain
+from kvmprobe.analysis.quirks import common
+from kvmprobe.analysis.quirks.engine import Ctx, evaluate, quirks_for
+from kvmprobe.tables.caps_data import KVM_CAP_DISABLE_QUIRKS2, KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS
+from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Vendor
 
 X2APIC = (0x1, 0, "ecx", 21)
 TSC_DEADLINE = (0x1, 0, "ecx", 24)
 PV_UNHALT = (0x40000001, 0, "eax", 7)
 
-MODES = ("kernel", "split", "userspace")
+MODES = tuple(Irqchip)
 
 
 def verdict(snap, loc, irqchip="kernel", exits=()):
@@ -38,11 +48,14 @@ def test_quirk_records_are_complete() -> None:
     ids = [q.id for q in qk.QUIRKS] + [q.id for q in qk.LEAF_QUIRKS]
     assert len(ids) == len(set(ids)), "quirk ids are unique"
     for q in qk.QUIRKS:
-        assert q.effect in (qk.REMOVE, qk.ADD, qk.OPT_IN, qk.RUNTIME, qk.EMULATED, qk.NOTE)
+        assert q.effect in (
+            QuirkEffect.REMOVE, QuirkEffect.ADD, QuirkEffect.OPT_IN, QuirkEffect.RUNTIME,
+            QuirkEffect.EMULATED, QuirkEffect.NOTE,
+        )  # fmt: skip
         assert q.reason and q.when and q.citation and q.test is not None and q.catalogue
     for lq in qk.LEAF_QUIRKS:
         assert lq.reason and lq.citation and lq.catalogue
-        if lq.effect == qk.NOT_APPLICABLE:
+        if lq.effect == QuirkEffect.NOT_APPLICABLE:
             assert lq.test is None and not lq.leaves
 
 
@@ -343,3 +356,222 @@ def test_family_model_stepping(eax, fms) -> None:
     from kvmprobe.analysis.cpuid import CpuidView, family_model_stepping
 
     assert family_model_stepping(CpuidView(Cpuid().put(0x1, 0, eax=eax).entries())) == fms
+
+
+# -- the package: registry, records, vocabularies ----------------------------------------------
+
+
+def _record_modules():
+    for info in pkgutil.iter_modules(qk.__path__):
+        yield importlib.import_module(f"{qk.__name__}.{info.name}")
+
+
+def test_every_record_module_is_collected() -> None:
+    """A record module the registry forgets would silently drop its quirks."""
+    seen_quirks, seen_leaves = [], []
+    for mod in _record_modules():
+        seen_quirks += list(getattr(mod, "QUIRKS", ()))
+        seen_leaves += list(getattr(mod, "LEAF_QUIRKS", ()))
+    assert sorted(q.id for q in seen_quirks) == sorted(q.id for q in qk.QUIRKS)
+    assert sorted(q.id for q in seen_leaves) == sorted(q.id for q in qk.LEAF_QUIRKS)
+    assert len(qk.QUIRKS) + len(qk.LEAF_QUIRKS) == 51
+
+
+def test_conditions_sit_beside_their_records() -> None:
+    """Each condition is a named function of the record's own module (or one of the few
+    shared ones in common.py), never an inline lambda."""
+    for mod in _record_modules():
+        records = [*getattr(mod, "QUIRKS", ()), *getattr(mod, "LEAF_QUIRKS", ())]
+        for q in records:
+            if q.test is None:
+                continue
+            assert q.test.__name__ != "<lambda>", q.id
+            assert q.test.__module__ in (mod.__name__, common.__name__), q.id
+
+
+def test_records_are_keyword_only() -> None:
+    """The two prose fields (when, reason) cannot be swapped by position."""
+    for cls in (qk.Quirk, qk.LeafQuirk):
+        assert all(f.kw_only for f in dataclasses.fields(cls)), cls
+    with pytest.raises(TypeError):
+        qk.Quirk("x", (), QuirkEffect.NOTE, "when", "reason", (), common.always)  # type: ignore[misc]
+
+
+def test_records_use_the_vocabularies() -> None:
+    for q in qk.QUIRKS:
+        assert isinstance(q.effect, QuirkEffect) and (q.vendor is None or q.vendor in Vendor)
+    for lq in qk.LEAF_QUIRKS:
+        assert isinstance(lq.effect, QuirkEffect)
+    a = analyse(snapshot(Cpuid()))
+    assert all(isinstance(r.verdict.status, FeatureStatus) for r in a.features)
+    assert all(isinstance(s.effect, QuirkEffect) for r in a.features for s in r.verdict.steps)
+    with pytest.raises(ValueError):
+        qk.Quirk(
+            id="x", bits=(), effect=QuirkEffect.VMM_BUILDS, when="w", reason="r", citation=(),
+            test=common.always, catalogue="c",
+        )  # fmt: skip
+    with pytest.raises(ValueError):
+        qk.Quirk(
+            id="x", bits=(), effect=QuirkEffect.NOTE, when="w", reason="r", citation=(),
+            test=common.always, vendor=Vendor.OTHER, catalogue="c",
+        )  # fmt: skip
+
+
+def test_options_take_the_vocabularies() -> None:
+    opts = qk.Options(irqchip="split", disable_exits=frozenset({"hlt", DisableExit.MWAIT}))
+    assert opts.irqchip is Irqchip.SPLIT
+    assert opts.disable_exits == {DisableExit.HLT, DisableExit.MWAIT}
+    assert all(isinstance(x, DisableExit) for x in opts.disable_exits)
+    # exit bits come from the generated table (KVM_X86_DISABLE_EXITS_*): HLT is bit 1
+    c = Ctx(snapshot(Cpuid(), caps={143: bits(1)}), opts)
+    assert [x for x in DisableExit if c.exit_allowed(x)] == [DisableExit.HLT]
+    assert c.exit_disabled(DisableExit.HLT) and not c.exit_disabled(DisableExit.MWAIT)
+
+
+def test_feature_loc_reads_the_generated_table() -> None:
+    assert feature_loc("X86_FEATURE_X2APIC") == (0x1, 0, "ecx", 21)
+    assert feature_loc("x2apic") == feature_loc("X86_FEATURE_X2APIC")
+    assert feature_loc("KVM_FEATURE_PV_UNHALT") == (0x40000001, 0, "eax", 7)
+    assert feature_loc("KVM_HINTS_REALTIME") == (0x40000001, 0, "edx", 0)
+    with pytest.raises(LookupError):
+        feature_loc("X86_FEATURE_NO_SUCH_THING")
+    with pytest.raises(LookupError):
+        feature_loc("x86_feature_x2apic")  # exact spelling only: no fuzzy matching here
+    assert (xcr0_component("xcr0_tileconfig"), xcr0_component("xcr0_tiledata")) == (17, 18)
+    assert xcr0_component("xcr0_lwp") == 62  # an EDX row: components 32-63
+    with pytest.raises(LookupError):
+        xcr0_component("x2apic")
+
+
+def test_mwait_never_ud_faults_is_read_as_a_flag() -> None:
+    """KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS is bit 6 of the KVM_CAP_DISABLE_QUIRKS2 mask."""
+    assert bits(6) == KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS
+    monitor = (0x1, 0, "ecx", 3)
+
+    def step(q2: int, exits=()):
+        v = verdict(snapshot(Cpuid(), caps={KVM_CAP_DISABLE_QUIRKS2: q2, 143: bits(0)}),
+                    monitor, exits=exits)  # fmt: skip
+        return next(s for s in v.steps if s.quirk == "mwait-intercepted-nop")
+
+    s = step(bits(6))
+    assert s.applied and "MWAIT_NEVER_UD_FAULTS can be disabled: yes" in s.evidence
+    s = step(bits(0, 1, 2, 3, 4, 5, 7))
+    assert "MWAIT_NEVER_UD_FAULTS can be disabled: no" in s.evidence
+    assert not step(bits(6), exits=("mwait",)).applied  # MWAIT runs natively: no interception
+
+
+# -- vendor scoping ----------------------------------------------------------------------------
+
+HASWELL = 0x000306C3  # family 6 model 60: TSX broken
+VENDOR_OF = {"intel": Vendor.INTEL, "amd": Vendor.AMD}
+
+
+def _every_bit(vendor: str) -> Cpuid:
+    cpuid = Cpuid(vendor)
+    for leaf, sub, reg, bit in by_loc():
+        cpuid.set(leaf, sub, reg, bit)
+    return cpuid
+
+
+def _scenarios(vendor: str):
+    """Synthetic hosts of one vendor on which as many conditions as possible hold: KVM
+    reporting nothing, every named bit, or every named bit but leaf 0x80000001 EDX (the AMD
+    copies of 1.EDX); the host and the emulated list having every bit; every exit and quirk
+    allowed, AMX permitted, MSR 0x10a missing; every set-up."""
+    sig = {"eax": HASWELL} if vendor == "intel" else {}
+    no_copies = _every_bit(vendor).put(0x80000001, 0, edx=0)
+    for kgsc in (Cpuid(vendor), _every_bit(vendor), no_copies):
+        kgsc.put(0x1, 0, **sig)
+        snap = snapshot(
+            kgsc,
+            caps={72: 1, 143: bits(0, 1, 2, 3), 201: bits(12), 213: bits(*range(12))},
+            kgec=_every_bit(vendor),
+            host=_every_bit(vendor),
+            msr_index_list=(),
+            device_attrs={"0/0": bits(0, 1, 2, 17, 18)},
+            modules={"kvm_intel": {"nested": "Y"}, "kvm_amd": {"nested": "1"}},
+        )
+        for mode in Irqchip:
+            for exits in (frozenset(), frozenset(DisableExit)):
+                yield Ctx(snap, qk.Options(irqchip=mode, disable_exits=exits))
+
+
+@pytest.mark.parametrize("vendor", ["intel", "amd"])
+def test_no_record_applies_outside_its_vendor(vendor: str) -> None:
+    host = VENDOR_OF[vendor]
+    applied_here: set[str] = set()
+    gated: set[str] = set()  # records whose own condition held but whose vendor did not
+    for c in _scenarios(vendor):
+        assert c.vendor is host
+        for loc, records in quirks_for(c, qk.QUIRKS).items():
+            for q, s in zip(records, evaluate(c, loc, records).steps, strict=True):
+                assert s.record is q
+                if q.vendor is None or q.vendor is host:
+                    applied_here |= {q.id} if s.applied else set()
+                    continue
+                assert not s.applied, (q.id, loc)
+                assert f"concerns {q.vendor.display} hosts only" in s.evidence
+                if q.test(c, loc)[0]:
+                    gated.add(q.id)
+    scoped_here = {q.id for q in qk.QUIRKS if q.vendor is host}
+    assert scoped_here <= applied_here, sorted(scoped_here - applied_here)
+    expect_gated = {
+        "intel": {"overflow-recov-succor", "topoext-vmm-builds", "arch-capabilities-svm"},
+        "amd": {"x87-inverted", "waitpkg-opt-in", "amx-needs-permission",
+                "amx-permission-requested"},
+    }[vendor]  # fmt: skip
+    assert expect_gated <= gated, sorted(expect_gated - gated)
+
+
+def test_unknown_vendor_applies_no_scoped_record() -> None:
+    kgsc = Cpuid().put(0x0, 0, ebx=0, ecx=0, edx=0).set(0x7, 0, "ebx", 6, 13)
+    snap = snapshot(kgsc)
+    assert Ctx(snap, qk.Options()).vendor is Vendor.OTHER
+    v = verdict(snap, (0x7, 0, "ebx", 6))
+    assert v.status == "supported" and "x87-inverted" not in v.quirks
+    step = next(s for s in v.steps if s.quirk == "x87-inverted")
+    assert not step.applied
+    assert "not recognised as Intel or AMD" in step.evidence and "Intel-only" in step.evidence
+    assert verdict(snap, (0x1, 0, "ecx", 31)).status == "added-by-quirk"  # unscoped: applies
+    # the host's own CPUID names the vendor when KVM's leaf 0 does not
+    known = snapshot(kgsc, host=Cpuid("amd"))
+    assert Ctx(known, qk.Options()).vendor is Vendor.AMD
+
+
+def _explain_text(args: list[str], from_file: str) -> str:
+    from kvmprobe.cli import main
+
+    r = CliRunner().invoke(
+        main, ["cpuid", "--no-color", *args, "--from", from_file], env={"COLUMNS": "200"},
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    return r.stdout
+
+
+def test_explain_states_vendor_scope(tmp_path) -> None:
+    amd = str(FIXTURES / "amd-epyc-pvm-6.18.json")
+    out = _explain_text(["--explain", "fdp_excptn_only"], amd)
+    assert "skipped  x87-inverted (note)" in out
+    assert "when:     always  (Intel hosts only)" in out
+    assert "here:     AMD host: this record concerns Intel hosts only" in out
+    assert "Amd hosts" not in out and "applied  x87" not in out
+    intel = tmp_path / "intel.json"
+    intel.write_text(snapshot(Cpuid()).dumps())
+    out = _explain_text(["--explain", "succor"], str(intel))
+    assert "skipped  overflow-recov-succor (opt-in)" in out
+    assert "(AMD hosts only)" in out and "Intel host: this record concerns AMD hosts only" in out
+    assert "result: - unsupported" in out
+    out = _explain_text(["--explain", "fdp_excptn_only"], str(intel))
+    assert "applied  x87-inverted (note)" in out and "(Intel hosts only)" in out
+
+
+def test_explanation_carries_the_raw_register() -> None:
+    kgsc = Cpuid().set(0x1, 0, "ecx", 21, 24)
+    a = analyse(snapshot(kgsc))
+    story = explain(a, lookup("x2apic"))
+    assert story is not None and story.kvm_register == bits(21, 24)
+    assert [s.quirk for s in story.steps] == ["x2apic-needs-lapic", "x2apic-emulated"]
+    assert story.steps[0].record.when == "the LAPIC is emulated in userspace"
+    absent = explain(analyse(snapshot(Cpuid())), lookup("succor"))
+    assert absent is not None and absent.kvm_register is None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.snapshot import CpuidEntry
+from kvmprobe.vocab import Vendor
 
 REGISTERS = ("eax", "ebx", "ecx", "edx")
 SIGNIFICANT_INDEX = 1  # KVM_CPUID_FLAG_SIGNIFCANT_INDEX
@@ -88,6 +89,39 @@ def indexed_leaves() -> frozenset[int]:
 @cache
 def by_loc() -> dict[Loc, FeatureDef]:
     return {f.loc: f for f in features()}
+
+
+@cache
+def _exact_names() -> dict[str, FeatureDef]:
+    """Kernel macro names (X86_FEATURE_*, KVM_FEATURE_*, KVM_HINTS_*) and Linux names, as the
+    generated table spells them."""
+    out: dict[str, FeatureDef] = {}
+    for f in features():
+        for n in (f.kernel_name, f.name):
+            if n:
+                out.setdefault(n, f)
+    return out
+
+
+def feature_loc(name: str) -> Loc:
+    """The location of a feature the generated table names, by its kernel macro name
+    (``X86_FEATURE_X2APIC``, ``KVM_FEATURE_PV_UNHALT``) or its Linux name, spelled exactly.
+
+    Code that needs a fixed location calls this at import time instead of retyping the
+    numbers, so a table that loses the row fails loudly at import, not silently later."""
+    f = _exact_names().get(name)
+    if f is None:
+        raise LookupError(f"CPUID feature {name!r} is not in kvmprobe.tables.cpuid_data")
+    return f.loc
+
+
+def xcr0_component(name: str) -> int:
+    """The XSAVE state-component number of an XCR0 row of the generated table (leaf 0xD
+    subleaf 0: EAX holds components 0-31, EDX components 32-63), e.g. ``xcr0_tiledata``."""
+    f = _exact_names().get(name)
+    if f is None or (f.leaf, f.subleaf) != (0xD, 0) or f.register not in ("eax", "edx"):
+        raise LookupError(f"{name!r} is not an XCR0 component row of kvmprobe.tables.cpuid_data")
+    return f.bit + (32 if f.register == "edx" else 0)
 
 
 @cache
@@ -239,14 +273,14 @@ def brand_string(view: CpuidView) -> str | None:
     return raw.split(b"\0", 1)[0].decode("ascii", "replace").strip() or None
 
 
-def vendor_kind(view: CpuidView) -> str:
-    """'intel', 'amd' or 'other', from leaf 0's vendor string."""
+def vendor_kind(view: CpuidView) -> Vendor:
+    """Intel, AMD (Hygon counts as AMD) or other, from leaf 0's vendor string."""
     v = vendor_string(view) or ""
     if v == "GenuineIntel":
-        return "intel"
+        return Vendor.INTEL
     if v in ("AuthenticAMD", "HygonGenuine"):
-        return "amd"
-    return "other"
+        return Vendor.AMD
+    return Vendor.OTHER
 
 
 def family_model_stepping(view: CpuidView) -> tuple[int, int, int] | None:

@@ -1,5 +1,7 @@
 """The effective guest CPUID for a VMM set-up: every feature with KVM's answer, the quirks
-applied, the effective answer and why; multi-bit fields; notes on whole leaves."""
+applied, the effective answer and why; multi-bit fields; notes on whole leaves.
+
+Everything the cpuid report and JSON show is computed here; the renderers only format it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from dataclasses import dataclass
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis import quirks as qk
 from kvmprobe.snapshot import Snapshot
+from kvmprobe.tables.caps_data import KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
+from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
 
 @dataclass(frozen=True)
@@ -17,7 +21,7 @@ class FeatureResult:
 
     @property
     def changed(self) -> bool:
-        return self.verdict.status not in ("supported", "unsupported")
+        return self.verdict.status not in (FeatureStatus.SUPPORTED, FeatureStatus.UNSUPPORTED)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class FieldResult:
 class LeafNote:
     quirk: qk.LeafQuirk
     evidence: str
+
+    @property
+    def shown(self) -> bool:
+        """A note about a leaf (not a catalogue row that concerns no CPUID leaf)."""
+        return self.quirk.effect is not QuirkEffect.NOT_APPLICABLE
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,28 @@ class CpuidAnalysis:
     host_available: bool
     xsave_components: tuple[XsaveComponent, ...] = ()
 
-    def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(qk.STATUSES, 0)
+    def counts(self) -> dict[FeatureStatus, int]:
+        out = dict.fromkeys(FeatureStatus, 0)
         for f in self.features:
             out[f.verdict.status] += 1
         return out
+
+    @property
+    def host_cpuid_error(self) -> str | None:
+        """Why the host's own CPUID is unknown, or None when it is known."""
+        if self.host_available:
+            return None
+        return self.snap.host.cpuid_error or "not recorded"
+
+    @property
+    def emulated_probed(self) -> bool:
+        """KVM_GET_EMULATED_CPUID was answered (an empty answer counts)."""
+        return self.snap.emulated_cpuid is not None
+
+    @property
+    def effective_count(self) -> int:
+        """How many features a guest in this set-up can be given."""
+        return sum(1 for f in self.features if f.verdict.effective)
 
     def find(self, feature: cp.FeatureDef) -> FeatureResult | None:
         for f in self.features:
@@ -67,10 +93,24 @@ class CpuidAnalysis:
         return None
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """One feature's whole story, for ``cpuid --explain``: the result with every quirk step
+    (each step carries its record: condition in words, vendor scope, reason, citation) and
+    KVM's raw register."""
+
+    result: FeatureResult
+    kvm_register: int | None  # KVM's whole register holding the bit; None: leaf absent
+
+    @property
+    def steps(self) -> tuple[qk.Step, ...]:
+        return tuple(self.result.verdict.steps)
+
+
 def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
     opts = options or qk.Options()
     c = qk.Ctx(snap, opts)
-    targeted = qk.quirks_for(c)
+    targeted = qk.quirks_for(c, qk.QUIRKS)
     table = cp.by_loc()
     results: list[FeatureResult] = []
     seen: set[cp.Loc] = set()
@@ -110,7 +150,7 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
     }
     xcr0 = cp.xcr0_mask(c.kgsc)
     strings["xcr0_mask"] = None if xcr0 is None else f"{xcr0:#x}"
-    supp = snap.attr(0, 0)  # KVM_X86_GRP_SYSTEM / KVM_X86_XCOMP_GUEST_SUPP
+    supp = snap.attr(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP)
     strings["xcomp_guest_supp"] = None if supp is None else f"{supp:#x}"
     components = tuple(
         XsaveComponent(n, e.eax, e.ebx, bool(e.ecx & 1))
@@ -126,6 +166,18 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
         leaf_notes=tuple(notes),
         strings=strings,
         host_available=c.host is not None,
+    )
+
+
+def explain(a: CpuidAnalysis, feature: cp.FeatureDef) -> Explanation | None:
+    """The story of one feature of the analysis, or None when the analysis lacks it."""
+    r = a.find(feature)
+    if r is None:
+        return None
+    f = r.feature
+    return Explanation(
+        result=r,
+        kvm_register=cp.CpuidView(a.snap.supported_cpuid).reg(f.leaf, f.subleaf, f.register),
     )
 
 

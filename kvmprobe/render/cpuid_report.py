@@ -8,34 +8,46 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from kvmprobe.render.json import reason_text
 from kvmprobe.render.text import safe
+from kvmprobe.vocab import FeatureStatus
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
+    from kvmprobe.analysis.effective import CpuidAnalysis, Explanation, FeatureResult
 
-STATUS_STYLE = {
-    "supported": ("green", "+"),
-    "added-by-quirk": ("bold green", "A"),
-    "removed-by-quirk": ("bold red", "R"),
-    "opt-in": ("cyan", "O"),
-    "runtime": ("blue", "~"),
-    "emulated": ("yellow", "E"),
-    "host-only": ("magenta", "H"),
-    "unsupported": ("dim", "-"),
+STATUS_STYLE: dict[FeatureStatus, tuple[str, str]] = {
+    FeatureStatus.SUPPORTED: ("green", "+"),
+    FeatureStatus.ADDED_BY_QUIRK: ("bold green", "A"),
+    FeatureStatus.REMOVED_BY_QUIRK: ("bold red", "R"),
+    FeatureStatus.OPT_IN: ("cyan", "O"),
+    FeatureStatus.RUNTIME: ("blue", "~"),
+    FeatureStatus.EMULATED: ("yellow", "E"),
+    FeatureStatus.HOST_ONLY: ("magenta", "H"),
+    FeatureStatus.UNSUPPORTED: ("dim", "-"),
 }
-LEGEND = {
-    "supported": "KVM reports it and nothing takes it away",
-    "added-by-quirk": "KVM does not report it, but a documented quirk says a guest can have it",
-    "removed-by-quirk": "KVM reports it, but it cannot work in this set-up",
-    "opt-in": "available if the VMM asks for it or promises something",
-    "runtime": "KVM computes it while the guest runs; not a VMM choice",
-    "emulated": "only via KVM's instruction emulator (works, slowly)",
-    "host-only": "the host CPU has it; KVM does not pass it on",
-    "unsupported": "not available",
+LEGEND: dict[FeatureStatus, str] = {
+    FeatureStatus.SUPPORTED: "KVM reports it and nothing takes it away",
+    FeatureStatus.ADDED_BY_QUIRK: (
+        "KVM does not report it, but a documented quirk says a guest can have it"
+    ),
+    FeatureStatus.REMOVED_BY_QUIRK: "KVM reports it, but it cannot work in this set-up",
+    FeatureStatus.OPT_IN: "available if the VMM asks for it or promises something",
+    FeatureStatus.RUNTIME: "KVM computes it while the guest runs; not a VMM choice",
+    FeatureStatus.EMULATED: "only via KVM's instruction emulator (works, slowly)",
+    FeatureStatus.HOST_ONLY: "the host CPU has it; KVM does not pass it on",
+    FeatureStatus.UNSUPPORTED: "not available",
 }
+#: the summary line's order and wording (unsupported is counted apart)
+SUMMARY: tuple[tuple[FeatureStatus, str], ...] = (
+    (FeatureStatus.SUPPORTED, "supported"),
+    (FeatureStatus.ADDED_BY_QUIRK, "added by quirks"),
+    (FeatureStatus.REMOVED_BY_QUIRK, "removed by quirks"),
+    (FeatureStatus.OPT_IN, "opt-in"),
+    (FeatureStatus.RUNTIME, "runtime"),
+    (FeatureStatus.EMULATED, "emulated"),
+    (FeatureStatus.HOST_ONLY, "host-only"),
+)
 AREA_TITLES = {
     "base": "Base ISA",
     "simd": "SIMD and vector",
@@ -58,7 +70,7 @@ def _yn(b: bool | None, style_true: str = "green") -> Text:
     return Text("yes", style=style_true) if b else Text("no", style="dim")
 
 
-def _status(status: str) -> Text:
+def _status(status: FeatureStatus) -> Text:
     style, mark = STATUS_STYLE[status]
     return Text(f"{mark} {status}", style=style)
 
@@ -92,13 +104,8 @@ def print_cpuid(
         style="dim",
     )
     console.print(head)
-    if show_host and not a.host_available:
-        console.print(
-            Text(
-                f"host CPUID unavailable: {safe(snap.host.cpuid_error or 'not recorded')}",
-                style="yellow",
-            )
-        )
+    if show_host and a.host_cpuid_error is not None:
+        console.print(Text(f"host CPUID unavailable: {safe(a.host_cpuid_error)}", style="yellow"))
     by_area: dict[str, list[FeatureResult]] = {}
     for r in features:
         by_area.setdefault(r.feature.area, []).append(r)
@@ -121,13 +128,13 @@ def print_cpuid(
             v = r.verdict
             why = Text()
             if v.quirks:
-                why.append(reason_text(v))
+                why.append(v.reason)
                 why.append(f"  [{', '.join(v.quirks)}]", style="dim")
-            elif v.status == "host-only":
-                why.append(reason_text(v), style="magenta")
+            elif v.status is FeatureStatus.HOST_ONLY:
+                why.append(v.reason, style="magenta")
             elif show_all or not r.feature.known:
                 why.append(r.feature.description, style="dim")
-            cells = [_name_cell(r), r.feature.where, _yn(v.kvm)]
+            cells: list[Text | str] = [_name_cell(r), r.feature.where, _yn(v.kvm)]
             if show_host:
                 cells.append(_yn(v.host, "cyan"))
             cells += [_yn(v.effective, "bold green"), _status(v.status), why]
@@ -181,7 +188,7 @@ def _print_fields(console: Console, a: CpuidAnalysis, show_host: bool) -> None:
 
 
 def _print_notes(console: Console, a: CpuidAnalysis) -> None:
-    notes = [n for n in a.leaf_notes if n.quirk.effect != "not-applicable"]
+    notes = [n for n in a.leaf_notes if n.shown]
     if not notes:
         return
     console.print(Text("Leaves the VMM must build or treat with care", style="bold"))
@@ -203,25 +210,15 @@ def _print_legend(console: Console, a: CpuidAnalysis, show_all: bool, show_host:
         legend.append(f" = {LEGEND[status]}.  ", style="dim")
     console.print(legend)
     summary = Text("Summary: ", style="bold")
-    parts = [
-        ("supported", "supported"),
-        ("added-by-quirk", "added by quirks"),
-        ("removed-by-quirk", "removed by quirks"),
-        ("opt-in", "opt-in"),
-        ("runtime", "runtime"),
-        ("emulated", "emulated"),
-        ("host-only", "host-only"),
-    ]
-    for i, (key, label) in enumerate(parts):
+    for i, (status, label) in enumerate(SUMMARY):
         if i:
             summary.append(", ")
-        summary.append(f"{counts[key]} {label}", style=STATUS_STYLE[key][0])
-    effective = sum(1 for f in a.features if f.verdict.effective)
-    summary.append(f"; {effective} features a guest can be given")
+        summary.append(f"{counts[status]} {label}", style=STATUS_STYLE[status][0])
+    summary.append(f"; {a.effective_count} features a guest can be given")
     if not show_all:
-        hidden = f"{counts['unsupported']} unsupported"
+        hidden = f"{counts[FeatureStatus.UNSUPPORTED]} unsupported"
         if not show_host:
-            hidden += f" and {counts['host-only']} host-only"
+            hidden += f" and {counts[FeatureStatus.HOST_ONLY]} host-only"
         summary.append(f" ({hidden} not listed: --all, --host)", style="dim")
     console.print(summary)
     console.print(Text("Why a feature is what it is: kvmprobe cpuid --explain NAME", style="dim"))
@@ -244,9 +241,8 @@ def print_raw(console: Console, a: CpuidAnalysis) -> None:
     console.print(table)
 
 
-def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
-    from kvmprobe.analysis import quirks as qk
-
+def print_explain(console: Console, a: CpuidAnalysis, ex: Explanation) -> None:
+    r = ex.result
     f, v = r.feature, r.verdict
     title = Text(f.name, style="bold")
     alias = [x for x in (f.qemu_name, f.kernel_name) if x]
@@ -254,28 +250,23 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
         title.append(f"  ({', '.join(alias)})", style="dim")
     console.print(title)
     console.print(f"  {f.description}")
-    from kvmprobe.analysis.cpuid import CpuidView
-
-    kg = CpuidView(a.snap.supported_cpuid)
-    raw = kg.reg(f.leaf, f.subleaf, f.register)
-    raw_s = "leaf absent" if raw is None else f"{raw:#010x}"
+    raw_s = "leaf absent" if ex.kvm_register is None else f"{ex.kvm_register:#010x}"
     console.print(f"  where: CPUID {f.where}  (KVM's {f.register.upper()} = {raw_s})")
     console.print(Text("  KVM_GET_SUPPORTED_CPUID: ").append(_yn(v.kvm)))
-    if a.snap.emulated_cpuid is not None:
+    if a.emulated_probed:
         console.print(Text("  KVM_GET_EMULATED_CPUID:  ").append(_yn(v.emulated)))
     host = (
         _yn(v.host)
-        if a.host_available
-        else Text(f"unknown ({safe(a.snap.host.cpuid_error or 'not recorded')})", style="dim")
+        if a.host_cpuid_error is None
+        else Text(f"unknown ({safe(a.host_cpuid_error)})", style="dim")
     )
     console.print(Text("  host CPUID:              ").append(host))
     exits = ",".join(sorted(a.options.disable_exits)) or "none"
     console.print(f"  set-up: irqchip={a.options.irqchip}, exits disabled: {exits}")
-    if not v.steps:
+    if not ex.steps:
         console.print(Text("  no documented quirk concerns this feature", style="dim"))
-    index = qk.quirk_index()
-    for s in v.steps:
-        q = index[s.quirk]
+    for s in ex.steps:
+        q = s.record
         mark = (
             Text("  applied  ", style="bold yellow")
             if s.applied
@@ -283,9 +274,8 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
         )
         line = mark.append(Text(s.quirk, style="bold")).append(f" ({s.effect})")
         console.print(line)
-        vendor = getattr(q, "vendor", "both")
-        scope = "" if vendor == "both" else f"  ({vendor.capitalize()} hosts)"
-        console.print(Text(f"      when:     {getattr(q, 'when', '')}{scope}", style="dim"))
+        scope = "" if q.vendor is None else f"  ({q.vendor.display} hosts only)"
+        console.print(Text(f"      when:     {q.when}{scope}", style="dim"))
         console.print(Text(f"      here:     {safe(s.evidence)}"))
         if s.applied:
             console.print(Text(f"      so:       {q.reason}"))
@@ -297,4 +287,4 @@ def print_explain(console: Console, a: CpuidAnalysis, r: FeatureResult) -> None:
     verdict.append(" be given it")
     console.print(verdict)
     if not v.quirks:
-        console.print(Text(f"  because: {reason_text(v)}", style="dim"))
+        console.print(Text(f"  because: {v.reason}", style="dim"))

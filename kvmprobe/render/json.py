@@ -12,6 +12,9 @@ from kvmprobe.vocab import Scope
 if TYPE_CHECKING:
     from kvmprobe.analysis.caps import CapRow, DecodedValue
 
+if TYPE_CHECKING:
+    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
+
 
 def source_object(snap: Snapshot) -> dict[str, Any]:
     live = snap.source == "live"
@@ -79,17 +82,7 @@ def caps_body(rows: list[CapRow], include_zero: bool) -> dict[str, Any]:
     return {"all": include_zero, "count": len(items), "caps": items}
 
 
-def reason_text(v: Any) -> str:
-    if v.reasons:
-        return "; ".join(v.reasons)
-    return {
-        "supported": "reported by KVM_GET_SUPPORTED_CPUID",
-        "unsupported": "not reported by KVM_GET_SUPPORTED_CPUID",
-        "host-only": "the host CPU has it; KVM does not pass it on",
-    }.get(v.status, "")
-
-
-def feature_json(r: Any) -> dict[str, Any]:
+def feature_json(r: FeatureResult) -> dict[str, Any]:
     f, v = r.feature, r.verdict
     return {
         "name": f.name,
@@ -107,28 +100,36 @@ def feature_json(r: Any) -> dict[str, Any]:
         "emulated": v.emulated,
         "host": v.host,
         "effective": v.effective,
-        "status": v.status,
+        "status": v.status.value,
         "quirks": list(v.quirks),
-        "reason": reason_text(v),
+        "reason": v.reason,
         "citations": list(v.citations),
     }
 
 
-def cpuid_body(a: Any, features: list[Any], include_steps: bool = False) -> dict[str, Any]:
+def cpuid_body(
+    a: CpuidAnalysis, features: list[FeatureResult], include_steps: bool = False
+) -> dict[str, Any]:
+    """The body of ``kvmprobe cpuid --json`` (with the quirk steps for ``--explain``)."""
     snap = a.snap
     out_features = []
     for r in features:
         item = feature_json(r)
         if include_steps:
             item["steps"] = [
-                {"quirk": s.quirk, "applied": s.applied, "effect": s.effect, "evidence": s.evidence}
+                {
+                    "quirk": s.quirk,
+                    "applied": s.applied,
+                    "effect": s.effect.value,
+                    "evidence": s.evidence,
+                }
                 for s in r.verdict.steps
             ]
         out_features.append(item)
     return {
-        "irqchip": a.options.irqchip,
-        "disable_exits": sorted(a.options.disable_exits),
-        "counts": a.counts(),
+        "irqchip": a.options.irqchip.value,
+        "disable_exits": sorted(x.value for x in a.options.disable_exits),
+        "counts": {status.value: n for status, n in a.counts().items()},
         "strings": a.strings,
         "host_cpuid": a.host_available,
         "entries": [e.to_json() for e in snap.supported_cpuid or ()],
@@ -157,7 +158,7 @@ def cpuid_body(a: Any, features: list[Any], include_steps: bool = False) -> dict
             {
                 "quirk": n.quirk.id,
                 "leaves": [f"{x:#x}" for x in n.quirk.leaves],
-                "effect": n.quirk.effect,
+                "effect": n.quirk.effect.value,
                 "reason": n.quirk.reason,
                 "evidence": n.evidence,
                 "citations": list(n.quirk.citation),

@@ -1,0 +1,257 @@
+"""The quirk engine: the VMM set-up (Options), what a condition may read (Ctx), the record
+types, and how records turn KVM's answer for one bit into a Verdict.
+
+Records live in the theme modules beside their conditions; this module knows none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from kvmprobe.analysis.cpuid import CpuidView, Loc, vendor_kind
+from kvmprobe.snapshot import Snapshot
+from kvmprobe.tables.caps_data import KVM_CAP_X86_DISABLE_EXITS
+from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Vendor
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The VMM set-up being analysed. Plain strings are accepted and checked against the
+    vocabularies (a bad name raises ValueError)."""
+
+    irqchip: Irqchip = Irqchip.KERNEL
+    disable_exits: frozenset[DisableExit] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "irqchip", Irqchip(self.irqchip))
+        try:
+            exits = frozenset(DisableExit(x) for x in self.disable_exits)
+        except ValueError:
+            unknown = sorted(set(map(str, self.disable_exits)) - set(DisableExit))
+            raise ValueError(f"unknown exits: {unknown}") from None
+        object.__setattr__(self, "disable_exits", exits)
+
+
+class Ctx:
+    """What a quirk condition may look at: the snapshot, the options, and views of it."""
+
+    def __init__(self, snap: Snapshot, opts: Options) -> None:
+        self.snap = snap
+        self.opts = opts
+        self.kgsc = CpuidView(snap.supported_cpuid)
+        self.kgec = CpuidView(snap.emulated_cpuid)
+        self.host = CpuidView(snap.host.cpuid) if snap.host.cpuid else None
+
+    @cached_property
+    def vendor(self) -> Vendor:
+        """From KVM's leaf 0, else the host's; OTHER when neither names Intel or AMD."""
+        v = vendor_kind(self.kgsc)
+        if v is Vendor.OTHER and self.host is not None:
+            v = vendor_kind(self.host)
+        return v
+
+    @property
+    def lapic_in_kernel(self) -> bool:
+        return self.opts.irqchip.lapic_in_kernel
+
+    def kvm(self, loc: Loc) -> bool:
+        return self.kgsc.has_loc(loc)
+
+    def host_has(self, loc: Loc) -> bool | None:
+        return None if self.host is None else self.host.has_loc(loc)
+
+    def cap(self, number: int) -> int:
+        return self.snap.cap(number, "system") or 0
+
+    def exit_allowed(self, exit: DisableExit) -> bool:
+        """KVM_CAP_X86_DISABLE_EXITS lets a VMM disable this exit."""
+        return bool(self.cap(KVM_CAP_X86_DISABLE_EXITS) & exit.flag)
+
+    def exit_disabled(self, exit: DisableExit) -> bool:
+        """The set-up asks for this exit to be disabled and KVM allows it."""
+        return exit in self.opts.disable_exits and self.exit_allowed(exit)
+
+    def module_param(self, param: str, modules: tuple[str, ...]) -> tuple[str, str] | None:
+        for m in modules:
+            info = self.snap.host.modules.get(m)
+            if info and param in info.params:
+                return m, info.params[param]
+        return None
+
+
+#: A condition returns (applies, evidence): evidence is the facts it read, for --explain.
+Condition = Callable[[Ctx, Loc], tuple[bool, str]]
+#: The condition of a leaf record: whether its note is shown, and the facts read.
+LeafCondition = Callable[[Ctx], tuple[bool, str]]
+
+FEATURE_EFFECTS = frozenset(
+    {
+        QuirkEffect.REMOVE,
+        QuirkEffect.ADD,
+        QuirkEffect.OPT_IN,
+        QuirkEffect.RUNTIME,
+        QuirkEffect.EMULATED,
+        QuirkEffect.NOTE,
+    }
+)
+LEAF_EFFECTS = frozenset({QuirkEffect.VMM_BUILDS, QuirkEffect.NOTE, QuirkEffect.NOT_APPLICABLE})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quirk:
+    """One documented behaviour of KVM's CPUID answer, for the feature bits it names."""
+
+    id: str
+    bits: tuple[Loc, ...]
+    effect: QuirkEffect
+    when: str  # the condition in words
+    reason: str  # one line, ours: why the effect
+    citation: tuple[str, ...]
+    test: Condition
+    effective: bool | None = None  # RUNTIME: what the guest effectively gets (None: keep)
+    vendor: Vendor | None = None  # None: both vendors; else the record applies only there
+    catalogue: str  # the research/quirks.md row this record covers
+    targets: Callable[[Ctx], tuple[Loc, ...]] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.effect not in FEATURE_EFFECTS:
+            raise ValueError(f"{self.id}: {self.effect} is not an effect on a feature bit")
+        if self.vendor is Vendor.OTHER:
+            raise ValueError(f"{self.id}: a record is scoped to Intel or AMD, or to neither")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeafQuirk:
+    """A catalogue row about a whole leaf, a field, an MSR or a capability, not a bit."""
+
+    id: str
+    leaves: tuple[int, ...]
+    effect: QuirkEffect  # VMM_BUILDS, NOTE or NOT_APPLICABLE
+    reason: str
+    citation: tuple[str, ...]
+    test: LeafCondition | None = None  # None: the note is always shown
+    catalogue: str
+
+    def __post_init__(self) -> None:
+        if self.effect not in LEAF_EFFECTS:
+            raise ValueError(f"{self.id}: {self.effect} is not an effect on a leaf")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One quirk considered for one feature: whether it applied, and the facts read."""
+
+    record: Quirk
+    applied: bool
+    evidence: str
+
+    @property
+    def quirk(self) -> str:
+        return self.record.id
+
+    @property
+    def effect(self) -> QuirkEffect:
+        return self.record.effect
+
+
+@dataclass
+class Verdict:
+    kvm: bool
+    emulated: bool
+    host: bool | None
+    effective: bool
+    status: FeatureStatus
+    quirks: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        """Why the feature is what it is: the applied records' reasons, else the base answer."""
+        if self.reasons:
+            return "; ".join(self.reasons)
+        return _BASE_REASONS.get(self.status, "")
+
+
+_BASE_REASONS = {
+    FeatureStatus.SUPPORTED: "reported by KVM_GET_SUPPORTED_CPUID",
+    FeatureStatus.UNSUPPORTED: "not reported by KVM_GET_SUPPORTED_CPUID",
+    FeatureStatus.HOST_ONLY: "the host CPU has it; KVM does not pass it on",
+}
+
+
+def base_verdict(c: Ctx, loc: Loc) -> Verdict:
+    kvm = c.kvm(loc)
+    host = c.host_has(loc)
+    emulated = c.kgec.has_loc(loc)
+    if kvm:
+        status = FeatureStatus.SUPPORTED
+    elif host:
+        status = FeatureStatus.HOST_ONLY
+    else:
+        status = FeatureStatus.UNSUPPORTED
+    return Verdict(kvm=kvm, emulated=emulated, host=host, effective=kvm, status=status)
+
+
+def apply_effect(v: Verdict, q: Quirk) -> None:
+    if q.effect is QuirkEffect.REMOVE:
+        v.effective = False
+        v.status = FeatureStatus.REMOVED_BY_QUIRK if v.kvm else FeatureStatus.UNSUPPORTED
+    elif q.effect is QuirkEffect.ADD:
+        v.effective = True
+        v.status = FeatureStatus.ADDED_BY_QUIRK if not v.kvm else FeatureStatus.SUPPORTED
+    elif q.effect is QuirkEffect.OPT_IN:
+        v.effective = True
+        v.status = FeatureStatus.OPT_IN
+    elif q.effect is QuirkEffect.EMULATED:
+        v.effective = True
+        v.status = FeatureStatus.EMULATED
+    elif q.effect is QuirkEffect.RUNTIME:
+        v.status = FeatureStatus.RUNTIME
+        if q.effective is not None:
+            v.effective = q.effective
+    v.quirks.append(q.id)
+    v.reasons.append(q.reason)
+    for cit in q.citation:
+        if cit not in v.citations:
+            v.citations.append(cit)
+
+
+def vendor_mismatch(c: Ctx, q: Quirk) -> str | None:
+    """Why a vendor-scoped record cannot apply on this host, or None when it may."""
+    if q.vendor is None or q.vendor is c.vendor:
+        return None
+    if c.vendor is Vendor.OTHER:
+        return (
+            f"host vendor not recognised as Intel or AMD: this {q.vendor.display}-only record "
+            "is not applied"
+        )
+    return f"{c.vendor.display} host: this record concerns {q.vendor.display} hosts only"
+
+
+def quirks_for(c: Ctx, records: Iterable[Quirk]) -> dict[Loc, list[Quirk]]:
+    """Which records target each location (static bits plus computed targets), in record
+    order: when two records touch one bit, the later one's effect wins."""
+    out: dict[Loc, list[Quirk]] = {}
+    for q in records:
+        locs = q.bits + (q.targets(c) if q.targets else ())
+        for loc in dict.fromkeys(locs):
+            out.setdefault(loc, []).append(q)
+    return out
+
+
+def evaluate(c: Ctx, loc: Loc, records: Iterable[Quirk]) -> Verdict:
+    v = base_verdict(c, loc)
+    for q in records:
+        mismatch = vendor_mismatch(c, q)
+        if mismatch is not None:
+            v.steps.append(Step(q, False, mismatch))
+            continue
+        applied, evidence = q.test(c, loc)
+        v.steps.append(Step(q, applied, evidence))
+        if applied:
+            apply_effect(v, q)
+    return v
