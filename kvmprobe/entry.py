@@ -37,6 +37,19 @@ def _silence_stdout() -> None:
         pass
 
 
+def _exit_now(status: int) -> None:
+    """Exit at once with ``status``. After an interrupt, a normal exit lets the interpreter
+    kill itself with SIGINT (it remembers the KeyboardInterrupt), which would replace the
+    documented status 130 with "killed by a signal"."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 def _flush_stdout() -> None:
     if sys.stdout is not None:
         sys.stdout.flush()
@@ -89,12 +102,13 @@ def run(argv: list[str] | None = None) -> None:
             _say(f"kvmprobe: error: cannot write to standard output: {oe.strerror or oe}")
             _say("hint: write to a file or a pipe that is open and has room")
             sys.exit(_EXIT_ERROR)
+        _done()
         raise
     except KeyboardInterrupt:
         if debug:
             raise
         _say("kvmprobe: interrupted")
-        sys.exit(_EXIT_INTERRUPTED)
+        _exit_now(_EXIT_INTERRUPTED)
     except BrokenPipeError:
         if debug:
             raise
@@ -123,4 +137,15 @@ def run(argv: list[str] | None = None) -> None:
         _say(f"kvmprobe: internal error: {type(e).__name__}: {e}")
         _say("hint: rerun with --debug for the traceback and report it")
         sys.exit(_EXIT_ERROR)
+    if status == _EXIT_INTERRUPTED:
+        _exit_now(_EXIT_INTERRUPTED)  # the command said "interrupted" itself
+    _done()
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _done() -> None:
+    """All output is out: an interrupt from now on cannot change the result, so it must not
+    turn a finished run into "killed by SIGINT" while the interpreter shuts down."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
