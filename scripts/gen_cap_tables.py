@@ -28,6 +28,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ABI_DIR = REPO_ROOT / "scripts" / "data" / "kvm-abi"
@@ -85,7 +86,7 @@ class Tables:
 # reading and checking the facts
 
 
-def _load(path: Path) -> tuple[dict, str]:
+def _load(path: Path) -> tuple[dict[str, Any], str]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -97,7 +98,7 @@ def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
-def _group(name: str, raw: dict, kind: str) -> Group:
+def _group(name: str, raw: dict[str, Any], kind: str) -> Group:
     members: list[tuple[str, int]] = []
     masks: list[tuple[str, int]] = []
     status: dict[str, str] = {}
@@ -179,7 +180,7 @@ def build(abi_dir: Path) -> Tables:
     caps = dict(sorted(caps.items()))
 
     # -- cap value kinds and the groups they decode with
-    groups_raw: dict[str, dict] = consts_facts["groups"]
+    groups_raw: dict[str, dict[str, Any]] = consts_facts["groups"]
     cap_value_kind: dict[str, tuple[str, str | None]] = {}
     cap_enable_arg_group: dict[str, str] = {}
     wanted: dict[str, str] = {}  # group -> "bits" | "values"

@@ -1,1 +1,7 @@
-"""Generated tables (see scripts/gen_tables.py). Never edit the *_data.py files by hand."""
+"""Generated tables only; never edit them by hand (regenerating: scripts/README.md).
+
+``caps_data.py`` is written by scripts/gen_cap_tables.py from the pinned KVM ABI facts in
+scripts/data/kvm-abi/; ``cpuid_data.py`` by scripts/gen_cpuid_tables.py from the facts in
+scripts/data/cpuid_facts.tsv and our overlay. Each module's header names its generator, its
+inputs and their sha256; both generators' ``--check`` runs in CI.
+"""
