@@ -418,7 +418,11 @@ def test_generated_module_is_plain_data() -> None:
 
 
 def test_every_table_module_is_generated_and_stamped() -> None:
-    generators = {"caps_data.py": "gen_cap_tables.py", "cpuid_data.py": "gen_cpuid_tables.py"}
+    generators = {
+        "caps_data.py": "gen_cap_tables.py",
+        "cpuid_data.py": "gen_cpuid_tables.py",
+        "deps_data.py": "gen_deps_tables.py",
+    }
     files = sorted(p.name for p in TABLES_DIR.iterdir() if p.name != "__pycache__")
     assert files == ["__init__.py", *sorted(generators)]
     for name, generator in generators.items():

@@ -13,7 +13,7 @@ from kvmprobe.analysis import deps
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, answers_from_cpuid, no
 from kvmprobe.snapshot import CpuidEntry, Snapshot, load
 from kvmprobe.tables import deps_data
-from kvmprobe.vocab_levels import ConsistencyCheck, DependencyKind, NotOfferedReason
+from kvmprobe.vocab import ConsistencyCheck, DependencyKind, NotOfferedReason
 
 PVM = Path(__file__).parent / "fixtures" / "amd-epyc-pvm-6.18.json"
 

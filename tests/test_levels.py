@@ -18,8 +18,7 @@ from kvmprobe.analysis.answers import (
 )
 from kvmprobe.analysis.levels import psabi_level, requirements, requirements_of
 from kvmprobe.snapshot import Snapshot, load
-from kvmprobe.vocab import FeatureStatus
-from kvmprobe.vocab_levels import NotOfferedReason, Offered, PsabiLevel, RequirementKind
+from kvmprobe.vocab import FeatureStatus, NotOfferedReason, Offered, PsabiLevel, RequirementKind
 
 PVM = Path(__file__).parent / "fixtures" / "amd-epyc-pvm-6.18.json"
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.snapshot import CpuidEntry
-from kvmprobe.vocab import FeatureStatus
-from kvmprobe.vocab_levels import NotOfferedReason, Offered
+from kvmprobe.vocab import FeatureStatus, NotOfferedReason, Offered
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, Answer, AnswerMap, answers_from_cpuid
 from kvmprobe.snapshot import CpuidEntry
-from kvmprobe.vocab_levels import ConsistencyCheck, DependencyKind, Offered
+from kvmprobe.vocab import ConsistencyCheck, DependencyKind, Offered
 
 # --------------------------------------------------------------------------------------------
 # The dependency facts

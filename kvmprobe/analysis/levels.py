@@ -31,7 +31,7 @@ from functools import cache
 
 from kvmprobe.analysis.answers import Answer, AnswerMap, lookup_answer
 from kvmprobe.analysis.cpuid import fmt_loc
-from kvmprobe.vocab_levels import NotOfferedReason, Offered, PsabiLevel, RequirementKind
+from kvmprobe.vocab import NotOfferedReason, Offered, PsabiLevel, RequirementKind
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 ``caps_data.py`` is written by scripts/gen_cap_tables.py from the pinned KVM ABI facts in
 scripts/data/kvm-abi/; ``cpuid_data.py`` by scripts/gen_cpuid_tables.py from the facts in
-scripts/data/cpuid_facts.tsv and our overlay. Each module's header names its generator, its
-inputs and their sha256; both generators' ``--check`` runs in CI.
+scripts/data/cpuid_facts.tsv and our overlay; ``deps_data.py`` by scripts/gen_deps_tables.py
+from the feature dependencies, x86-64 psABI levels and XSAVE components in scripts/data/. Each
+module's header names its generator, its inputs and their sha256; every generator's
+``--check`` runs in CI.
 """
