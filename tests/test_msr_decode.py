@@ -85,6 +85,16 @@ def test_perf_capabilities_fields() -> None:
     assert d.remainder == 1 << 12
 
 
+def test_amd_de_cfg_and_core_caps() -> None:
+    d = m.decode_msr(M.MSR_AMD64_DE_CFG, 1 << 1 | 1 << 7)
+    assert _set(d) == ["LFENCE_SERIALIZE"] and d.remainder == 1 << 7
+    assert d.description.startswith("AMD decode configuration")
+    d = m.decode_msr(M.MSR_IA32_CORE_CAPS, 1 << 5)
+    (b,) = d.set_bits
+    assert b.bit.name == "SPLIT_LOCK_DETECT" and b.bit.qemu_name == "split-lock-detect"
+    assert b.bit.libvirt_name == "split-lock-detect"
+
+
 def test_index_list_names(amd: Snapshot) -> None:
     a = m.analyse(amd)
     assert a.index_list is not None and len(a.index_list) == 40

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvmprobe.snapshot import CpuidEntry, HostInfo, ProbeError, Snapshot
+from kvmprobe.snapshot import CpuidEntry, ProbeError, Snapshot
 from kvmprobe.tables import caps_data
 from kvmprobe.tables import msr_data as M
 from support.synth import Cpuid, snapshot
@@ -151,4 +151,4 @@ def no_hyperv_host(*, error: ProbeError | None = None, hv_cap: int = 0) -> Snaps
     if error is not None:
         caps[caps_data.KVM_CAP_SYS_HYPERV_CPUID] = 1
     snap = snapshot(Cpuid("amd"), caps=caps, kernel="6.18.0-synthetic")
-    return replace(snap, errors=(error,) if error else (), host=HostInfo(kernel_release="x"))
+    return replace(snap, errors=(error,) if error else ())
