@@ -371,3 +371,81 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     from kvmprobe.doctor import run_doctor
 
     ctx.exit(run_doctor(device, from_file, as_json, lambda: _console(ctx)))
+
+
+@main.command()
+@common_options
+@click.argument("name_filter", required=False, metavar="[FILTER]")
+@json_option
+@from_option
+@device_option
+@click.pass_context
+def msr(
+    ctx: click.Context, name_filter: str | None, as_json: bool, from_file: str | None, device: str
+) -> None:
+    """Feature MSRs KVM reports, decoded bit by bit, and the MSRs KVM saves and restores.
+
+    Feature MSRs (KVM_GET_MSR_FEATURE_INDEX_LIST, values from KVM_GET_MSRS on /dev/kvm) tell a
+    guest which speculation mitigations it may skip (ARCH_CAPABILITIES), what its PMU can do
+    (PERF_CAPABILITIES) and, for nested guests, every VMX control. FILTER is an MSR number
+    (0x10a), part of an MSR name (arch_capabilities) or a bit name as Linux, QEMU or libvirt
+    spell it (MDS_NO, mds-no, vmx-ept).
+    """
+    from kvmprobe.analysis import msr as m
+
+    snap = get_snapshot(from_file, device)
+    a = m.analyse(snap)
+    sel = m.select(a, name_filter)
+    if name_filter and sel.empty and not sel.known_absent:
+        raise KvmprobeError(
+            f"no MSR or MSR bit matches {name_filter!r}",
+            "give an MSR number (0x10a), part of an MSR name (arch_capabilities) or a bit name "
+            "(mds-no, vmx-ept); 'kvmprobe msr' lists them all",
+            ExitStatus.USAGE,
+        )
+    mitigations = m.mitigation_summary(snap)
+    if as_json:
+        from kvmprobe.render import json as rj
+        from kvmprobe.render.json_msr import msr_body
+
+        body = msr_body(a, sel, name_filter, mitigations, snap.errors)
+        emit(rj.dumps(rj.document("msr", snap, body)))
+    else:
+        from kvmprobe.render.msr_report import print_msr
+
+        print_msr(
+            _console(ctx), snap, a, sel,
+            name_filter=name_filter, mitigations=mitigations, errors=a.errors,
+        )  # fmt: skip
+    if sel.empty and sel.known_absent:
+        names = ", ".join(m.msr_name(i)[0] for i in sel.known_absent)
+        _warn(f"{name_filter!r} names {names}, which KVM does not report here")
+
+
+@main.command()
+@common_options
+@json_option
+@from_option
+@device_option
+@click.pass_context
+def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str) -> None:
+    """The Hyper-V enlightenments KVM offers (KVM_GET_SUPPORTED_HV_CPUID on /dev/kvm).
+
+    Each bit of the Hyper-V leaves 0x40000000-0x4000000A, decoded; for every QEMU hv-*
+    property whether KVM supports it, whether hv-passthrough would turn it on and what else it
+    needs (an in-kernel irqchip, nested VMX). When KVM was built without Hyper-V emulation this
+    says so, with the evidence, and exits 0.
+    """
+    from kvmprobe.analysis import hyperv as h
+
+    snap = get_snapshot(from_file, device)
+    a = h.analyse(snap)
+    if as_json:
+        from kvmprobe.render import json as rj
+        from kvmprobe.render.json_msr import hyperv_body
+
+        emit(rj.dumps(rj.document("hyperv", snap, hyperv_body(a, snap.errors))))
+    else:
+        from kvmprobe.render.hyperv_report import print_hyperv
+
+        print_hyperv(_console(ctx), snap, a)
