@@ -406,7 +406,7 @@ def msr(
     mitigations = m.mitigation_summary(snap)
     if as_json:
         from kvmprobe.render import json as rj
-        from kvmprobe.render.json_msr import msr_body
+        from kvmprobe.render.json import msr_body
 
         body = msr_body(a, sel, name_filter, mitigations, snap.errors)
         emit(rj.dumps(rj.document("msr", snap, body)))
@@ -442,7 +442,7 @@ def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     a = h.analyse(snap)
     if as_json:
         from kvmprobe.render import json as rj
-        from kvmprobe.render.json_msr import hyperv_body
+        from kvmprobe.render.json import hyperv_body
 
         emit(rj.dumps(rj.document("hyperv", snap, hyperv_body(a, snap.errors))))
     else:

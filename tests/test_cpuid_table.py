@@ -422,6 +422,8 @@ def test_every_table_module_is_generated_and_stamped() -> None:
         "caps_data.py": "gen_cap_tables.py",
         "cpuid_data.py": "gen_cpuid_tables.py",
         "deps_data.py": "gen_deps_tables.py",
+        "hyperv_data.py": "gen_msr_tables.py",
+        "msr_data.py": "gen_msr_tables.py",
     }
     files = sorted(p.name for p in TABLES_DIR.iterdir() if p.name != "__pycache__")
     assert files == ["__init__.py", *sorted(generators)]

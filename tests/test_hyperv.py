@@ -13,7 +13,7 @@ from support.synth_msr import hyperv_entries, hyperv_host, no_hyperv_host
 from kvmprobe.analysis import hyperv as h
 from kvmprobe.snapshot import CpuidEntry, ProbeError, load
 from kvmprobe.tables import caps_data
-from kvmprobe.vocab_msr import HvAvailability, HvRequirement
+from kvmprobe.vocab import HvAvailability, HvRequirement
 
 
 def _props(a: h.HyperVAnalysis) -> dict[str, h.HvProperty]:

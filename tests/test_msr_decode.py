@@ -13,8 +13,7 @@ from support.synth_msr import VMX_DUMP, intel_nested_vmx
 from kvmprobe.analysis import msr as m
 from kvmprobe.snapshot import ProbeError, Snapshot, load
 from kvmprobe.tables import msr_data as M
-from kvmprobe.vocab import Vendor
-from kvmprobe.vocab_msr import ControlSetting, MsrLayoutKind, MsrOrigin
+from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin, Vendor
 
 FIXTURE_ARCH_CAPS = 0x400000000C000069
 

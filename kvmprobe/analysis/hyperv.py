@@ -22,7 +22,7 @@ from functools import cache
 from kvmprobe.snapshot import CpuidEntry, ProbeError, Snapshot
 from kvmprobe.tables import caps_data
 from kvmprobe.tables import hyperv_data as T
-from kvmprobe.vocab_msr import HvAvailability, HvRequirement
+from kvmprobe.vocab import HvAvailability, HvRequirement
 
 __all__ = [
     "HvBit",

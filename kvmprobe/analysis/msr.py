@@ -20,8 +20,7 @@ from functools import cache
 
 from kvmprobe.snapshot import ProbeError, Snapshot
 from kvmprobe.tables import msr_data as T
-from kvmprobe.vocab import Vendor
-from kvmprobe.vocab_msr import ControlSetting, MsrLayoutKind, MsrOrigin
+from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin, Vendor
 
 __all__ = [
     "BitRef",

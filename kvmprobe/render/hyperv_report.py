@@ -12,7 +12,7 @@ from rich.text import Text
 
 from kvmprobe.render.text import safe
 from kvmprobe.render.trim import trimmed
-from kvmprobe.vocab_msr import HvAvailability, HvRequirement
+from kvmprobe.vocab import HvAvailability, HvRequirement
 
 if TYPE_CHECKING:
     from rich.console import Console

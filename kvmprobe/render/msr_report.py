@@ -12,7 +12,7 @@ from rich.text import Text
 
 from kvmprobe.render.text import safe
 from kvmprobe.render.trim import trimmed
-from kvmprobe.vocab_msr import ControlSetting, MsrLayoutKind, MsrOrigin
+from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin
 
 if TYPE_CHECKING:
     from rich.console import Console
