@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmprobe import __version__
 from kvmprobe.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.doctor import DoctorReport
 
 
 def source_object(snap: Snapshot) -> dict[str, Any]:
@@ -144,3 +147,33 @@ def cpuid_body(a: Any, features: list[Any], include_steps: bool = False) -> dict
             for n in a.leaf_notes
         ],
     }
+
+
+def doctor_document(snap: Snapshot, report: DoctorReport) -> dict[str, Any]:
+    """``kvmprobe doctor --json`` (``kvmprobe.doctor/1``): the device, every check in order,
+    the counts per status and the verdict with its fixed exit status."""
+    v = report.verdict
+    body = {
+        "device": snap.device,
+        "checks": [
+            {
+                "id": c.id,
+                "group": c.group,
+                "title": c.title,
+                "status": str(c.status),
+                "evidence": c.evidence,
+                "hint": c.hint or None,
+                "details": list(c.details),
+                "citation": c.citation,
+            }
+            for c in report.checks
+        ],
+        "counts": {str(status): n for status, n in report.counts.items()},
+        "verdict": {
+            "status": str(v.outcome),
+            "exit_status": v.exit_status,
+            "message": v.message,
+            "first_failure": v.first_failure,
+        },
+    }
+    return document("doctor", snap, body)
