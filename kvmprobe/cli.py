@@ -124,42 +124,15 @@ def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
 def _summary(device: str) -> None:
     """Usable or not, API version, capability and feature counts, where to look next."""
     from kvmprobe.analysis.effective import analyse
+    from kvmprobe.render.summary import summary_text
 
     try:
         snap = get_snapshot(None, device)
     except KvmprobeError as e:
         e.hint = (e.hint + "; " if e.hint else "") + "run 'kvmprobe doctor' for a full diagnosis"
         raise
-    nonzero = len(snap.caps.get("system") or {})
-    from kvmprobe.render.text import safe
-
-    lines = [
-        f"KVM is usable at {safe(device)}: API version {snap.api_version}, "
-        f"kernel {safe(snap.host.kernel_release)}",
-        f"  capabilities: {nonzero} answered non-zero on /dev/kvm "
-        f"(VM created: {snap.creation.get('vm', '?')}, vCPU: {snap.creation.get('vcpu', '?')})",
-    ]
-    if snap.supported_cpuid is not None:
-        a = analyse(snap)
-        counts = a.counts()
-        S = FeatureStatus
-        lines.append(
-            f"  guest CPUID (in-kernel irqchip): {a.effective_count} features can be given "
-            f"({counts[S.SUPPORTED]} supported, {counts[S.ADDED_BY_QUIRK]} added and "
-            f"{counts[S.REMOVED_BY_QUIRK]} removed by quirks, {counts[S.OPT_IN]} opt-in, "
-            f"{counts[S.EMULATED]} emulated, {counts[S.RUNTIME]} runtime); "
-            f"{counts[S.HOST_ONLY]} host features not passed on"
-        )
-    if snap.errors:
-        lines.append(f"  {len(snap.errors)} probe step(s) failed: see 'kvmprobe record'")
-    lines += [
-        "",
-        "  kvmprobe caps      every capability, decoded, per fd scope",
-        "  kvmprobe cpuid     effective guest CPUID with quirks explained (--explain NAME)",
-        "  kvmprobe doctor    why KVM does or does not work here",
-        "  kvmprobe record    save a snapshot for --from FILE or a bug report",
-    ]
-    click.echo("\n".join(lines))
+    analysis = analyse(snap) if snap.supported_cpuid is not None else None
+    click.echo(summary_text(snap, analysis))
 
 
 @main.command()
@@ -217,9 +190,9 @@ def caps(
 @device_option
 def record(output: str | None, force: bool, device: str) -> None:
     """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
-    from kvmprobe.kvm.probe import probe
+    from kvmprobe.kvm.probe import record as record_snapshot
 
-    snap = probe(device)
+    snap = record_snapshot(device)
     text = snap.dumps()
     if not output or output == "-":
         emit(text)
@@ -368,9 +341,24 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     readiness for QEMU, Firecracker and cloud-hypervisor, and nested virtualization. Exit
     status: 0 usable, 3 not available, 4 permission denied, 5 a VMM's requirement missing.
     """
-    from kvmprobe.doctor import run_doctor
+    from kvmprobe.analysis.doctor import diagnose
 
-    ctx.exit(run_doctor(device, from_file, as_json, lambda: _console(ctx)))
+    if from_file:
+        snap = get_snapshot(from_file, device)
+    else:
+        from kvmprobe.kvm.probe import examine
+
+        snap = examine(device)
+    report = diagnose(snap)
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        emit(rj.dumps(rj.doctor_document(snap, report)))
+    else:
+        from kvmprobe.render.doctor_report import print_doctor
+
+        print_doctor(_console(ctx), snap, report)
+    ctx.exit(report.verdict.exit_status)
 
 
 @main.command()

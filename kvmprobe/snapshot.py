@@ -1,4 +1,5 @@
-"""The Snapshot: every raw answer the live probe collects, as the kernel gave it.
+"""The Snapshot: every raw answer the live probe collects, as the kernel gave it, and the
+raw facts about reaching the device node (``AccessFacts``) that ``kvmprobe doctor`` judges.
 
 A snapshot never stores conclusions, only raw values plus metadata, so a newer kvmprobe can
 re-analyse an old file. The on-disk form is JSON with ``"schema": "kvmprobe.snapshot/1"``;
@@ -10,13 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from kvmprobe import __version__
-from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.errors import ExitStatus, KvmprobeError, errno_name
 from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
 from kvmprobe.limits import MAX_SNAPSHOT_BYTES as MAX_FILE_BYTES
+from kvmprobe.vocab import AclTag, CgroupVersion, NodeKind
+
+_E = TypeVar("_E", bound=StrEnum)
 
 SCHEMA_PREFIX = "kvmprobe.snapshot/"
 SCHEMA_MAJOR = 1
@@ -25,6 +32,11 @@ SCHEMA = f"{SCHEMA_PREFIX}{SCHEMA_MAJOR}"
 SCOPES = ("system", "vm", "vm_split_irqchip")
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+ERRNO_MAX = 4096
+#: the ``step`` of the ProbeError recorded when the probe itself could not run: the node
+#: opened for the access check, then opening it for the probe (or KVM_GET_API_VERSION, or an
+#: ioctl the device layer does not guard) failed; ``api_version`` is null in that snapshot
+PROBE_STEP = "probe"
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,11 @@ class ProbeError:
     step: str
     errno: int | None
     message: str
+
+    @property
+    def errno_name(self) -> str | None:
+        """ENOENT-style name of ``errno``; None when the failure had no errno."""
+        return None if self.errno is None else errno_name(self.errno)
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "errno": self.errno, "message": self.message}
@@ -112,6 +129,179 @@ class HostInfo:
         }
 
 
+# --------------------------------------------------------------------------------------------
+# Device-access facts: what the recording process found out about reaching the device node
+# (gathered by kvmprobe.kvm.access, judged by kvmprobe.analysis.doctor).
+
+
+@dataclass(frozen=True)
+class NodeStat:
+    """stat() of the device path (following symlinks)."""
+
+    kind: NodeKind
+    mode: int  # permission bits only (st_mode & 0o7777)
+    uid: int
+    gid: int
+    owner: str  # user name, or the number as text
+    group: str  # group name, or the number as text
+    rdev: tuple[int, int] | None  # (major, minor) for device nodes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+            "owner": self.owner,
+            "group": self.group,
+            "rdev": None if self.rdev is None else list(self.rdev),
+        }
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    """One entry of the node's POSIX ACL (system.posix_acl_access)."""
+
+    tag: str  # an AclTag value, or "tag 0x.." for a tag this kvmprobe does not know
+    qualifier: int | None  # uid/gid for "user"/"group" entries
+    perms: int  # rwx bits: 4 read, 2 write, 1 execute
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tag": self.tag, "qualifier": self.qualifier, "perms": self.perms}
+
+
+@dataclass(frozen=True)
+class MountFacts:
+    """The mount holding the device path, from /proc/self/mountinfo and statvfs()."""
+
+    mount_point: str | None = None
+    fs_type: str | None = None
+    options: tuple[str, ...] = ()
+    readonly: bool | None = None  # statvfs ST_RDONLY
+    nodev: bool | None = None  # statvfs ST_NODEV: device nodes there cannot be opened
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mount_point": self.mount_point,
+            "fs_type": self.fs_type,
+            "options": list(self.options),
+            "readonly": self.readonly,
+            "nodev": self.nodev,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class CgroupFacts:
+    """The cgroups of the recording process and, under cgroup v1, its device rules."""
+
+    lines: tuple[str, ...] = ()  # /proc/self/cgroup
+    version: CgroupVersion = CgroupVersion.UNKNOWN
+    devices_file: str | None = None  # the v1 devices.list read
+    devices_list: tuple[str, ...] | None = None  # its lines, e.g. "c 10:232 rwm", "a *:* rwm"
+    devices_error: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": list(self.lines),
+            "version": str(self.version),
+            "devices_file": self.devices_file,
+            "devices_list": None if self.devices_list is None else list(self.devices_list),
+            "devices_error": self.devices_error,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """The usual signs of running in a container."""
+
+    markers: tuple[str, ...] = ()  # marker files that exist (/.dockerenv, ...)
+    pid1_container: str | None = None  # value of container= in /proc/1/environ
+    pid1_environ_error: str | None = None
+    root_fs_type: str | None = None  # file system type of / (overlay in most containers)
+    dev_fs_type: str | None = None  # file system type of /dev (devtmpfs on hosts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "markers": list(self.markers),
+            "pid1_container": self.pid1_container,
+            "pid1_environ_error": self.pid1_environ_error,
+            "root_fs_type": self.root_fs_type,
+            "dev_fs_type": self.dev_fs_type,
+        }
+
+
+@dataclass(frozen=True)
+class AccessFacts:
+    """What the recording process found out about reaching the device node at ``path``."""
+
+    path: str
+    exists: bool
+    # the (major, minor) numbers kvmprobe takes for KVM's device node (kvmprobe.kvm.abi) and
+    # the only ones it opens: a node with other numbers is looked at, never opened
+    kvm_rdev: tuple[int, int]
+    lstat_error: str | None = None  # why stat failed, for reasons besides ENOENT/ENOTDIR
+    symlink_target: str | None = None
+    node: NodeStat | None = None
+    euid: int = 0
+    egid: int = 0
+    user: str = ""
+    groups: tuple[int, ...] = ()  # os.getgroups() plus the effective gid, sorted
+    group_names: dict[int, str] = field(default_factory=dict)
+    # gids /etc/group (or the passwd entry) gives this user; may include groups this process
+    # does not have yet (added to a group without logging in again)
+    configured_groups: tuple[int, ...] = ()
+    access_rw: bool | None = None  # access(R_OK|W_OK) with the effective ids
+    open_tried: bool = False
+    open_errno: int | None = None  # None: the read-write open worked (or was not tried)
+    acl: tuple[AclEntry, ...] | None = None  # None: no ACL beyond the mode bits
+    acl_error: str | None = None
+    mount: MountFacts = field(default_factory=MountFacts)
+    sysfs_dev: str | None = None  # contents of /sys/class/misc/kvm/dev ("10:232")
+    sysfs_error: str | None = None
+    cgroup: CgroupFacts = field(default_factory=CgroupFacts)
+    container: ContainerFacts = field(default_factory=ContainerFacts)
+
+    @property
+    def open_error(self) -> str | None:
+        """ENOENT-style name of ``open_errno``."""
+        return None if self.open_errno is None else errno_name(self.open_errno)
+
+    @property
+    def opened(self) -> bool:
+        """The node was opened read-write (and closed at once)."""
+        return self.open_tried and self.open_errno is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "exists": self.exists,
+            "kvm_rdev": list(self.kvm_rdev),
+            "lstat_error": self.lstat_error,
+            "symlink_target": self.symlink_target,
+            "node": None if self.node is None else self.node.to_json(),
+            "euid": self.euid,
+            "egid": self.egid,
+            "user": self.user,
+            "groups": list(self.groups),
+            "group_names": {str(k): v for k, v in sorted(self.group_names.items())},
+            "configured_groups": list(self.configured_groups),
+            "access_rw": self.access_rw,
+            "open_tried": self.open_tried,
+            "open_errno": self.open_errno,
+            "acl": None if self.acl is None else [e.to_json() for e in self.acl],
+            "acl_error": self.acl_error,
+            "mount": self.mount.to_json(),
+            "sysfs_dev": self.sysfs_dev,
+            "sysfs_error": self.sysfs_error,
+            "cgroup": self.cgroup.to_json(),
+            "container": self.container.to_json(),
+        }
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything one probe of a KVM device learnt. ``source`` is 'live' or the file loaded."""
@@ -137,6 +327,8 @@ class Snapshot:
     # what could be created: {"vm": "ok" | errno name, "vcpu": ..., "split_irqchip": ...}
     creation: dict[str, str] = field(default_factory=dict)
     host: HostInfo = field(default_factory=HostInfo)
+    # device-access facts; None in snapshots recorded before kvmprobe kept them
+    access: AccessFacts | None = None
     errors: tuple[ProbeError, ...] = ()
     recorded_at: str = ""
     kvmprobe_version: str = __version__
@@ -177,6 +369,7 @@ class Snapshot:
             "xcomp": dict(sorted(self.xcomp.items())),
             "creation": dict(sorted(self.creation.items())),
             "host": self.host.to_json(),
+            "access": None if self.access is None else self.access.to_json(),
             "errors": [e.to_json() for e in self.errors],
         }
 
@@ -351,6 +544,183 @@ def _host(v: Any, where: str) -> HostInfo:
     )
 
 
+def _bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise _Bad(where, "expected true or false")
+    return v
+
+
+def _opt_bool(v: Any, where: str) -> bool | None:
+    return None if v is None else _bool(v, where)
+
+
+def _pair(v: Any, where: str) -> tuple[int, int]:
+    """A [major, minor] device number pair."""
+    lst = _list(v, where)
+    if len(lst) != 2:
+        raise _Bad(where, "expected [major, minor]")
+    return (_int(lst[0], f"{where}[0]", 0, U32_MAX), _int(lst[1], f"{where}[1]", 0, U32_MAX))
+
+
+def _strs(v: Any, where: str, limit: int = 4096) -> tuple[str, ...]:
+    return tuple(_str(x, f"{where}[{i}]", limit) for i, x in enumerate(_list(v, where)))
+
+
+def _ids(v: Any, where: str) -> tuple[int, ...]:
+    return tuple(_int(x, f"{where}[{i}]", 0, U32_MAX) for i, x in enumerate(_list(v, where)))
+
+
+def _enum(v: Any, where: str, kind: type[_E]) -> _E:
+    text = _str(v, where, 64)
+    try:
+        return kind(text)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise _Bad(where, f"{text!r} is not one of {allowed}") from None
+
+
+def _fields(o: dict[str, Any], known: Iterable[str], where: str, warnings: list[str]) -> None:
+    """Warn about keys a newer kvmprobe may have added (they are ignored)."""
+    for k in sorted(set(o) - set(known)):
+        warnings.append(f"ignoring unknown field {where + '.' + k!r}")
+
+
+def _required(o: dict[str, Any], key: str, where: str) -> Any:
+    if key not in o:
+        raise _Bad(f"{where}.{key}", "missing")
+    return o[key]
+
+
+_NODE_KEYS = ("kind", "mode", "uid", "gid", "owner", "group", "rdev")
+_ACL_KEYS = ("tag", "qualifier", "perms")
+_MOUNT_KEYS = ("mount_point", "fs_type", "options", "readonly", "nodev", "error")
+_CGROUP_KEYS = ("lines", "version", "devices_file", "devices_list", "devices_error", "error")
+_CONTAINER_KEYS = (
+    "markers", "pid1_container", "pid1_environ_error", "root_fs_type", "dev_fs_type",
+)  # fmt: skip
+_ACCESS_KEYS = (
+    "path", "exists", "kvm_rdev", "lstat_error", "symlink_target", "node", "euid", "egid",
+    "user", "groups", "group_names", "configured_groups", "access_rw", "open_tried",
+    "open_errno", "acl", "acl_error", "mount", "sysfs_dev", "sysfs_error", "cgroup",
+    "container",
+)  # fmt: skip
+_ACL_TAG_UNKNOWN = re.compile(r"tag 0x[0-9a-f]{1,4}")
+
+
+def _node(v: Any, where: str, warnings: list[str]) -> NodeStat | None:
+    if v is None:
+        return None
+    o = _obj(v, where)
+    _fields(o, _NODE_KEYS, where, warnings)
+    rdev = o.get("rdev")
+    return NodeStat(
+        kind=_enum(_required(o, "kind", where), f"{where}.kind", NodeKind),
+        mode=_int(_required(o, "mode", where), f"{where}.mode", 0, 0o7777),
+        uid=_int(o.get("uid", 0), f"{where}.uid", 0, U32_MAX),
+        gid=_int(o.get("gid", 0), f"{where}.gid", 0, U32_MAX),
+        owner=_str(o.get("owner", ""), f"{where}.owner", 256),
+        group=_str(o.get("group", ""), f"{where}.group", 256),
+        rdev=None if rdev is None else _pair(rdev, f"{where}.rdev"),
+    )
+
+
+def _acl_entry(v: Any, where: str, warnings: list[str]) -> AclEntry:
+    o = _obj(v, where)
+    _fields(o, _ACL_KEYS, where, warnings)
+    tag = _str(_required(o, "tag", where), f"{where}.tag", 64)
+    if tag not in set(AclTag) and not _ACL_TAG_UNKNOWN.fullmatch(tag):
+        raise _Bad(f"{where}.tag", f"{tag!r} is not a POSIX ACL tag")
+    return AclEntry(
+        tag=tag,
+        qualifier=_opt_int(o.get("qualifier"), f"{where}.qualifier", 0, U32_MAX),
+        perms=_int(_required(o, "perms", where), f"{where}.perms", 0, 7),
+    )
+
+
+def _mount(v: Any, where: str, warnings: list[str]) -> MountFacts:
+    o = _obj(v, where)
+    _fields(o, _MOUNT_KEYS, where, warnings)
+    return MountFacts(
+        mount_point=_opt_str(o.get("mount_point"), f"{where}.mount_point"),
+        fs_type=_opt_str(o.get("fs_type"), f"{where}.fs_type"),
+        options=_strs(o.get("options", []), f"{where}.options"),
+        readonly=_opt_bool(o.get("readonly"), f"{where}.readonly"),
+        nodev=_opt_bool(o.get("nodev"), f"{where}.nodev"),
+        error=_opt_str(o.get("error"), f"{where}.error"),
+    )
+
+
+def _cgroup(v: Any, where: str, warnings: list[str]) -> CgroupFacts:
+    o = _obj(v, where)
+    _fields(o, _CGROUP_KEYS, where, warnings)
+    devices_list = o.get("devices_list")
+    return CgroupFacts(
+        lines=_strs(o.get("lines", []), f"{where}.lines"),
+        version=_enum(o.get("version", "unknown"), f"{where}.version", CgroupVersion),
+        devices_file=_opt_str(o.get("devices_file"), f"{where}.devices_file"),
+        devices_list=None if devices_list is None else _strs(devices_list, f"{where}.devices_list"),
+        devices_error=_opt_str(o.get("devices_error"), f"{where}.devices_error"),
+        error=_opt_str(o.get("error"), f"{where}.error"),
+    )
+
+
+def _container(v: Any, where: str, warnings: list[str]) -> ContainerFacts:
+    o = _obj(v, where)
+    _fields(o, _CONTAINER_KEYS, where, warnings)
+    return ContainerFacts(
+        markers=_strs(o.get("markers", []), f"{where}.markers"),
+        pid1_container=_opt_str(o.get("pid1_container"), f"{where}.pid1_container"),
+        pid1_environ_error=_opt_str(o.get("pid1_environ_error"), f"{where}.pid1_environ_error"),
+        root_fs_type=_opt_str(o.get("root_fs_type"), f"{where}.root_fs_type"),
+        dev_fs_type=_opt_str(o.get("dev_fs_type"), f"{where}.dev_fs_type"),
+    )
+
+
+def _access(v: Any, where: str, warnings: list[str]) -> AccessFacts | None:
+    """The ``access`` object; None (absent or null) in snapshots recorded before it existed."""
+    if v is None:
+        return None
+    o = _obj(v, where)
+    _fields(o, _ACCESS_KEYS, where, warnings)
+    names: dict[int, str] = {}
+    w = f"{where}.group_names"
+    for k, name in _obj(o.get("group_names", {}), w).items():
+        shown = repr(k) if len(k) <= 20 else repr(k[:17]) + "..."
+        if not (k.isascii() and k.isdigit() and len(k) <= 10):
+            raise _Bad(w, f"key {shown} is not a group id")
+        names[_int(int(k), f"{w}[{k}]", 0, U32_MAX)] = _str(name, f"{w}[{k}]", 256)
+    acl = o.get("acl")
+    return AccessFacts(
+        path=_str(_required(o, "path", where), f"{where}.path"),
+        exists=_bool(_required(o, "exists", where), f"{where}.exists"),
+        kvm_rdev=_pair(_required(o, "kvm_rdev", where), f"{where}.kvm_rdev"),
+        lstat_error=_opt_str(o.get("lstat_error"), f"{where}.lstat_error"),
+        symlink_target=_opt_str(o.get("symlink_target"), f"{where}.symlink_target"),
+        node=_node(o.get("node"), f"{where}.node", warnings),
+        euid=_int(o.get("euid", 0), f"{where}.euid", 0, U32_MAX),
+        egid=_int(o.get("egid", 0), f"{where}.egid", 0, U32_MAX),
+        user=_str(o.get("user", ""), f"{where}.user", 256),
+        groups=_ids(o.get("groups", []), f"{where}.groups"),
+        group_names=names,
+        configured_groups=_ids(o.get("configured_groups", []), f"{where}.configured_groups"),
+        access_rw=_opt_bool(o.get("access_rw"), f"{where}.access_rw"),
+        open_tried=_bool(o.get("open_tried", False), f"{where}.open_tried"),
+        open_errno=_opt_int(o.get("open_errno"), f"{where}.open_errno", 0, ERRNO_MAX),
+        acl=None
+        if acl is None
+        else tuple(
+            _acl_entry(e, f"{where}.acl[{i}]", warnings)
+            for i, e in enumerate(_list(acl, f"{where}.acl"))
+        ),
+        acl_error=_opt_str(o.get("acl_error"), f"{where}.acl_error"),
+        mount=_mount(o.get("mount", {}), f"{where}.mount", warnings),
+        sysfs_dev=_opt_str(o.get("sysfs_dev"), f"{where}.sysfs_dev"),
+        sysfs_error=_opt_str(o.get("sysfs_error"), f"{where}.sysfs_error"),
+        cgroup=_cgroup(o.get("cgroup", {}), f"{where}.cgroup", warnings),
+        container=_container(o.get("container", {}), f"{where}.container", warnings),
+    )
+
+
 def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     """Build a Snapshot from parsed JSON. Returns it with warnings (unknown extra keys)."""
     o = _obj(doc, "top level")
@@ -389,6 +759,7 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         "xcomp",
         "creation",
         "host",
+        "access",
         "errors",
     }
     warnings = [f"ignoring unknown field {k!r}" for k in sorted(set(o) - known)]
@@ -399,7 +770,7 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         errors.append(
             ProbeError(
                 step=_str(eo.get("step", ""), f"errors[{i}].step"),
-                errno=_opt_int(eo.get("errno"), f"errors[{i}].errno", 0, 4096),
+                errno=_opt_int(eo.get("errno"), f"errors[{i}].errno", 0, ERRNO_MAX),
                 message=_str(eo.get("message", ""), f"errors[{i}].message"),
             )
         )
@@ -432,6 +803,7 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
             for k, v in _obj(o.get("creation", {}), "creation").items()
         },
         host=_host(o.get("host", {}), "host"),
+        access=_access(o.get("access"), "access", warnings),
         errors=tuple(errors),
         recorded_at=_str(o.get("recorded_at", ""), "recorded_at"),
         kvmprobe_version=_str(o.get("kvmprobe_version", ""), "kvmprobe_version"),

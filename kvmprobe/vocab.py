@@ -281,3 +281,58 @@ class HvRequirement(StrEnum):
     NESTED_VMX = "nested-vmx"
     #: nested virtualization support in the vendor module
     NESTED = "nested"
+
+
+class DoctorOutcome(StrEnum):
+    """What doctor's verdict says about a host. Each outcome has one fixed exit status."""
+
+    USABLE = "ok"
+    UNAVAILABLE = "unavailable"
+    PERMISSION = "permission"
+    NOT_READY = "not-ready"
+
+    @property
+    def exit_status(self) -> int:
+        """The fixed exit status (kvmprobe.errors.ExitStatus) this outcome ends the command with."""
+        from kvmprobe.errors import ExitStatus
+
+        return int(
+            {
+                DoctorOutcome.USABLE: ExitStatus.OK,
+                DoctorOutcome.UNAVAILABLE: ExitStatus.KVM_UNAVAILABLE,
+                DoctorOutcome.PERMISSION: ExitStatus.PERMISSION,
+                DoctorOutcome.NOT_READY: ExitStatus.CHECK_FAILED,
+            }[self]
+        )
+
+
+class NodeKind(StrEnum):
+    """What kind of file a device path is (from stat(), following symlinks)."""
+
+    CHAR = "char"
+    BLOCK = "block"
+    DIRECTORY = "directory"
+    REGULAR = "regular"
+    FIFO = "fifo"
+    SOCKET = "socket"
+    OTHER = "other"
+
+
+class CgroupVersion(StrEnum):
+    """Which cgroup hierarchies a process runs under (from /proc/self/cgroup)."""
+
+    V1 = "v1"
+    V2 = "v2"
+    HYBRID = "hybrid"
+    UNKNOWN = "unknown"
+
+
+class AclTag(StrEnum):
+    """Kinds of POSIX ACL entry (a tag the kernel adds later is kept as ``"tag 0x.."``)."""
+
+    USER_OBJ = "user_obj"
+    USER = "user"
+    GROUP_OBJ = "group_obj"
+    GROUP = "group"
+    MASK = "mask"
+    OTHER = "other"

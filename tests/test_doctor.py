@@ -1,7 +1,7 @@
 """`kvmprobe doctor`: both sides of every check, the verdict's exit status, the JSON shape and
 the text report. Synthetic inputs are the recorded host (tests/fixtures) changed with
-dataclasses.replace plus hand-made access facts; run_doctor is also run live on paths made
-here."""
+dataclasses.replace plus hand-made access facts; the doctor command is also run live on paths
+made here."""
 
 from __future__ import annotations
 
@@ -15,25 +15,37 @@ import sys
 from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 from conftest import FIXTURES, RECORDED_HOSTS
 
 from kvmprobe.analysis import doctor as dr
-from kvmprobe.analysis.doctor import FAIL, PASS, SKIP, WARN, Facts, ProbeFailure, diagnose
-from kvmprobe.doctor import run_doctor
-from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.analysis.doctor import device as dd
+from kvmprobe.analysis.doctor import diagnose
+from kvmprobe.analysis.doctor import kernel as dk
+from kvmprobe.cli import main
+from kvmprobe.errors import ExitStatus
+from kvmprobe.kvm import abi
 from kvmprobe.kvm import access as acc
-from kvmprobe.kvm.access import (
+from kvmprobe.snapshot import (
+    PROBE_STEP,
     AccessFacts,
     AclEntry,
     CgroupFacts,
     ContainerFacts,
+    CpuidEntry,
+    ModuleInfo,
     MountFacts,
     NodeStat,
+    ProbeError,
+    Snapshot,
+    load,
 )
-from kvmprobe.snapshot import CpuidEntry, ModuleInfo, ProbeError, Snapshot, load
+from kvmprobe.vocab import CheckStatus
 
+PASS, WARN, FAIL, SKIP = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL, CheckStatus.SKIP
 FIX = str(FIXTURES / RECORDED_HOSTS[0].name)
 SNAP, _ = load(FIX)
+assert SNAP.access is None  # recorded before snapshots held device-access facts
 
 IDS = [
     "device.exists", "device.node", "device.access", "device.cgroup", "device.container",
@@ -49,6 +61,7 @@ def access(**kw) -> AccessFacts:
     base = AccessFacts(
         path="/dev/kvm",
         exists=True,
+        kvm_rdev=(10, 232),
         node=NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 232)),
         euid=1000,
         egid=1000,
@@ -86,18 +99,36 @@ def host(snap: Snapshot = SNAP, **kw):
 def run(
     a: AccessFacts | None = None,
     snap: Snapshot | None = SNAP,
-    failure: ProbeFailure | None = None,
+    failure: ProbeError | None = None,
     h=None,
     live: bool = True,
 ):
+    """Doctor on one snapshot: ``snap`` (None: the device was not probed) with access facts
+    ``a`` (the default user's; none at all unless ``live``), host facts ``h`` and, when the
+    probe could not run, the ``failure`` it recorded."""
     h = h if h is not None else (snap.host if snap is not None else SNAP.host)
-    facts = Facts(
-        device="/dev/kvm",
-        host=h,
-        access=(a if a is not None else access()) if live else None,
-        probe_failure=failure,
-    )
-    return diagnose(facts, snap)
+    facts = (a if a is not None else access()) if live else None
+    if snap is None:
+        snap = Snapshot(device="/dev/kvm", api_version=None)
+    errors = (*snap.errors, failure) if failure is not None else snap.errors
+    return diagnose(replace(snap, host=h, access=facts, errors=errors))
+
+
+def stopped(errno_value: int, message: str) -> ProbeError:
+    """What examine() records when the device opened but the probe could not run."""
+    return ProbeError(PROBE_STEP, errno_value, message)
+
+
+def run_doctor(device: str, from_file: str | None, as_json: bool, width: int | None = None):
+    """``kvmprobe doctor`` as typed (JSON, or text without colour), its output passed on to
+    this process's stdout/stderr; returns the exit status."""
+    args = ["doctor", "--device", device, "--json" if as_json else "--no-color"]
+    args += ["--from", from_file] if from_file else []
+    env = {"COLUMNS": str(width) if width else None, "NO_COLOR": None}
+    r = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    return r.exit_code
 
 
 def by_id(report) -> dict:
@@ -165,7 +196,7 @@ def test_recorded_snapshot_skips_device_checks() -> None:
     report = run(live=False)
     for cid in IDS[:5]:
         c = check(report, cid)
-        assert c.status == SKIP and c.evidence == "recorded snapshot"
+        assert c.status == SKIP and c.evidence == dr.NO_ACCESS_FACTS
     assert check(report, "api.version").status == PASS
     assert report.verdict.exit_status == 0 and report.recorded
 
@@ -235,7 +266,7 @@ def test_node_wrong_kind(kind: str, text: str) -> None:
 
 def test_node_wrong_numbers() -> None:
     a = access(node=NodeStat("char", 0o666, 0, 0, "root", "root", (1, 3)))
-    failure = ProbeFailure("/dev/kvm is not a KVM device (ENOTTY)", "pass /dev/kvm", 1)
+    failure = stopped(errno.ENOTTY, "/dev/kvm is not a KVM device (ENOTTY)")
     report = run(a, snap=None, failure=failure)
     c = check(report, "device.node")
     assert c.status == FAIL and "1:3" in c.evidence and "crw-rw-rw-" in c.evidence
@@ -297,10 +328,10 @@ def test_access_acl_grants_named_user() -> None:
     a = access(
         node=NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 232)), groups=(1000,), acl=acl
     )
-    assert dr._perm_class(a) == ("ACL user:alice", 6)
+    assert dd.perm_class(a, a.node) == ("ACL user:alice", 6)
     assert "ACL user 1000" in check(run(a), "device.access").evidence
     masked = replace(a, acl=(*acl[:3], AclEntry("mask", None, 4), acl[4]))
-    assert dr._perm_class(masked)[1] == 4
+    assert dd.perm_class(masked, masked.node)[1] == 4
     c = check(run(replace(masked, open_errno=errno.EACCES), snap=None), "device.access")
     assert c.status == FAIL and "user:1000:rw" in c.evidence
 
@@ -309,7 +340,7 @@ def test_access_named_group_acl() -> None:
     acl = (AclEntry("user_obj", None, 6), AclEntry("group", 77, 6), AclEntry("mask", None, 7),
            AclEntry("group_obj", None, 0), AclEntry("other", None, 0))  # fmt: skip
     a = access(node=NodeStat("char", 0o600, 0, 0, "root", "root", (10, 232)), groups=(77,), acl=acl)
-    assert dr._perm_class(a)[1] == 6
+    assert dd.perm_class(a, a.node)[1] == 6
 
 
 def test_access_one_group_entry_must_grant_it_all() -> None:
@@ -317,9 +348,9 @@ def test_access_one_group_entry_must_grant_it_all() -> None:
            AclEntry("mask", None, 6), AclEntry("other", None, 0))  # fmt: skip
     node = NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 232))
     a = access(node=node, groups=(36, 77), acl=acl, group_names={36: "kvm", 77: "virt"})
-    assert dr._perm_class(a) == ("ACL group:virt", 6)
+    assert dd.perm_class(a, a.node) == ("ACL group:virt", 6)
     only_read = replace(a, groups=(36,))
-    assert dr._perm_class(only_read) == ("group kvm", 4)
+    assert dd.perm_class(only_read, node) == ("group kvm", 4)
 
 
 def test_access_nodev_mount() -> None:
@@ -445,8 +476,8 @@ def test_params_skip_without_modules() -> None:
 
 
 def test_good_values_parsing() -> None:
-    assert dr._good_values("cond, always or not required") == {"cond", "always", "not required"}
-    assert dr._good_values("Y") == {"Y"}
+    assert dk.good_values("cond, always or not required") == {"cond", "always", "not required"}
+    assert dk.good_values("Y") == {"Y"}
 
 
 def test_cpu_flags_are_information_only() -> None:
@@ -475,9 +506,9 @@ def test_api_version() -> None:
 
 
 def test_probe_failure_status_is_kept_when_meaningful() -> None:
-    perm = ProbeFailure("permission denied opening /dev/kvm", "join kvm", 4)
+    perm = stopped(errno.EACCES, "permission denied opening /dev/kvm")
     assert run(snap=None, failure=perm).verdict.exit_status == 4
-    other = ProbeFailure("cannot open /dev/kvm: EIO", "check it", 1)
+    other = stopped(errno.EIO, "cannot open /dev/kvm: EIO")
     assert run(snap=None, failure=other).verdict.exit_status == 3
 
 
@@ -571,7 +602,7 @@ def test_vmm_split_irqchip_failure_only_hits_cloud_hypervisor() -> None:
 
 
 def test_vmm_options_and_missing_values() -> None:
-    report = diagnose(Facts("/dev/kvm", SNAP.host), SNAP, dr.DoctorOptions(vmms=("qemu",)))
+    report = diagnose(SNAP, dr.DoctorOptions(vmms=("qemu",)))
     assert [c.id for c in report.checks if c.group == "vmm"] == ["vmm.qemu"]
     no_caps = replace(SNAP, caps={"system": None})
     assert check(run(snap=no_caps), "vmm.qemu").status == SKIP
@@ -580,6 +611,18 @@ def test_vmm_options_and_missing_values() -> None:
 def test_vmm_pass_cites_source() -> None:
     c = check(run(), "vmm.qemu")
     assert "qemu/qemu @ 02e16ab9f4f1" in c.evidence and "kvm-all.c" in c.citation
+
+
+def test_outcomes_have_the_fixed_exit_statuses() -> None:
+    from kvmprobe.vocab import DoctorOutcome
+
+    statuses = {o: o.exit_status for o in DoctorOutcome}
+    assert statuses == {
+        DoctorOutcome.USABLE: ExitStatus.OK, DoctorOutcome.UNAVAILABLE: ExitStatus.KVM_UNAVAILABLE,
+        DoctorOutcome.PERMISSION: ExitStatus.PERMISSION,
+        DoctorOutcome.NOT_READY: ExitStatus.CHECK_FAILED,
+    }  # fmt: skip
+    assert [str(o) for o in DoctorOutcome] == ["ok", "unavailable", "permission", "not-ready"]
 
 
 def test_verdict_precedence() -> None:
@@ -666,7 +709,7 @@ def test_short_citation() -> None:
 
 
 def test_json_from_fixture(capsys) -> None:
-    status = run_doctor("/dev/kvm", FIX, True, lambda: pytest.fail("no console for JSON"))
+    status = run_doctor("/dev/kvm", FIX, True)
     doc = json.loads(capsys.readouterr().out)
     assert status == 0
     assert doc["schema"] == "kvmprobe.doctor/1"
@@ -681,11 +724,11 @@ def test_json_from_fixture(capsys) -> None:
         "first_failure": None,
     }  # fmt: skip
     assert sum(doc["counts"].values()) == len(doc["checks"])
-    assert doc["checks"][0]["evidence"] == "recorded snapshot"
+    assert doc["checks"][0]["evidence"] == dr.NO_ACCESS_FACTS
 
 
 def test_json_missing_device(tmp_path, capsys) -> None:
-    status = run_doctor(str(tmp_path / "kvm"), None, True, lambda: None)
+    status = run_doctor(str(tmp_path / "kvm"), None, True)
     doc = json.loads(capsys.readouterr().out)
     assert status == 3 == doc["verdict"]["exit_status"]
     assert doc["verdict"]["first_failure"] == "device.exists"
@@ -702,7 +745,7 @@ def test_run_doctor_wrong_kinds(tmp_path, capsys, kind: str) -> None:
         open(path, "w").close()
     elif kind == "fifo":
         os.mkfifo(path)
-    assert run_doctor(path, None, True, lambda: None) == 3
+    assert run_doctor(path, None, True) == 3
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"]["first_failure"] == "device.node"
 
@@ -716,7 +759,7 @@ def test_other_character_devices_are_never_opened(monkeypatch, capsys) -> None:
         return real_open(path, flags, *a, **k)
 
     monkeypatch.setattr(os, "open", spy)
-    assert run_doctor("/dev/null", None, True, lambda: None) == 3
+    assert run_doctor("/dev/null", None, True) == 3
     monkeypatch.undo()
     assert "/dev/null" not in opened
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
@@ -725,68 +768,69 @@ def test_other_character_devices_are_never_opened(monkeypatch, capsys) -> None:
 
 
 def test_nul_in_path(capsys) -> None:
-    assert run_doctor("/dev/k\0vm", None, True, lambda: None) == 3
+    assert run_doctor("/dev/k\0vm", None, True) == 3
     assert "invalid path" in json.loads(capsys.readouterr().out)["checks"][0]["evidence"]
 
 
 def test_text_report(capsys) -> None:
-    from kvmprobe.render.console import make_console
-
-    status = run_doctor("/dev/kvm", FIX, False, lambda: make_console(no_color=True, width=100))
+    status = run_doctor("/dev/kvm", FIX, False, width=100)
     out = capsys.readouterr().out
     assert status == 0
     assert "\x1b[" not in out
     assert out.splitlines()[0].startswith("kvmprobe doctor - /dev/kvm (recorded in ")
-    assert " SKIP  device node exists" in out and "recorded snapshot" in out
+    assert " SKIP  device node exists" in out and "device-access facts" in out
     assert " WARN  module parameters" in out and "fix: " in out
     assert out.rstrip().splitlines()[-1].startswith("verdict: OK - KVM is usable here")
     assert all(line == line.rstrip() for line in out.splitlines())
     assert all(len(line) <= 100 for line in out.splitlines())
 
 
-def test_text_report_colours(capsys) -> None:
+def _coloured(snap: Snapshot) -> str:
+    import io
+
     from rich.console import Console
 
-    run_doctor(
-        "/dev/kvm", FIX, False, lambda: Console(force_terminal=True, color_system="standard")
-    )
-    out = capsys.readouterr().out
+    from kvmprobe.render.doctor_report import print_doctor
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system="standard")
+    print_doctor(console, snap, diagnose(snap))
+    return out.getvalue()
+
+
+def test_text_report_colours() -> None:
+    out = _coloured(SNAP)
     assert "\x1b[1;32mPASS" in out and "\x1b[1;33mWARN" in out and "\x1b[2mSKIP" in out
 
 
-def test_text_report_fail_colour(capsys, tmp_path) -> None:
-    from rich.console import Console
+def test_text_report_fail_colour(tmp_path) -> None:
+    from kvmprobe.kvm.probe import examine
 
-    path = str(tmp_path / "kvm")
-    run_doctor(path, None, False, lambda: Console(force_terminal=True, color_system="standard"))
-    assert "\x1b[1;31mFAIL" in capsys.readouterr().out
+    assert "\x1b[1;31mFAIL" in _coloured(examine(str(tmp_path / "kvm")))
 
 
 @pytest.mark.parametrize("device", ["[/]", "[bold]x[/bold]", "a\x1b[31mb", "x\ny", "\u202e"])
 def test_untrusted_strings_print_safely(tmp_path, capsys, device: str) -> None:
-    from kvmprobe.render.console import make_console
-
     doc = json.loads((FIXTURES / RECORDED_HOSTS[0].name).read_text())
     doc["device"] = device
     doc["host"]["kernel_release"] = device
     doc["host"]["modules"]["kvm"]["params"]["enable_pmu"] = device
     path = tmp_path / "odd.json"
     path.write_text(json.dumps(doc))
-    assert run_doctor("/dev/kvm", str(path), False, lambda: make_console(no_color=True)) == 0
+    assert run_doctor("/dev/kvm", str(path), False) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\ud800" not in out
-    assert run_doctor("/dev/kvm", str(path), True, lambda: None) == 0
+    assert run_doctor("/dev/kvm", str(path), True) == 0
     assert json.loads(capsys.readouterr().out)["device"] == device
 
 
-def test_lone_surrogate_is_refused_by_the_loader(tmp_path) -> None:
+def test_lone_surrogate_is_refused_by_the_loader(tmp_path, capsys) -> None:
     doc = json.loads((FIXTURES / RECORDED_HOSTS[0].name).read_text())
     doc["device"] = "\ud800"
     path = tmp_path / "odd.json"
     path.write_text(json.dumps(doc))  # ASCII: "\\ud800" escape
-    with pytest.raises(KvmprobeError) as e:
-        run_doctor("/dev/kvm", str(path), False, lambda: pytest.fail("not reached"))
-    assert str(path) in e.value.message
+    assert run_doctor("/dev/kvm", str(path), False) == ExitStatus.ERROR
+    assert str(path) in capsys.readouterr().err
 
 
 def test_render_escapes_what_the_loader_would_refuse() -> None:
@@ -796,12 +840,12 @@ def test_render_escapes_what_the_loader_would_refuse() -> None:
     assert safe("ok ü ✓") == "ok ü ✓"
 
 
-def test_bad_from_file_is_a_kvmprobe_error(tmp_path) -> None:
+def test_bad_from_file_is_a_kvmprobe_error(tmp_path, capsys) -> None:
     path = tmp_path / "bad.json"
     path.write_text("{")
-    with pytest.raises(KvmprobeError) as e:
-        run_doctor("/dev/kvm", str(path), True, lambda: None)
-    assert str(path) in e.value.message and e.value.status == ExitStatus.ERROR
+    assert run_doctor("/dev/kvm", str(path), True) == ExitStatus.ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("kvmprobe: error: ") and str(path) in err and "\nhint: " in err
 
 
 def test_from_file_warnings_go_to_stderr(tmp_path, capsys) -> None:
@@ -809,7 +853,7 @@ def test_from_file_warnings_go_to_stderr(tmp_path, capsys) -> None:
     doc["from_the_future"] = True
     path = tmp_path / "f.json"
     path.write_text(json.dumps(doc))
-    assert run_doctor("/dev/kvm", str(path), True, lambda: None) == 0
+    assert run_doctor("/dev/kvm", str(path), True) == 0
     captured = capsys.readouterr()
     assert "ignoring unknown field 'from_the_future'" in captured.err
     json.loads(captured.out)
@@ -818,10 +862,15 @@ def test_from_file_warnings_go_to_stderr(tmp_path, capsys) -> None:
 def test_json_path_never_imports_rich(tmp_path) -> None:
     code = (
         "import sys\n"
-        "from kvmprobe.doctor import run_doctor\n"
-        f"run_doctor('/dev/kvm', {FIX!r}, True, None)\n"
-        f"run_doctor({str(tmp_path / 'kvm')!r}, None, True, None)\n"
-        "run_doctor('/dev/null', None, True, None)\n"
+        "from kvmprobe.cli import main\n"
+        "def run_doctor(*args):\n"
+        "    try:\n"
+        "        main(['doctor', '--json', *args])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"run_doctor('--from', {FIX!r})\n"
+        f"run_doctor('--device', {str(tmp_path / 'kvm')!r})\n"
+        "run_doctor('--device', '/dev/null')\n"
         "print('RICH' if any(m.split('.')[0] == 'rich' for m in sys.modules) else 'NORICH',"
         " file=sys.stderr)\n"
     )
@@ -838,8 +887,8 @@ def test_live_with_fake_probe(monkeypatch, capsys) -> None:
 
     real = device.probe
     monkeypatch.setattr(device, "probe", lambda path, **kw: real(path, ioctl=FakeKvm(SNAP)))
-    monkeypatch.setattr(acc, "KVM_RDEV", (1, 3))  # let doctor open /dev/null as if it were KVM
-    assert run_doctor("/dev/null", None, True, lambda: None) == 0
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))  # let doctor open /dev/null as if it were KVM
+    assert run_doctor("/dev/null", None, True) == 0
     doc = json.loads(capsys.readouterr().out)
     checks = {c["id"]: c for c in doc["checks"]}
     assert checks["device.node"]["status"] == "WARN"  # 1:3, but it answers like KVM
@@ -854,15 +903,15 @@ def test_live_probe_raising_oserror_is_a_fail(monkeypatch, capsys) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(device, "probe", broken)
-    monkeypatch.setattr(acc, "KVM_RDEV", (1, 3))
-    assert run_doctor("/dev/null", None, True, lambda: None) == 3
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))
+    assert run_doctor("/dev/null", None, True) == 3
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert checks["api.version"]["status"] == "FAIL" and "EIO" in checks["api.version"]["evidence"]
 
 
 @pytest.mark.live
 def test_live_device(live_device, capsys) -> None:
-    status = run_doctor(live_device, None, True, lambda: None)
+    status = run_doctor(live_device, None, True)
     doc = json.loads(capsys.readouterr().out)
     checks = {c["id"]: c for c in doc["checks"]}
     for cid in ("device.exists", "device.node", "device.access", "api.version",
@@ -878,7 +927,7 @@ def test_live_mknod_alias(live_device, tmp_path, capsys) -> None:
         pytest.skip("mknod needs root")
     node = tmp_path / "kvm"
     os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(10, 232))
-    assert run_doctor(str(node), None, True, lambda: None) in (0, 5)
+    assert run_doctor(str(node), None, True) in (0, 5)
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert checks["device.node"]["status"] == "PASS"
 
@@ -954,3 +1003,234 @@ def test_gather_cgroup_and_container_never_raise() -> None:
     assert facts.cgroup.version in ("v1", "v2", "hybrid", "unknown")
     assert isinstance(facts.container.markers, tuple)
     assert isinstance(dr.in_container(facts), list)
+    assert facts.kvm_rdev == abi.KVM_RDEV
+
+
+# -- device-access facts in the snapshot ---------------------------------------------------------
+
+
+def _odd_access() -> AccessFacts:
+    """Access facts using every field, for round trips."""
+    acl = (AclEntry("user_obj", None, 6), AclEntry("user", 1000, 6), AclEntry("group", 77, 4),
+           AclEntry("mask", None, 6), AclEntry("other", None, 0),
+           AclEntry("tag 0x40", None, 7))  # fmt: skip
+    cg = CgroupFacts(("5:devices:/docker/abc", "0::/"), "hybrid",
+                     "/sys/fs/cgroup/devices/devices.list", ("c 1:3 rwm",))  # fmt: skip
+    return denied(
+        symlink_target="../kvm0", acl=acl, acl_error=None, cgroup=cg, lstat_error=None,
+        group_names={36: "kvm", 77: "virt", 1000: "alice"},
+        container=ContainerFacts(("/.dockerenv",), "podman", None, "overlay", "tmpfs"),
+        mount=MountFacts("/dev", "tmpfs", ("rw", "nosuid"), False, False, None),
+        sysfs_error="/sys/class/misc/kvm/dev: EACCES: Permission denied", sysfs_dev=None,
+    )  # fmt: skip
+
+
+def test_access_facts_round_trip() -> None:
+    from kvmprobe.snapshot import from_json
+
+    snap = replace(SNAP, access=_odd_access())
+    again, warnings = from_json(json.loads(snap.dumps()))
+    assert warnings == []
+    assert again.access == snap.access and again.to_json() == snap.to_json()
+    assert diagnose(again).checks == diagnose(snap).checks
+    assert check(diagnose(again), "device.access").status == FAIL
+
+
+def test_old_snapshots_load_without_access_facts(tmp_path) -> None:
+    doc = json.loads((FIXTURES / RECORDED_HOSTS[0].name).read_text())
+    assert "access" not in doc  # as recorded before the field existed
+    doc["access"] = None
+    path = tmp_path / "null.json"
+    path.write_text(json.dumps(doc))
+    snap, warnings = load(str(path))
+    assert snap.access is None and warnings == []
+
+
+def _with_access(tmp_path, mutate) -> str:
+    doc = json.loads(replace(SNAP, access=_odd_access()).dumps())
+    mutate(doc["access"])
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [(lambda a: a.pop("kvm_rdev"), "access.kvm_rdev: missing"),
+     (lambda a: a.update(kvm_rdev=[10]), "expected [major, minor]"),
+     (lambda a: a.update(exists="yes"), "access.exists: expected true or false"),
+     (lambda a: a["node"].update(kind="tape"), "access.node.kind: 'tape' is not one of"),
+     (lambda a: a["node"].update(mode=0o10000), "out of range"),
+     (lambda a: a["node"].update(rdev=[-1, 3]), "out of range"),
+     (lambda a: a["acl"].append({"tag": "admin", "perms": 7}), "is not a POSIX ACL tag"),
+     (lambda a: a["acl"][0].update(perms=8), "out of range"),
+     (lambda a: a["group_names"].update({"kvm": "kvm"}), "is not a group id"),
+     (lambda a: a["group_names"].update({"9" * 5000: "x"}), "is not a group id"),
+     (lambda a: a["group_names"].update({"a\nb": "x"}), "'a\\nb' is not a group id"),
+     (lambda a: a.update(open_errno=99999), "out of range"),
+     (lambda a: a.update(groups=[2**32]), "out of range"),
+     (lambda a: a["cgroup"].update(version="v3"), "is not one of"),
+     (lambda a: a["cgroup"].update(lines="0::/"), "expected a list"),
+     (lambda a: a["mount"].update(nodev=1), "expected true or false"),
+     (lambda a: a.update(user="x" * 300), "too long"),
+     (lambda a: a.clear(), "access.path: missing")],
+)  # fmt: skip
+def test_bad_access_facts_are_clear_errors(tmp_path, mutate, needle: str) -> None:
+    from kvmprobe.errors import KvmprobeError
+
+    path = _with_access(tmp_path, mutate)
+    with pytest.raises(KvmprobeError) as e:
+        load(path)
+    assert path in e.value.message and needle in e.value.message and e.value.hint
+    assert "\n" not in e.value.message
+
+
+def test_unknown_access_fields_warn(tmp_path) -> None:
+    path = _with_access(tmp_path, lambda a: (a.update(later=1), a["node"].update(inode=5)))
+    snap, warnings = load(path)
+    assert warnings == ["ignoring unknown field 'access.later'",
+                        "ignoring unknown field 'access.node.inode'"]  # fmt: skip
+    assert snap.access == _odd_access()
+
+
+def test_from_file_with_access_facts_runs_the_device_checks(tmp_path, capsys) -> None:
+    facts = denied(groups=(1000,))
+    path = tmp_path / "denied.json"
+    path.write_text(replace(SNAP, access=facts, api_version=None, creation={}).dumps())
+    assert run_doctor("/dev/kvm", str(path), True) == 4
+    doc = json.loads(capsys.readouterr().out)
+    got = {c["id"]: c for c in doc["checks"]}
+    live = run(facts, snap=None)
+    for c in live.checks[:5]:
+        assert (got[c.id]["status"], got[c.id]["evidence"]) == (c.status, c.evidence)
+    assert doc["verdict"]["first_failure"] == "device.access"
+
+
+def test_kvm_numbers_come_from_the_facts() -> None:
+    assert dd.kvm_numbers(access()) == (10, 232)
+    assert dd.kvm_numbers(access(sysfs_dev=None, kvm_rdev=(10, 99))) == (10, 99)
+    assert dd.kvm_numbers(access(sysfs_dev="10:77\n")) == (10, 77)
+    for junk in ("", "10", "a:b", "²:3", "1" * 20 + ":1", ":232"):
+        assert dd.kvm_numbers(access(sysfs_dev=junk)) == (10, 232), junk
+    moved = access(sysfs_dev="10:77", node=NodeStat("char", 0o660, 0, 36, "root", "kvm", (10, 77)))
+    assert check(run(moved), "device.node").status == PASS
+    c = check(run(moved, snap=None), "device.cgroup")
+    assert c.status == SKIP  # cgroup v2 in the default facts
+    v1 = CgroupFacts(("5:devices:/",), "v1", "/x/devices.list", ("c 10:77 rw",))
+    assert check(run(replace(moved, cgroup=v1)), "device.cgroup").evidence.startswith(
+        "cgroup v1 device rules allow c 10:77 rw"
+    )
+
+
+def test_filemode() -> None:
+    assert dd.filemode("char", 0o660) == "crw-rw----"
+    assert dd.filemode("directory", 0o1777) == "drwxrwxrwt"
+    assert dd.filemode("regular", 0o6644) == "-rwSr-Sr--"
+    assert dd.filemode("fifo", 0o4755) == "prwsr-xr-x"
+
+
+# -- examine(): doctor's one entry point into kvm/ ----------------------------------------------
+
+
+def test_examine_a_missing_device(tmp_path) -> None:
+    from kvmprobe.kvm.probe import examine
+
+    path = str(tmp_path / "kvm")
+    snap = examine(path)
+    assert snap.device == path and snap.access is not None and snap.access.path == path
+    assert not snap.access.exists and snap.api_version is None and snap.source == "live"
+    assert all(e.step != PROBE_STEP for e in snap.errors)
+    assert snap.host.kernel_release == os.uname().release  # host facts alone
+
+
+@pytest.mark.parametrize(
+    "code,status,needle",
+    [(errno.ENOTTY, 3, "not a KVM device"), (errno.EACCES, 4, "permission denied"),
+     (errno.EIO, 3, "KVM_GET_API_VERSION")],
+)  # fmt: skip
+def test_examine_records_a_probe_that_could_not_run(monkeypatch, code, status, needle) -> None:
+    from support.fakekvm import FakeKvm
+
+    from kvmprobe.kvm import probe as device
+
+    real = device.probe
+    fake = FakeKvm(SNAP, fail={"GET_API_VERSION": code})
+    monkeypatch.setattr(device, "probe", lambda path, **kw: real(path, ioctl=fake))
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))  # /dev/null stands in for KVM
+    snap = device.examine("/dev/null")
+    assert snap.access is not None and snap.access.opened and snap.api_version is None
+    (stop,) = [e for e in snap.errors if e.step == PROBE_STEP]
+    assert stop.errno == code and needle in stop.message
+    # as on a host whose /sys shows no KVM device: /dev/null's 1:3 then passes for KVM's
+    report = diagnose(replace(snap, access=replace(snap.access, sysfs_dev=None)))
+    assert check(report, "device.node").status == PASS
+    api = check(report, "api.version")
+    assert api.status == FAIL and api.evidence == stop.message and api.hint
+    assert report.verdict.exit_status == status and report.verdict.first_failure == "api.version"
+
+
+def test_device_option_goes_down_to_the_ioctl(monkeypatch, capsys) -> None:
+    """--device reaches access.gather, probe and the open() before the ioctls; what is shown
+    comes back up only inside the Snapshot."""
+    from support.fakekvm import FakeKvm
+
+    from kvmprobe.kvm import probe as device
+
+    gathered, probed, opened = [], [], []
+    real_gather, real_probe, real_open = acc.gather, device.probe, os.open
+
+    def spy_open(path, flags, *a, **k):
+        if flags & os.O_RDWR:
+            opened.append(path)
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(acc, "gather", lambda p: (gathered.append(p), real_gather(p))[1])
+    monkeypatch.setattr(
+        device, "probe", lambda p, **kw: (probed.append(p), real_probe(p, ioctl=FakeKvm(SNAP)))[1]
+    )
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))
+    monkeypatch.setattr(os, "open", spy_open)
+    assert run_doctor("/dev/null", None, True) == 0
+    monkeypatch.undo()
+    doc = json.loads(capsys.readouterr().out)
+    assert gathered == probed == ["/dev/null"]
+    assert opened == ["/dev/null", "/dev/null"]  # the access check, then the probe
+    assert doc["device"] == doc["source"]["device"] == "/dev/null"
+
+
+@pytest.mark.live
+def test_recorded_now_answers_like_live(live_device, tmp_path) -> None:
+    path = str(tmp_path / "host.json")
+    runner = CliRunner()
+    assert runner.invoke(main, ["record", "-o", path, "--device", live_device]).exit_code == 0
+    live = runner.invoke(main, ["doctor", "--json", "--device", live_device])
+    recorded = runner.invoke(main, ["doctor", "--json", "--from", path])
+    assert recorded.exit_code == live.exit_code
+    live_checks = json.loads(live.stdout)["checks"]
+    recorded_checks = json.loads(recorded.stdout)["checks"]
+    assert [c["status"] for c in recorded_checks] == [c["status"] for c in live_checks]
+    device_checks = [c for c in live_checks if c["group"] == "device"]
+    assert [c for c in recorded_checks if c["group"] == "device"] == device_checks
+    assert all(c["status"] == "PASS" for c in device_checks[:3])
+
+
+def test_analysis_is_pure() -> None:
+    """analysis/doctor imports nothing that does I/O or belongs to the device layer."""
+    import ast
+    from pathlib import Path
+
+    package = Path(dr.__file__).parent
+    forbidden = ("os", "stat", "fcntl", "ctypes", "click", "rich", "kvmprobe.kvm",
+                 "kvmprobe.errors", "kvmprobe.render", "kvmprobe.cli")  # fmt: skip
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                assert not any(name == f or name.startswith(f + ".") for f in forbidden), (
+                    module.name,
+                    name,
+                )

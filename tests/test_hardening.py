@@ -31,9 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.fakekvm import FakeKvm
 
-from kvmprobe.analysis.doctor import Facts, diagnose
+from kvmprobe.analysis.doctor import diagnose
 from kvmprobe.cli import main
-from kvmprobe.doctor import run_doctor
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import KvmDevice
@@ -55,6 +54,17 @@ BOUNDED = settings(
 
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
+
+
+def run_doctor(device: str, from_file: str | None = None, as_json: bool = True) -> int:
+    """``kvmprobe doctor`` in-process (JSON, or text without colour), its output passed on to
+    this process's stdout/stderr; returns the exit status."""
+    args = ["doctor", "--device", device, "--json" if as_json else "--no-color"]
+    args += ["--from", from_file] if from_file else []
+    r = CliRunner().invoke(main, args, env={"NO_COLOR": None}, catch_exceptions=False)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    return r.exit_code
 
 
 @pytest.fixture
@@ -164,13 +174,11 @@ def kvm_node(directory: Path, mode: int, gid: int = 0, name: str = "kvm") -> str
 
 CAPS_CLI = "import sys; from kvmprobe.cli import main; main(['caps', '--device', sys.argv[1]])"
 DOCTOR_JSON = (
-    "import sys; from kvmprobe.doctor import run_doctor\n"
-    "sys.exit(run_doctor(sys.argv[1], None, True, None))"
+    "import sys; from kvmprobe.cli import main; main(['doctor', '--json', '--device', sys.argv[1]])"
 )
 DOCTOR_TEXT = (
-    "import sys; from kvmprobe.doctor import run_doctor\n"
-    "from kvmprobe.render.console import make_console\n"
-    "sys.exit(run_doctor(sys.argv[1], None, False, lambda: make_console(no_color=True)))"
+    "import sys; from kvmprobe.cli import main\n"
+    "main(['doctor', '--no-color', '--device', sys.argv[1]])"
 )
 
 
@@ -298,7 +306,7 @@ def test_doctor_open_errors_simulated(
         return real_open(path, flags, *a, **k)
 
     monkeypatch.setattr(os, "open", fake_open)
-    assert run_doctor(node, None, True, lambda: None) == status
+    assert run_doctor(node) == status
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"]["first_failure"] == check
     access = {c["id"]: c for c in doc["checks"]}["device.access"]
@@ -362,7 +370,7 @@ def test_ioctl_fails_mid_probe(no_fd_leak, fail: str, code: int, status: int, fi
     for fd in fake.opened:  # every VM and vCPU fd the fake handed out was closed
         with pytest.raises(OSError):
             os.fstat(fd)
-    report = diagnose(Facts("/dev/kvm", snap.host), snap)
+    report = diagnose(snap)
     assert report.verdict.exit_status == status
     assert report.verdict.first_failure == first
     steps = {c.id: c for c in report.checks}["api.probe_errors"]
@@ -387,8 +395,8 @@ def test_check_extension_vm_failing_does_not_leak_or_crash_doctor(monkeypatch, c
     assert snap.caps["vm"] is None and snap.creation["vm"] == "ok"
     assert open_fds() == before
     monkeypatch.setattr(device, "probe", lambda p, **k: real(p, ioctl=FakeKvm(SNAP, fail=fail)))
-    monkeypatch.setattr("kvmprobe.kvm.access.KVM_RDEV", (1, 3))  # /dev/null stands in for KVM
-    status = run_doctor("/dev/null", None, True, lambda: None)
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))  # /dev/null stands in for KVM
+    status = run_doctor("/dev/null")
     doc = json.loads(capsys.readouterr().out)
     assert status == doc["verdict"]["exit_status"] == 0  # VMMs ask the /dev/kvm fd
     steps = {c["id"]: c for c in doc["checks"]}["api.probe_errors"]
@@ -443,18 +451,16 @@ def _render_everything(snap) -> None:
     from rich.console import Console
 
     from kvmprobe.analysis.caps import cap_rows
-    from kvmprobe.doctor import render_json
     from kvmprobe.render import json as rj
     from kvmprobe.render.doctor_report import print_doctor
 
     rows = cap_rows(snap, None, True)
     json.dumps(rj.document("caps", snap, rj.caps_body(rows, True)))
-    facts = Facts(snap.device, snap.host)
-    report = diagnose(facts, snap)
+    report = diagnose(snap)
     assert report.verdict.exit_status in (0, 3, 4, 5)
-    json.loads(render_json(report, facts, snap))
+    json.loads(rj.dumps(rj.doctor_document(snap, report)))
     out = io.StringIO()
-    print_doctor(Console(file=out, width=100), report, snap.device, snap.source)
+    print_doctor(Console(file=out, width=100), snap, report)
     out.getvalue().encode("utf-8")  # nothing unencodable reaches the terminal
 
 
@@ -541,10 +547,13 @@ def _delete(doc: Any, path: tuple) -> Any:
 
 
 @st.composite
-def mutated_documents(draw) -> str:
-    doc = json.loads(FIX_TEXT)
+def mutated_documents(draw, base: str = FIX_TEXT, under: tuple = ()) -> str:
+    """``base`` with one to three random edits to values at or below the path ``under``."""
+    doc = json.loads(base)
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)
+        paths = [p for p in _paths(doc) if p[: len(under)] == under]
+        if not paths:
+            break
         path = draw(st.sampled_from(paths))
         action = draw(st.sampled_from(["replace", "replace", "delete", "extra", "duplicate"]))
         target = doc
@@ -570,6 +579,34 @@ def test_mutated_snapshots(scratch: Path, text: str) -> None:
     path = _write(scratch, text)
     assert_loads_or_clean_error(path)
     assert_cli_clean(path)
+
+
+# A recording that holds device-access facts (the first fixture predates them).
+ACCESS_FIX_TEXT = next(
+    text for text in (p.read_text() for p in RECORDED_HOSTS) if '"access": {' in text
+)
+
+
+def assert_doctor_clean(path: str) -> None:
+    """`kvmprobe doctor --from F`: a verdict (exit 0, 3, 4 or 5), or exit 1 with one error
+    line and one hint line; nothing raw reaches the terminal."""
+    r = CliRunner().invoke(main, ["doctor", "--from", path, "--no-color"])
+    assert isinstance(r.exception, SystemExit | None), repr(r.exception)
+    if r.exit_code == 1:
+        lines = r.stderr.splitlines()
+        assert len(lines) == 2 and lines[0].startswith("kvmprobe: error: "), r.stderr
+        return
+    assert r.exit_code in (0, 3, 4, 5), r.output
+    assert "\x1b" not in r.stdout
+    assert any(line.startswith("verdict: ") for line in r.stdout.splitlines()), r.stdout
+
+
+@BOUNDED
+@given(text=mutated_documents(ACCESS_FIX_TEXT, ("access",)))
+def test_mutated_access_facts(scratch: Path, text: str) -> None:
+    path = _write(scratch, text)
+    assert_loads_or_clean_error(path)
+    assert_doctor_clean(path)
 
 
 @BOUNDED
@@ -632,7 +669,8 @@ def test_unknown_schema_versions(scratch: Path, schema: Any) -> None:
 @given(extra=st.dictionaries(ANY_TEXT, JSON_VALUES, min_size=1, max_size=4))
 def test_unknown_extra_fields_warn(scratch: Path, extra: dict) -> None:
     doc = json.loads(FIX_TEXT)
-    new = {k: v for k, v in extra.items() if k not in doc}
+    known = set(json.loads(SNAP.dumps()))  # fields the fixture predates ("access") included
+    new = {k: v for k, v in extra.items() if k not in doc and k not in known}
     doc.update(new)
     snap, warnings = load(_write(scratch, json.dumps(doc)))
     assert len(warnings) == len(new)
@@ -641,8 +679,6 @@ def test_unknown_extra_fields_warn(scratch: Path, extra: dict) -> None:
 
 def test_full_alphabet_strings_through_doctor(scratch: Path, capsys) -> None:
     """Strings the terminal must never see raw, in every text field doctor shows."""
-    from kvmprobe.render.console import make_console
-
     # (unpaired surrogates are refused by the loader: test_caps_text_survives_lone_surrogate)
     nasty = "[/]\x1b[2J\u202e\x00" + "x" * 50
     doc = json.loads(FIX_TEXT)
@@ -653,7 +689,7 @@ def test_full_alphabet_strings_through_doctor(scratch: Path, capsys) -> None:
     doc["errors"] = [{"step": nasty, "errno": 5, "message": nasty}]
     doc["creation"]["vm"] = nasty[:64]
     path = _write(scratch, json.dumps(doc))
-    status = run_doctor("/dev/kvm", path, False, lambda: make_console(no_color=True))
+    status = run_doctor("/dev/kvm", path, as_json=False)
     out = capsys.readouterr().out
     assert status == 3  # the odd 'creation' answer is a failed KVM_CREATE_VM
     assert "\x1b" not in out and "\x00" not in out
@@ -765,10 +801,10 @@ def test_many_fake_probes_leak_nothing(tmp_path, monkeypatch, capsys) -> None:
             probe("/dev/null", ioctl=FakeKvm(SNAP, fail={"GET_API_VERSION": errno.EIO}))
     real = device.probe
     monkeypatch.setattr(device, "probe", lambda p, **k: real(p, ioctl=FakeKvm(SNAP)))
-    monkeypatch.setattr("kvmprobe.kvm.access.KVM_RDEV", (1, 3))  # /dev/null stands in for KVM
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))  # /dev/null stands in for KVM
     for _ in range(5):
-        assert run_doctor("/dev/null", None, True, lambda: None) == 0
-        assert run_doctor(str(tmp_path / "none"), None, True, lambda: None) == 3
+        assert run_doctor("/dev/null") == 0
+        assert run_doctor(str(tmp_path / "none")) == 3
     capsys.readouterr()
     assert open_fds() == before
 
@@ -809,6 +845,6 @@ def test_many_live_probes_leak_nothing(live_device, capsys) -> None:
         with pytest.raises(KeyboardInterrupt):
             probe(live_device, ioctl=_interrupt_after(n, fcntl.ioctl))
     for _ in range(5):
-        assert run_doctor(live_device, None, True, lambda: None) in (0, 5)
+        assert run_doctor(live_device) in (0, 5)
     capsys.readouterr()
     assert open_fds() == before

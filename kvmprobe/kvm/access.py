@@ -1,11 +1,12 @@
-"""Raw facts about whether this process can reach a KVM device node, for ``kvmprobe doctor``.
+"""Raw facts about whether this process can reach a KVM device node (I/O only).
 
 Everything here is I/O and nothing here draws conclusions: stat of the node, who we are
 (effective uid/gid, supplementary groups, the groups /etc/group says we belong to), what the
 kernel answers to ``access()`` and to a real read-write ``open()`` (closed at once), the POSIX
 ACL on the node, the flags of the mount holding it, the cgroup device rules this process runs
 under (v1 ``devices.list``; v2 uses BPF programs, which cannot be read back) and the usual
-container markers. ``kvmprobe.analysis.doctor`` turns these facts into checks.
+container markers. The answer is a ``kvmprobe.snapshot.AccessFacts``, saved in every snapshot
+``kvmprobe record`` writes; ``kvmprobe.analysis.doctor`` turns it into checks.
 
 Every read that fails is recorded as an error string next to the fact it was meant to give;
 none raises.
@@ -19,112 +20,36 @@ import os
 import pwd
 import stat
 import struct
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from kvmprobe.errors import errno_name
 from kvmprobe.kvm import abi
+from kvmprobe.snapshot import (
+    AccessFacts,
+    AclEntry,
+    CgroupFacts,
+    ContainerFacts,
+    MountFacts,
+    NodeStat,
+)
+from kvmprobe.vocab import AclTag, CgroupVersion, NodeKind
 
 ACL_XATTR = "system.posix_acl_access"
-# Only a node with KVM's numbers is opened: opening an arbitrary character device can have
-# side effects (a watchdog starts counting, a tape rewinds), and a typo in --device must not.
-KVM_RDEV = abi.KVM_RDEV
 MISC_SYSFS = "/sys/class/misc/kvm/dev"  # "10:232" when the kernel registered the KVM device
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv", "/run/systemd/container")
 _MAX_READ = 1 << 20  # cgroup and mountinfo files are small; never read more than this
 
 # struct posix_acl_xattr_entry tags (include/uapi/linux/posix_acl.h)
 ACL_TAGS = {
-    0x01: "user_obj",
-    0x02: "user",
-    0x04: "group_obj",
-    0x08: "group",
-    0x10: "mask",
-    0x20: "other",
+    0x01: AclTag.USER_OBJ,
+    0x02: AclTag.USER,
+    0x04: AclTag.GROUP_OBJ,
+    0x08: AclTag.GROUP,
+    0x10: AclTag.MASK,
+    0x20: AclTag.OTHER,
 }
 
-
-@dataclass(frozen=True)
-class NodeStat:
-    """stat() of the device path (following symlinks)."""
-
-    kind: str  # "char", "block", "directory", "regular", "fifo", "socket", "other"
-    mode: int  # permission bits only (st_mode & 0o7777)
-    uid: int
-    gid: int
-    owner: str  # user name, or the number as text
-    group: str  # group name, or the number as text
-    rdev: tuple[int, int] | None  # (major, minor) for device nodes
-
-
-@dataclass(frozen=True)
-class AclEntry:
-    tag: str  # one of ACL_TAGS' values, or "tag 0x.." when unknown
-    qualifier: int | None  # uid/gid for "user"/"group" entries
-    perms: int  # rwx bits: 4 read, 2 write, 1 execute
-
-
-@dataclass(frozen=True)
-class MountFacts:
-    """The mount holding the device path, from /proc/self/mountinfo and statvfs()."""
-
-    mount_point: str | None = None
-    fs_type: str | None = None
-    options: tuple[str, ...] = ()
-    readonly: bool | None = None  # statvfs ST_RDONLY
-    nodev: bool | None = None  # statvfs ST_NODEV: device nodes there cannot be opened
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class CgroupFacts:
-    lines: tuple[str, ...] = ()  # /proc/self/cgroup
-    version: str = "unknown"  # "v1", "v2", "hybrid" or "unknown"
-    devices_file: str | None = None  # the v1 devices.list read
-    devices_list: tuple[str, ...] | None = None  # its lines, e.g. "c 10:232 rwm", "a *:* rwm"
-    devices_error: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ContainerFacts:
-    markers: tuple[str, ...] = ()  # marker files that exist (/.dockerenv, ...)
-    pid1_container: str | None = None  # value of container= in /proc/1/environ
-    pid1_environ_error: str | None = None
-    root_fs_type: str | None = None  # file system type of / (overlay in most containers)
-    dev_fs_type: str | None = None  # file system type of /dev (devtmpfs on hosts)
-
-
-@dataclass(frozen=True)
-class AccessFacts:
-    """What this process found out about reaching ``path``."""
-
-    path: str
-    exists: bool
-    lstat_error: str | None = None  # why stat failed, for reasons besides ENOENT/ENOTDIR
-    symlink_target: str | None = None
-    node: NodeStat | None = None
-    euid: int = 0
-    egid: int = 0
-    user: str = ""
-    groups: tuple[int, ...] = ()  # os.getgroups() plus the effective gid, sorted
-    group_names: dict[int, str] = field(default_factory=dict)
-    # gids /etc/group (or the passwd entry) gives this user; may include groups this process
-    # does not have yet (added to a group without logging in again)
-    configured_groups: tuple[int, ...] = ()
-    access_rw: bool | None = None  # access(R_OK|W_OK) with the effective ids
-    open_tried: bool = False
-    open_errno: int | None = None  # None: the read-write open worked (or was not tried)
-    acl: tuple[AclEntry, ...] | None = None  # None: no ACL beyond the mode bits
-    acl_error: str | None = None
-    mount: MountFacts = field(default_factory=MountFacts)
-    sysfs_dev: str | None = None  # contents of /sys/class/misc/kvm/dev ("10:232")
-    sysfs_error: str | None = None
-    cgroup: CgroupFacts = field(default_factory=CgroupFacts)
-    container: ContainerFacts = field(default_factory=ContainerFacts)
-
-    @property
-    def open_error(self) -> str | None:
-        return None if self.open_errno is None else errno_name(self.open_errno)
+Mount = tuple[str, str, tuple[str, ...]]  # (mount point, fs type, options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,18 +64,18 @@ def _why(e: OSError) -> str:
     return f"{errno_name(e.errno)}: {e.strerror or e}"
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISCHR, "char"),
-        (stat.S_ISBLK, "block"),
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISREG, "regular"),
-        (stat.S_ISFIFO, "fifo"),
-        (stat.S_ISSOCK, "socket"),
+def _kind(mode: int) -> NodeKind:
+    for test, kind in (
+        (stat.S_ISCHR, NodeKind.CHAR),
+        (stat.S_ISBLK, NodeKind.BLOCK),
+        (stat.S_ISDIR, NodeKind.DIRECTORY),
+        (stat.S_ISREG, NodeKind.REGULAR),
+        (stat.S_ISFIFO, NodeKind.FIFO),
+        (stat.S_ISSOCK, NodeKind.SOCKET),
     ):
         if test(mode):
-            return name
-    return "other"
+            return kind
+    return NodeKind.OTHER
 
 
 def _user_name(uid: int) -> str:
@@ -169,7 +94,8 @@ def _group_name(gid: int) -> str:
 
 def node_stat(st: os.stat_result) -> NodeStat:
     kind = _kind(st.st_mode)
-    rdev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in ("char", "block") else None
+    is_device = kind in (NodeKind.CHAR, NodeKind.BLOCK)
+    rdev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if is_device else None
     return NodeStat(
         kind=kind,
         mode=stat.S_IMODE(st.st_mode),
@@ -189,8 +115,8 @@ def parse_posix_acl(blob: bytes) -> tuple[AclEntry, ...]:
     out: list[AclEntry] = []
     for offset in range(4, len(blob) - 7, 8):
         tag, perm, ident = struct.unpack_from("<HHI", blob, offset)
-        name = ACL_TAGS.get(tag, f"tag {tag:#x}")
-        qualifier = ident if name in ("user", "group") else None
+        name: str = ACL_TAGS.get(tag, f"tag {tag:#x}")
+        qualifier = ident if name in (AclTag.USER, AclTag.GROUP) else None
         out.append(AclEntry(tag=name, qualifier=qualifier, perms=perm & 7))
     return tuple(out)
 
@@ -222,9 +148,9 @@ def _decode_mount_field(text: str) -> str:
     return "".join(out)
 
 
-def parse_mountinfo(text: str) -> list[tuple[str, str, tuple[str, ...]]]:
+def parse_mountinfo(text: str) -> list[Mount]:
     """(mount point, fs type, mount options + super options) for each line of mountinfo."""
-    mounts = []
+    mounts: list[Mount] = []
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         a, b = left.split(), right.split()
@@ -235,8 +161,8 @@ def parse_mountinfo(text: str) -> list[tuple[str, str, tuple[str, ...]]]:
     return mounts
 
 
-def _mount_of(path: str, mounts: list[tuple[str, str, tuple[str, ...]]]):
-    best = None
+def _mount_of(path: str, mounts: list[Mount]) -> Mount | None:
+    best: Mount | None = None
     for mount in mounts:  # later lines win: they are mounted on top
         point = mount[0]
         prefix = point.rstrip("/") + "/"
@@ -247,10 +173,11 @@ def _mount_of(path: str, mounts: list[tuple[str, str, tuple[str, ...]]]):
     return best
 
 
-def _mount(path: str, mounts: list[tuple[str, str, tuple[str, ...]]] | None) -> MountFacts:
+def _mount(path: str, mounts: list[Mount] | None) -> MountFacts:
     target = os.path.realpath(path)
     found = _mount_of(target, mounts) if mounts else None
-    readonly = nodev = None
+    readonly: bool | None = None
+    nodev: bool | None = None
     error = None
     probe_at = target
     while not os.path.exists(probe_at) and probe_at != "/":
@@ -271,7 +198,7 @@ def _mount(path: str, mounts: list[tuple[str, str, tuple[str, ...]]] | None) -> 
     )
 
 
-def _read_mountinfo() -> list[tuple[str, str, tuple[str, ...]]] | None:
+def _read_mountinfo() -> list[Mount] | None:
     try:
         return parse_mountinfo(_read_text("/proc/self/mountinfo"))
     except OSError:
@@ -285,7 +212,15 @@ def _cgroup(root: str = "/sys/fs/cgroup") -> CgroupFacts:
         return CgroupFacts(error=f"/proc/self/cgroup: {_why(e)}")
     has_v2 = any(line.startswith("0::") for line in lines)
     has_v1 = any(not line.startswith("0::") for line in lines if line)
-    version = "hybrid" if has_v1 and has_v2 else "v1" if has_v1 else "v2" if has_v2 else "unknown"
+    version = (
+        CgroupVersion.HYBRID
+        if has_v1 and has_v2
+        else CgroupVersion.V1
+        if has_v1
+        else CgroupVersion.V2
+        if has_v2
+        else CgroupVersion.UNKNOWN
+    )
     devices_path = None
     for line in lines:
         parts = line.split(":", 2)
@@ -323,7 +258,7 @@ def _pid1_container() -> tuple[str | None, str | None]:
     return None, None
 
 
-def _container(mounts: list[tuple[str, str, tuple[str, ...]]] | None) -> ContainerFacts:
+def _container(mounts: list[Mount] | None) -> ContainerFacts:
     markers = tuple(m for m in CONTAINER_MARKERS if os.path.exists(m))
     pid1, pid1_error = _pid1_container()
     root_fs = dev_fs = None
@@ -376,24 +311,34 @@ def _sysfs() -> tuple[str | None, str | None]:
 
 def gather(path: str) -> AccessFacts:
     """Everything doctor's device checks need, read now. Opens the node read-write only when
-    it is a character device with KVM's numbers (and closes it before returning)."""
+    it is a character device with KVM's numbers (kvmprobe.kvm.abi.KVM_RDEV: opening another
+    device can have side effects, such as a watchdog starting its countdown) and closes it
+    before returning."""
+    kvm_rdev = abi.KVM_RDEV
     euid, egid, user, groups, configured = _identity()
     mounts = _read_mountinfo()
     sysfs_dev, sysfs_error = _sysfs()
-    common = {
-        "path": path,
-        "euid": euid,
-        "egid": egid,
-        "user": user,
-        "groups": groups,
-        "group_names": {g: _group_name(g) for g in {*groups, *configured}},
-        "configured_groups": configured,
-        "mount": _mount(path, mounts) if "\0" not in path else MountFacts(),
-        "sysfs_dev": sysfs_dev,
-        "sysfs_error": sysfs_error,
-        "cgroup": _cgroup(),
-        "container": _container(mounts),
-    }
+    group_names = {g: _group_name(g) for g in {*groups, *configured}}
+    mount = _mount(path, mounts) if "\0" not in path else MountFacts()
+    cgroup = _cgroup()
+    container = _container(mounts)
+
+    base = AccessFacts(
+        path=path,
+        exists=False,
+        kvm_rdev=kvm_rdev,
+        euid=euid,
+        egid=egid,
+        user=user,
+        groups=groups,
+        group_names=group_names,
+        configured_groups=configured,
+        mount=mount,
+        sysfs_dev=sysfs_dev,
+        sysfs_error=sysfs_error,
+        cgroup=cgroup,
+        container=container,
+    )
     symlink = None
     try:
         if os.path.islink(path):
@@ -401,18 +346,19 @@ def gather(path: str) -> AccessFacts:
         st = os.stat(path)
     except OSError as e:
         error = None if e.errno in (errno.ENOENT, errno.ENOTDIR) else _why(e)
-        return AccessFacts(exists=False, lstat_error=error, symlink_target=symlink, **common)
+        return replace(base, lstat_error=error, symlink_target=symlink)
     except ValueError as e:  # an embedded NUL: no such path can exist
-        return AccessFacts(exists=False, lstat_error=f"invalid path ({e})", **common)
+        return replace(base, lstat_error=f"invalid path ({e})")
     node = node_stat(st)
     effective = os.access in os.supports_effective_ids
     access_rw = os.access(path, os.R_OK | os.W_OK, effective_ids=effective)
-    open_tried = node.kind == "char" and node.rdev == KVM_RDEV
+    open_tried = node.kind == NodeKind.CHAR and node.rdev == kvm_rdev
     open_errno = _try_open(path) if open_tried else None
     acl, acl_error = _acl(path)
-    common["group_names"] = {**common["group_names"], node.gid: node.group}
-    return AccessFacts(
+    return replace(
+        base,
         exists=True,
+        group_names={**group_names, node.gid: node.group},
         symlink_target=symlink,
         node=node,
         access_rw=access_rw,
@@ -420,5 +366,4 @@ def gather(path: str) -> AccessFacts:
         open_errno=open_errno,
         acl=acl,
         acl_error=acl_error,
-        **common,
     )

@@ -1,8 +1,12 @@
 """The live probe: ask a KVM device everything kvmprobe knows to ask, as a Snapshot.
 
 An ioctl that fails along the way is recorded in ``errors`` with its errno and the rest of the
-probe goes on. Only failing to open the device or to get the API version is fatal (there is
-nothing to probe then).
+probe goes on. Only failing to open the device or to get the API version is fatal for
+``probe()`` (there is nothing to probe then).
+
+Three entry points: ``probe()`` (what ``caps`` and ``cpuid`` ask), ``record()`` (the same plus
+device-access facts: what ``kvmprobe record`` saves) and ``examine()`` (what ``doctor`` looks
+at: never raises for a device that cannot be used, because that is what it diagnoses).
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from kvmprobe.errors import errno_name
+from kvmprobe.errors import KvmprobeError, errno_name
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import IoctlFn, KvmDevice
 from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
-from kvmprobe.snapshot import ProbeError, Snapshot
+from kvmprobe.snapshot import PROBE_STEP, ProbeError, Snapshot
+
+T = TypeVar("T")
 
 
 class Recorder:
@@ -47,7 +55,9 @@ def _caps_in(dev: KvmDevice, fd: int, rec: Recorder, scope: str) -> dict[int, in
     return values
 
 
-def _probe_vms(dev: KvmDevice, rec: Recorder) -> tuple[dict[str, dict[int, int] | None], dict]:
+def _probe_vms(
+    dev: KvmDevice, rec: Recorder
+) -> tuple[dict[str, dict[int, int] | None], dict[str, str]]:
     """Capability values on a fresh VM fd and on one with a split irqchip, plus what could be
     created (VM, vCPU, split irqchip)."""
     caps: dict[str, dict[int, int] | None] = {"vm": None, "vm_split_irqchip": None}
@@ -91,7 +101,7 @@ def _probe_vms(dev: KvmDevice, rec: Recorder) -> tuple[dict[str, dict[int, int] 
     return caps, creation
 
 
-def _try(rec: Recorder, step: str, fn: Callable[[], object]) -> object | None:
+def _try(rec: Recorder, step: str, fn: Callable[[], T]) -> T | None:
     try:
         return fn()
     except OSError as e:
@@ -173,20 +183,73 @@ def probe(
     return Snapshot(
         device=path,
         api_version=api_version,
-        vcpu_mmap_size=mmap_size,  # type: ignore[arg-type]
+        vcpu_mmap_size=mmap_size,
         cap_limit=CAP_LIMIT,
         caps={"system": sys_caps, **vm_caps},
-        supported_cpuid=supported,  # type: ignore[arg-type]
-        emulated_cpuid=emulated,  # type: ignore[arg-type]
-        supported_hv_cpuid=hv,  # type: ignore[arg-type]
-        msr_index_list=msrs,  # type: ignore[arg-type]
-        msr_feature_index_list=feat_list,  # type: ignore[arg-type]
+        supported_cpuid=supported,
+        emulated_cpuid=emulated,
+        supported_hv_cpuid=hv,
+        msr_index_list=msrs,
+        msr_feature_index_list=feat_list,
         feature_msrs=feature_msrs,
         device_attrs=attrs,
-        mce_cap_supported=mce,  # type: ignore[arg-type]
+        mce_cap_supported=mce,
         xcomp=xcomp,
         creation=creation,
         host=host_info,
+        errors=tuple(rec.errors),
+        recorded_at=_now(),
+        source="live",
+    )
+
+
+def record(path: str = DEFAULT_DEVICE) -> Snapshot:
+    """What ``kvmprobe record`` saves: device-access facts, then the full probe. Raises
+    KvmprobeError, as ``probe()`` does, when the device cannot be probed."""
+    from kvmprobe.kvm import access
+
+    facts = access.gather(path)
+    return replace(probe(path), access=facts)
+
+
+def _errno_behind(exc: BaseException) -> int | None:
+    """The errno of the OSError a KvmprobeError was raised for (its cause or context)."""
+    seen: set[int] = set()
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and id(inner) not in seen:
+        if isinstance(inner, OSError):
+            return inner.errno
+        seen.add(id(inner))
+        inner = inner.__cause__ or inner.__context__
+    return None
+
+
+def examine(path: str = DEFAULT_DEVICE) -> Snapshot:
+    """What ``kvmprobe doctor`` looks at, never raising for a device it cannot use.
+
+    Device-access facts first; the full probe only when the node opened read-write for them;
+    otherwise (and when the probe could not run) the host facts alone, with ``api_version``
+    None. A probe that could not run is recorded as a ProbeError with step PROBE_STEP."""
+    from kvmprobe.kvm import access
+    from kvmprobe.kvm import host as hostmod
+
+    facts = access.gather(path)
+    rec = Recorder()
+    if facts.opened:
+        try:
+            return replace(probe(path), access=facts)
+        except KvmprobeError as e:
+            rec.errors.append(ProbeError(PROBE_STEP, _errno_behind(e), e.message))
+        except OSError as e:  # an ioctl the device layer does not guard
+            message = f"probing {path} failed: {errno_name(e.errno)}: {e.strerror or e}"
+            rec.errors.append(ProbeError(PROBE_STEP, e.errno, message))
+    rdev = facts.node.rdev if facts.node is not None else None
+    return Snapshot(
+        device=path,
+        api_version=None,
+        cap_limit=CAP_LIMIT,
+        host=hostmod.collect(rec, rdev),
+        access=facts,
         errors=tuple(rec.errors),
         recorded_at=_now(),
         source="live",

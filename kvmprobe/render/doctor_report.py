@@ -12,23 +12,40 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from kvmprobe.analysis.doctor import FAIL, GROUP_TITLES, PASS, SKIP, WARN, Check, DoctorReport
 from kvmprobe.render.text import safe
+from kvmprobe.vocab import CheckStatus
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-STYLES = {PASS: "bold green", WARN: "bold yellow", FAIL: "bold red", SKIP: "dim"}
+    from kvmprobe.analysis.doctor import Check, DoctorReport
+    from kvmprobe.snapshot import Snapshot
+
+__all__ = ["GROUP_TITLES", "print_doctor", "safe"]
+
+STYLES = {
+    CheckStatus.PASS: "bold green",
+    CheckStatus.WARN: "bold yellow",
+    CheckStatus.FAIL: "bold red",
+    CheckStatus.SKIP: "dim",
+}
+GROUP_TITLES = {
+    "device": "Device",
+    "kernel": "Kernel",
+    "api": "KVM API",
+    "vmm": "VMM readiness",
+    "nested": "Nested virtualization",
+}
 TITLE_WIDTH = 25
 
 
-def _header(report: DoctorReport, device: str, source: str, kernel: str) -> Text:
+def _header(report: DoctorReport, snap: Snapshot) -> Text:
     text = Text("kvmprobe doctor", style="bold")
-    where = f" - {safe(device)}"
+    where = f" - {safe(snap.device)}"
     if report.recorded:
-        where += f" (recorded in {safe(source)})"
-    if kernel:
-        where += f", kernel {safe(kernel)}"
+        where += f" (recorded in {safe(snap.source)})"
+    if snap.host.kernel_release:
+        where += f", kernel {safe(snap.host.kernel_release)}"
     text.append(where)
     return text
 
@@ -45,13 +62,13 @@ def _print_hanging(console: Console, head: Text, body: Text) -> None:
 
 
 def _print_check(console: Console, check: Check) -> None:
-    dim = "dim" if check.status == SKIP else ""
+    dim = "dim" if check.status == CheckStatus.SKIP else ""
     head = Text(" ")
     head.append(f"{check.status:<4}", style=STYLES.get(check.status, ""))
     head.append(f"  {safe(check.title):<{TITLE_WIDTH}}  ", style=dim)
     _print_hanging(console, head, Text(safe(check.evidence), style=dim))
     pad = Text(" " * head.cell_len)
-    if check.hint and check.status != PASS:
+    if check.hint and check.status != CheckStatus.PASS:
         fix = Text("fix: ", style=STYLES.get(check.status, ""))
         fix.append(safe(check.hint))
         _print_hanging(console, pad, fix)
@@ -63,21 +80,20 @@ def _verdict_line(report: DoctorReport) -> Text:
     v = report.verdict
     style = "bold green" if v.exit_status == 0 else "bold red"
     text = Text("verdict: ", style="bold")
-    text.append(v.status.upper(), style=style)
+    text.append(v.outcome.upper(), style=style)
     text.append(f" - {safe(v.message)}")
     c = report.counts
     text.append(
-        f"  [{c.get(PASS, 0)} pass, {c.get(WARN, 0)} warn, {c.get(FAIL, 0)} fail, "
-        f"{c.get(SKIP, 0)} skip; exit {v.exit_status}]",
+        f"  [{c[CheckStatus.PASS]} pass, {c[CheckStatus.WARN]} warn, "
+        f"{c[CheckStatus.FAIL]} fail, {c[CheckStatus.SKIP]} skip; exit {v.exit_status}]",
         style="dim",
     )
     return text
 
 
-def print_doctor(
-    console: Console, report: DoctorReport, device: str, source: str, kernel: str = ""
-) -> None:
-    _print_hanging(console, Text(), _header(report, device, source, kernel))
+def print_doctor(console: Console, snap: Snapshot, report: DoctorReport) -> None:
+    """The report on ``snap`` (its device, where it came from, its kernel)."""
+    _print_hanging(console, Text(), _header(report, snap))
     groups: dict[str, list[Check]] = {}
     for check in report.checks:
         groups.setdefault(check.group, []).append(check)

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from kvmprobe.analysis.hyperv import HvProperty, HyperVAnalysis
     from kvmprobe.analysis.msr import DecodedBit, DecodedMsr, MsrAnalysis, Selection
 
+if TYPE_CHECKING:
+    from kvmprobe.analysis.doctor import DoctorReport
+
 
 def source_object(snap: Snapshot) -> dict[str, Any]:
     live = snap.source == "live"
@@ -348,3 +351,33 @@ def _msr_name(index: int) -> str:
     from kvmprobe.analysis.msr import msr_name
 
     return msr_name(index)[0]
+
+
+def doctor_document(snap: Snapshot, report: DoctorReport) -> dict[str, Any]:
+    """``kvmprobe doctor --json`` (``kvmprobe.doctor/1``): the device, every check in order,
+    the counts per status and the verdict with its fixed exit status."""
+    v = report.verdict
+    body = {
+        "device": snap.device,
+        "checks": [
+            {
+                "id": c.id,
+                "group": c.group,
+                "title": c.title,
+                "status": str(c.status),
+                "evidence": c.evidence,
+                "hint": c.hint or None,
+                "details": list(c.details),
+                "citation": c.citation,
+            }
+            for c in report.checks
+        ],
+        "counts": {str(status): n for status, n in report.counts.items()},
+        "verdict": {
+            "status": str(v.outcome),
+            "exit_status": v.exit_status,
+            "message": v.message,
+            "first_failure": v.first_failure,
+        },
+    }
+    return document("doctor", snap, body)
