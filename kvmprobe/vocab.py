@@ -67,6 +67,8 @@ class FeatureStatus(StrEnum):
     EMULATED = "emulated"
     HOST_ONLY = "host-only"
     UNSUPPORTED = "unsupported"
+    #: a probe step the answer depends on failed: effective is null, the reason names the step
+    UNKNOWN = "unknown"
 
 
 class QuirkEffect(StrEnum):

@@ -25,6 +25,7 @@ STATUS_STYLE: dict[FeatureStatus, tuple[str, str]] = {
     FeatureStatus.EMULATED: ("yellow", "E"),
     FeatureStatus.HOST_ONLY: ("magenta", "H"),
     FeatureStatus.UNSUPPORTED: ("dim", "-"),
+    FeatureStatus.UNKNOWN: ("bold yellow", "?"),
 }
 LEGEND: dict[FeatureStatus, str] = {
     FeatureStatus.SUPPORTED: "KVM reports it and nothing takes it away",
@@ -37,6 +38,7 @@ LEGEND: dict[FeatureStatus, str] = {
     FeatureStatus.EMULATED: "only via KVM's instruction emulator (works, slowly)",
     FeatureStatus.HOST_ONLY: "the host CPU has it; KVM does not pass it on",
     FeatureStatus.UNSUPPORTED: "not available",
+    FeatureStatus.UNKNOWN: "a probe step it depends on failed: kvmprobe cannot tell",
 }
 #: the summary line's order and wording (unsupported is counted apart)
 SUMMARY: tuple[tuple[FeatureStatus, str], ...] = (
@@ -210,7 +212,11 @@ def _print_legend(console: Console, a: CpuidAnalysis, show_all: bool, show_host:
         legend.append(f" = {LEGEND[status]}.  ", style="dim")
     console.print(legend)
     summary = Text("Summary: ", style="bold")
-    for i, (status, label) in enumerate(SUMMARY):
+    shown = [
+        *SUMMARY,
+        *([(FeatureStatus.UNKNOWN, "unknown")] if counts[FeatureStatus.UNKNOWN] else []),
+    ]
+    for i, (status, label) in enumerate(shown):
         if i:
             summary.append(", ")
         summary.append(f"{counts[status]} {label}", style=STATUS_STYLE[status][0])
