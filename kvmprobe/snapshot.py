@@ -421,12 +421,15 @@ def _str(v: Any, where: str, limit: int = 4096) -> str:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
+    out = dict(pairs)
+    if len(out) == len(pairs):  # the common case, checked at C speed
+        return out
+    seen: set[str] = set()
+    for k, _v in pairs:
+        if k in seen:
             raise _Bad(f"key {k!r}", "appears twice in one object")
-        out[k] = v
-    return out
+        seen.add(k)
+    return out  # not reached: a shorter dict means a key came twice
 
 
 def _opt_str(v: Any, where: str) -> str | None:
@@ -455,23 +458,45 @@ def _hexkey(k: str, where: str) -> int:
     return _int(value, f"{where}[{k}]", 0, U32_MAX)
 
 
+_ENTRY_FIELDS = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
+
+
+def _entry_values(raw: Any) -> tuple[int, ...] | None:
+    """The seven values of a well-formed entry, or None (then ``_entry_checked`` names the
+    problem). The same rules as ``_int(v, w, 0, U32_MAX)`` on each, done without a call per
+    value: a fleet of snapshot files is mostly CPUID entries."""
+    if type(raw) is not dict:
+        return None
+    try:
+        vals = tuple(raw[name] for name in _ENTRY_FIELDS)
+    except KeyError:
+        return None
+    for x in vals:
+        if type(x) is not int or not 0 <= x <= U32_MAX:
+            return None
+    return vals
+
+
+def _entry_checked(raw: Any, w: str) -> tuple[int, ...]:
+    o = _obj(raw, w)
+    return tuple(_int(o.get(name), f"{w}.{name}", 0, U32_MAX) for name in _ENTRY_FIELDS)
+
+
 def _entries(v: Any, where: str) -> tuple[CpuidEntry, ...] | None:
     if v is None:
         return None
     out: list[CpuidEntry] = []
     seen: set[tuple[int, int]] = set()
     for i, raw in enumerate(_list(v, where)):
-        w = f"{where}[{i}]"
-        o = _obj(raw, w)
-        fields = {
-            name: _int(o.get(name), f"{w}.{name}", 0, U32_MAX)
-            for name in ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
-        }
-        key = (fields["function"], fields["index"])
+        vals = _entry_values(raw)
+        if vals is None:
+            vals = _entry_checked(raw, f"{where}[{i}]")
+        key = (vals[0], vals[1])
         if key in seen:
+            w = f"{where}[{i}]"
             raise _Bad(w, f"duplicate entry for leaf {key[0]:#x} subleaf {key[1]:#x}")
         seen.add(key)
-        out.append(CpuidEntry(**fields))
+        out.append(CpuidEntry(*vals))
     return tuple(out)
 
 

@@ -201,6 +201,8 @@ class CpuidView:
     def __bool__(self) -> bool:
         return bool(self.entries)
 
+    # The lookups below are the analysis' innermost loop (every feature of every host of a
+    # fleet), so each does its work inline rather than through the one above it.
     def entry(self, leaf: int, subleaf: int = 0) -> CpuidEntry | None:
         e = self._map.get((leaf, subleaf))
         if e is None:
@@ -208,15 +210,29 @@ class CpuidView:
         return e
 
     def reg(self, leaf: int, subleaf: int, register: str) -> int | None:
-        e = self.entry(leaf, subleaf)
-        return None if e is None else e.reg(register)
+        e = self._map.get((leaf, subleaf))
+        if e is None:
+            e = self._plain.get(leaf)
+            if e is None:
+                return None
+        return int(getattr(e, register))
 
     def bit(self, leaf: int, subleaf: int, register: str, bit: int) -> bool:
-        v = self.reg(leaf, subleaf, register)
-        return bool(v is not None and (v >> bit) & 1)
+        e = self._map.get((leaf, subleaf))
+        if e is None:
+            e = self._plain.get(leaf)
+            if e is None:
+                return False
+        return bool(getattr(e, register) >> bit & 1)
 
     def has_loc(self, loc: Loc) -> bool:
-        return self.bit(*loc)
+        leaf, subleaf, register, bit = loc
+        e = self._map.get((leaf, subleaf))
+        if e is None:
+            e = self._plain.get(leaf)
+            if e is None:
+                return False
+        return bool(getattr(e, register) >> bit & 1)
 
 
 def unnamed_bits(view: CpuidView) -> list[FeatureDef]:

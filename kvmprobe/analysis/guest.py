@@ -1,0 +1,200 @@
+"""Decisions about one host's guest: its x86-64 level next to the host's, the consistency of
+KVM's own CPUID answer, and the ``--require`` subjects for a host, a profile or a baseline.
+
+* ``guest_answers(a)``: the effective analysis as feature name -> Answer. A feature a guest
+  cannot be given that KVM only emulates is "no (emulated)" (see ``profile.verdict_answer``);
+  emulated features do not meet a level (``levels.psabi_level``'s default; KVM traps every
+  such instruction).
+* ``psabi_summary(a)``: the guest's level in the analysed set-up and the host CPU's own level,
+  from the host's CPUID, or, when that could not be read, from the /proc/cpuinfo flags (marked
+  so: Linux lists a flag only for a feature it enabled, so a flag stands for the feature and for
+  the XSAVE state it uses).
+* ``cpuid_consistency(snap)``: contradictions inside KVM_GET_SUPPORTED_CPUID (a feature without
+  one it depends on, XSAVE state without XSAVE, AVX-512 state without AVX512F...), as
+  ``deps.Finding`` records with evidence: the function ``cpuid`` and ``doctor`` call.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kvmprobe.analysis import cpuid as cp
+from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, answers_from_cpuid, no
+from kvmprobe.analysis.baseline import Baseline
+from kvmprobe.analysis.deps import Finding, components, consistency_findings
+from kvmprobe.analysis.effective import CpuidAnalysis
+from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
+from kvmprobe.analysis.msr import BitRef, vendor_of
+from kvmprobe.analysis.profile import HostProfile, feature_space, verdict_answer
+from kvmprobe.analysis.require import Subject
+from kvmprobe.snapshot import Snapshot
+from kvmprobe.vocab import NotOfferedReason, Offered, RequirementKind, Vendor
+
+#: where the host's level came from
+HOST_FROM_CPUID = "cpuid"
+HOST_FROM_CPUINFO = "cpuinfo"
+
+
+@dataclass(frozen=True)
+class PsabiSummary:
+    guest: LevelReport
+    #: None when neither the host's CPUID nor its /proc/cpuinfo flags are known
+    host: LevelReport | None
+    #: HOST_FROM_CPUID, HOST_FROM_CPUINFO or None
+    host_source: str | None
+    #: why the host's CPUID is missing (when it is)
+    host_cpuid_error: str | None
+
+
+def guest_answers(a: CpuidAnalysis) -> dict[str, Answer]:
+    """Every named feature of the analysis as an Answer (unnamed bits left out)."""
+    out: dict[str, Answer] = {}
+    for r in a.features:
+        if not r.feature.known:
+            continue
+        v = r.verdict
+        eff: bool | None = v.effective
+        out[r.feature.name] = verdict_answer(v.status, eff, bool(v.emulated))
+    return out
+
+
+def cpuinfo_answers(flags: tuple[str, ...]) -> dict[str, Answer] | None:
+    """The psABI rows' answers from /proc/cpuinfo flags; None when there are no flags."""
+    if not flags:
+        return None
+    have = set(flags)
+    out: dict[str, Answer] = {}
+    for req in requirements():
+        name = req.feature
+        if name in out:
+            continue
+        if req.kind is RequirementKind.XSAVE_STATE:
+            # Linux shows a feature only with its XSAVE state enabled; x87/SSE always are
+            user = _component_user(req.bit + (32 if req.register == "edx" else 0))
+            ok = user is None or user in have
+        else:
+            ok = name in have
+        out[name] = YES if ok else no(NotOfferedReason.UNSUPPORTED)
+    return out
+
+
+def _component_user(bit: int) -> str | None:
+    """The feature that uses XCR0 component ``bit`` (None for x87/SSE: always enabled)."""
+    for c in components():
+        if c.bit == bit and c.register == "xcr0":
+            return c.feature
+    return None
+
+
+def psabi_summary(a: CpuidAnalysis) -> PsabiSummary:
+    guest = psabi_level(guest_answers(a))
+    snap = a.snap
+    if snap.host.cpuid is not None:
+        host = psabi_level(answers_from_cpuid(snap.host.cpuid))
+        return PsabiSummary(guest, host, HOST_FROM_CPUID, None)
+    error = snap.host.cpuid_error or "not recorded"
+    flags = cpuinfo_answers(snap.host.cpuinfo_flags)
+    if flags is None:
+        return PsabiSummary(guest, None, None, error)
+    return PsabiSummary(guest, psabi_level(flags), HOST_FROM_CPUINFO, error)
+
+
+def cpuid_consistency(snap: Snapshot) -> tuple[Finding, ...]:
+    """Contradictions inside KVM's own CPUID answer (before any quirk), with evidence.
+    Empty when KVM_GET_SUPPORTED_CPUID failed: unknown is not a contradiction."""
+    return consistency_findings(snap.supported_cpuid, snap.emulated_cpuid)
+
+
+# --------------------------------------------------------------------------------------------
+# --require subjects
+
+
+def _msr_answer(
+    snap_list: frozenset[int] | None, values: dict[int, int], vendor: Vendor
+) -> Callable[[BitRef], tuple[Answer, str]]:
+    from kvmprobe.analysis.compare import msr_bit_answer
+
+    def answer(ref: BitRef) -> tuple[Answer, str]:
+        return msr_bit_answer(ref, snap_list, values, vendor)
+
+    return answer
+
+
+def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> Subject:
+    """The guest of one analysed host (``kvmprobe cpuid --require``)."""
+    s = summary or psabi_summary(a)
+    by_loc = {r.feature.loc: r for r in a.features}
+
+    def feature(f: cp.FeatureDef) -> tuple[Answer, str]:
+        r = by_loc.get(f.loc)
+        if r is None:
+            return UNKNOWN, "not in the analysis"
+        v = r.verdict
+        ans = verdict_answer(v.status, v.effective, bool(v.emulated))
+        return ans, f"{ans.label()}: {v.reason}" if v.reason else ans.label()
+
+    snap = a.snap
+    lst = None if snap.msr_feature_index_list is None else frozenset(snap.msr_feature_index_list)
+    return Subject(
+        snap.source, feature, _msr_answer(lst, dict(snap.feature_msrs), vendor_of(snap)), s.guest
+    )
+
+
+def profile_subject(p: HostProfile) -> Subject:
+    """The guest of one host profile (``kvmprobe diff --require``)."""
+    space = feature_space()
+    levels = psabi_level(p.answers({r.feature for r in requirements()}))
+
+    def feature(f: cp.FeatureDef) -> tuple[Answer, str]:
+        pos = space.position(f.loc)
+        if pos is None:
+            return UNKNOWN, "not a feature position"
+        ans = p.answer(pos)
+        if ans.offered is Offered.UNKNOWN:
+            return ans, f"unknown: {p.cpuid_error() or 'a probe step it depends on failed'}"
+        o = p.overrides.get(pos)
+        quirks = f" [{', '.join(o.quirks)}]" if o is not None and o.quirks else ""
+        return ans, ans.label() + quirks
+
+    return Subject(
+        p.name,
+        feature,
+        _msr_answer(p.msr_feature_list, dict(p.feature_msrs), Vendor(p.vendor_kind)),
+        levels,
+    )
+
+
+def baseline_subject(b: Baseline) -> Subject:
+    """The baseline guest of a fleet (``kvmprobe baseline --require``): an MSR bit is met when
+    every host offers it."""
+    from kvmprobe.analysis.compare import msr_bit_answer
+
+    space = feature_space()
+    levels = psabi_level(b.answers())
+
+    def feature(f: cp.FeatureDef) -> tuple[Answer, str]:
+        pos = space.position(f.loc)
+        if pos is None:
+            return UNKNOWN, "not a feature position"
+        ans = b.answer(pos)
+        return ans, "in the baseline" if ans.yes else b.why_not(pos)
+
+    def msr_bit(ref: BitRef) -> tuple[Answer, str]:
+        lacking: list[str] = []
+        unknown = False
+        for host, lst, values, vendor in b.msr_hosts():
+            ans, why = msr_bit_answer(ref, lst, values, Vendor(vendor))
+            if not ans.yes:
+                lacking.append(f"{host} ({why})")
+                unknown = unknown or ans.offered is Offered.UNKNOWN
+        if not lacking:
+            return YES, f"every one of the {len(b.hosts)} hosts offers it"
+        n = len(lacking)
+        text = f"{n} of {len(b.hosts)} hosts lack it: " + "; ".join(lacking[:3])
+        text += f" and {n - 3} more" if n > 3 else ""
+        return (UNKNOWN if unknown else no(NotOfferedReason.UNSUPPORTED)), text
+
+    return Subject("baseline", feature, msr_bit, levels)
