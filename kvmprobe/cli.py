@@ -234,6 +234,70 @@ def _unknown_feature(name: str) -> KvmprobeError:
     return KvmprobeError(f"unknown CPUID feature {name!r}", hint, ExitStatus.USAGE)
 
 
+REQUIRE_HELP = (
+    "Comma-separated items the guest must have: CPUID features in any spelling (avx2, "
+    "tsc-deadline, 0x7.0.ebx[5]), feature-MSR bits (mds-no) and x86-64 levels (x86-64-v2). "
+    "Exit status 5 names each one missing and why; unknown counts as missing."
+)
+
+
+def _parse_require(text: str | None) -> Any:
+    """The parsed --require LIST (None without it); an unknown name is a usage error."""
+    if text is None:
+        return None
+    from kvmprobe.analysis.require import parse
+
+    reqs, bad = parse(text)
+    if bad:
+        first = bad[0]
+        names = ", ".join(repr(b.text) for b in bad)
+        hint = (
+            f"did you mean: {', '.join(first.suggestions)}?"
+            if first.suggestions
+            else "use a CPUID feature name (avx2, tsc-deadline, 0x7.0.ebx[5]), a feature-MSR bit "
+            "(mds-no) or an x86-64 level (x86-64-v2)"
+        )
+        raise KvmprobeError(f"--require: unknown name(s) {names}", hint, ExitStatus.USAGE)
+    if not reqs:
+        raise KvmprobeError(
+            "--require: the list is empty", "name at least one item, e.g. avx2", ExitStatus.USAGE
+        )
+    return reqs
+
+
+def _check_cpuid_require(a: Any, reqs: Any) -> Any:
+    if reqs is None:
+        return None
+    from kvmprobe.analysis.guest import analysis_subject
+    from kvmprobe.analysis.require import check
+
+    return [check(reqs, analysis_subject(a))]
+
+
+def _print_require(ctx: click.Context, results: Any) -> None:
+    if results is None:
+        return
+    from kvmprobe.render.guest_report import print_require
+
+    print_require(_console(ctx), results)
+
+
+def _require_exit(ctx: click.Context, results: Any) -> None:
+    """Exit status 5, with one line naming what is missing, when a requirement is not met."""
+    if results is None or all(r.met for r in results):
+        return
+    from kvmprobe.render.text import safe
+
+    for r in results:
+        for o in r.unmet:
+            who = f"{r.subject}: " if len(results) > 1 else ""
+            click.echo(
+                f"kvmprobe: requirement not met: {safe(who)}{o.requirement.label} ({safe(o.why)})",
+                err=True,
+            )
+    ctx.exit(int(ExitStatus.CHECK_FAILED))
+
+
 @main.command()
 @common_options
 @click.argument("feature_filter", required=False, metavar="[FEATURE-FILTER]")
@@ -253,6 +317,7 @@ def _unknown_feature(name: str) -> KvmprobeError:
 @click.option("--all", "show_all", is_flag=True, help="Also list unsupported features.")
 @click.option("--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries as registers.")
 @click.option("--explain", metavar="NAME", help="Tell one feature's whole story.")
+@click.option("--require", "require", metavar="LIST", help=REQUIRE_HELP)
 @json_option
 @from_option
 @device_option
@@ -266,18 +331,22 @@ def cpuid(
     show_all: bool,
     raw: bool,
     explain: str | None,
+    require: str | None,
     as_json: bool,
     from_file: str | None,
     device: str,
 ) -> None:
     """The CPUID features a guest can really be given, with documented quirks applied.
 
-    FEATURE-FILTER is part of a Linux, QEMU or kernel feature name.
+    FEATURE-FILTER is part of a Linux, QEMU or kernel feature name. The report ends with the
+    x86-64 level a guest can be given (and the host's own), and warns where KVM's answer
+    contradicts itself. With --require, exit status 5 when the guest lacks an item.
     """
     from kvmprobe.analysis import cpuid as cp
     from kvmprobe.analysis import effective
     from kvmprobe.analysis.quirks import Options
 
+    reqs = _parse_require(require)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     target = None
     if explain:
@@ -292,6 +361,7 @@ def cpuid(
             "see the 'errors' list in 'kvmprobe record' output",
         )
     a = effective.analyse(snap, opts)
+    required = _check_cpuid_require(a, reqs)
     if target is not None:
         story = effective.explain(a, target)
         assert story is not None
@@ -299,11 +369,15 @@ def cpuid(
             from kvmprobe.render import json as rj
 
             body = rj.cpuid_body(a, [story.result], include_steps=True)
+            if required is not None:
+                body["require"] = rj.require_json(required)
             emit(rj.dumps(rj.document("cpuid", snap, body)))
         else:
             from kvmprobe.render.cpuid_report import print_explain
 
             print_explain(_console(ctx), a, story)
+            _print_require(ctx, required)
+        _require_exit(ctx, required)
         return
     features = list(a.features)
     if feature_filter:
@@ -311,21 +385,32 @@ def cpuid(
         if not features:
             raise _unknown_feature(feature_filter)
     if as_json:
+        from kvmprobe.analysis.guest import cpuid_consistency, psabi_summary
         from kvmprobe.render import json as rj
 
-        emit(rj.dumps(rj.document("cpuid", snap, rj.cpuid_body(a, features))))
+        body = rj.cpuid_body(a, features)
+        body["psabi"] = rj.psabi_json(psabi_summary(a))
+        body["consistency"] = rj.consistency_json(cpuid_consistency(snap))
+        if required is not None:
+            body["require"] = rj.require_json(required)
+        emit(rj.dumps(rj.document("cpuid", snap, body)))
+        _require_exit(ctx, required)
         return
     from kvmprobe.render import cpuid_report as cr
 
     console = _console(ctx)
     if raw:
         cr.print_raw(console, a)
+        _print_require(ctx, required)
+        _require_exit(ctx, required)
         return
     hidden = {FeatureStatus.UNSUPPORTED} | (set() if show_host else {FeatureStatus.HOST_ONLY})
     shown = features if show_all else [r for r in features if r.verdict.status not in hidden]
     cr.print_cpuid(console, a, shown, show_host=show_host, show_all=show_all)
     if feature_filter and not shown:
         _warn(f"features matching {feature_filter!r} are all unsupported here (see --all)")
+    _print_require(ctx, required)
+    _require_exit(ctx, required)
 
 
 @main.command()
@@ -437,3 +522,179 @@ def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str
         from kvmprobe.render.hyperv_report import print_hyperv
 
         print_hyperv(_console(ctx), snap, a)
+
+
+# -- fleets: diff and baseline -------------------------------------------------------------------
+
+irqchip_option = click.option(
+    "--irqchip",
+    type=click.Choice([m.value for m in Irqchip]),
+    default=Irqchip.KERNEL.value,
+    show_default=True,
+    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
+)
+exits_option = click.option(
+    "--disable-exits",
+    metavar="LIST",
+    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
+)
+require_option = click.option("--require", "require", metavar="LIST", help=REQUIRE_HELP)
+
+
+def _load_snapshot(path: str) -> Snapshot:
+    from kvmprobe.snapshot import load
+
+    snap, warnings = load(path)
+    for w in warnings:
+        _warn(f"{path}: {w}")
+    return snap
+
+
+@main.command()
+@common_options
+@click.argument("a_file", metavar="A")
+@click.argument("b_file", metavar="[B]", required=False)
+@irqchip_option
+@exits_option
+@require_option
+@json_option
+@device_option
+@click.pass_context
+def diff(
+    ctx: click.Context,
+    a_file: str,
+    b_file: str | None,
+    irqchip: str,
+    disable_exits: str | None,
+    require: str | None,
+    as_json: bool,
+    device: str,
+) -> None:
+    """Can a guest started on host A run on host B? A and B are recorded snapshots; without B,
+    B is this host's live device.
+
+    Compares everything a guest sees or a migration needs, in the set-up named by --irqchip
+    and --disable-exits: the effective CPUID features (what a guest from A loses on B, what B
+    adds), the vendor, leaf maxima, MAXPHYADDR and GuestPhysBits, PMU counters, the XCR0 mask
+    and every XSAVE component's size and offset, the capabilities VMMs use to save and restore
+    a guest (TSC scaling, X2APIC_API, XSAVE2...), the MSR index list and the ARCH_CAPABILITIES
+    bits. Unknown evidence is never taken as equal. Exit status: 0 when B can take A's
+    guests, 5 when not (or when --require is not met on A or B).
+    """
+    from kvmprobe.analysis.diff import diff as compare
+    from kvmprobe.analysis.profile import build
+    from kvmprobe.analysis.quirks import Options
+
+    reqs = _parse_require(require)
+    opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
+    a_snap = _load_snapshot(a_file)
+    b_snap = _load_snapshot(b_file) if b_file else get_snapshot(None, device)
+    pa, pb = build(a_snap, opts), build(b_snap, opts)
+    result = compare(pa, pb)
+    required = None
+    if reqs is not None:
+        from kvmprobe.analysis.guest import profile_subject
+        from kvmprobe.analysis.require import check
+
+        required = [check(reqs, profile_subject(pa)), check(reqs, profile_subject(pb))]
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        emit(rj.dumps(rj.diff_document(result, (a_snap, b_snap), required)))
+    else:
+        from kvmprobe.render.diff_report import print_diff
+
+        print_diff(_console(ctx), result)
+        _print_require(ctx, required)
+    _require_exit(ctx, required)
+    if not result.can_take:
+        ctx.exit(int(ExitStatus.CHECK_FAILED))
+
+
+@main.command()
+@common_options
+@click.argument("paths", metavar="SNAP|DIR...", nargs=-1, required=True)
+@irqchip_option
+@exits_option
+@require_option
+@click.option(
+    "--skip-bad", is_flag=True, help="Report files that cannot be read and carry on without them."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Worker processes for reading many files (default: the CPUs available).",
+)
+@json_option
+@click.pass_context
+def baseline(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    irqchip: str,
+    disable_exits: str | None,
+    require: str | None,
+    skip_bad: bool,
+    jobs: int | None,
+    as_json: bool,
+) -> None:
+    """The largest guest definition every host can give, from their recorded snapshots.
+
+    Arguments are snapshot files, directories (their *.json files) and glob patterns. The
+    baseline holds the features every host gives in the set-up named by --irqchip and
+    --disable-exits, without those whose dependencies (Linux cpuid-deps.c, XSAVE state) are
+    not all there; fields at their common value or at the smallest where smaller is safe; and
+    for each feature left out, how many hosts lack it, which, and why. A file that cannot be
+    read stops the run (exit 1) unless --skip-bad. With --require, exit status 5 when the
+    baseline guest lacks an item.
+    """
+    from kvmprobe.analysis.baseline import BaselineBuilder
+    from kvmprobe.analysis.guest import baseline_subject
+    from kvmprobe.analysis.levels import psabi_level
+    from kvmprobe.analysis.quirks import Options
+    from kvmprobe.collect import BadFile, expand, load_all
+
+    reqs = _parse_require(require)
+    opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
+    files, missing = expand(paths)
+    skipped: list[tuple[str, str]] = []
+    for bad in missing:
+        if not skip_bad:
+            raise KvmprobeError(bad.message, "check the paths given", ExitStatus.USAGE)
+        _warn(f"skipping: {bad.message}")
+        skipped.append((bad.path, bad.message))
+    builder = BaselineBuilder()
+    for item in load_all(files, opts, jobs=jobs):
+        if isinstance(item, BadFile):
+            if not skip_bad:
+                raise KvmprobeError(
+                    item.message,
+                    (item.hint + "; " if item.hint else "") + "or leave it out with --skip-bad",
+                )
+            _warn(f"skipping: {item.message}")
+            skipped.append((item.path, item.message))
+            continue
+        for w in item.warnings:
+            _warn(f"{item.path}: {w}")
+        builder.add(item.profile)
+    if not len(builder):
+        raise KvmprobeError(
+            "no snapshot could be read", "record one with 'kvmprobe record -o FILE' on each host"
+        )
+    b = builder.finish()
+    level = psabi_level(b.answers())
+    required = None
+    if reqs is not None:
+        from kvmprobe.analysis.require import check
+
+        required = [check(reqs, baseline_subject(b))]
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        emit(rj.dumps(rj.baseline_document(b, skipped, required, level)))
+    else:
+        from kvmprobe.render.baseline_report import print_baseline
+
+        print_baseline(_console(ctx), b, level, skipped)
+        _print_require(ctx, required)
+    _require_exit(ctx, required)

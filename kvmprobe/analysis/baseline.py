@@ -187,7 +187,12 @@ class Baseline:
                 names = ", ".join(f"{x.host} ({x.answer.label()})" for x in lo.lacking[:3])
                 more = f" and {n - 3} more" if n > 3 else ""
                 return f"{n} of {len(self.hosts)} hosts lack it: {names}{more}"
-        return f"no host of the {len(self.hosts)} gives it"
+        counts: dict[str, int] = {}
+        for h in self._hosts:
+            label = _lacking(h, pos).answer.label()
+            counts[label] = counts.get(label, 0) + 1
+        how = ", ".join(f"{label} on {k}" for label, k in counts.items())
+        return f"no host of the {len(self.hosts)} gives it ({how})"
 
     def msr_hosts(self) -> Iterator[tuple[str, frozenset[int] | None, dict[int, int], str]]:
         """(host, feature MSR list, feature MSR values, vendor) of every host."""

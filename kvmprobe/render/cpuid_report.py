@@ -145,6 +145,9 @@ def print_cpuid(
     _print_fields(console, a, show_host)
     _print_notes(console, a)
     _print_legend(console, a, show_all, show_host)
+    from kvmprobe.render.guest_report import print_guest_decisions
+
+    print_guest_decisions(console, a)
 
 
 def _print_fields(console: Console, a: CpuidAnalysis, show_host: bool) -> None:

@@ -381,3 +381,262 @@ def doctor_document(snap: Snapshot, report: DoctorReport) -> dict[str, Any]:
         },
     }
     return document("doctor", snap, body)
+
+
+# -- fleet decisions: guest level, consistency, --require, diff, baseline ----------------------
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.baseline import Baseline
+    from kvmprobe.analysis.deps import Finding
+    from kvmprobe.analysis.diff import DiffItem, DiffResult
+    from kvmprobe.analysis.guest import PsabiSummary
+    from kvmprobe.analysis.levels import LevelReport
+    from kvmprobe.analysis.profile import HostProfile
+    from kvmprobe.analysis.require import RequireResult
+    from kvmprobe.snapshot import CpuidEntry
+
+_JSON_SAFE = 1 << 53
+
+
+def _big(v: int | None) -> int | str | None:
+    """Values above 2^53 as hex strings (JSON readers lose precision beyond)."""
+    if v is None or v < _JSON_SAFE:
+        return v
+    return f"{v:#x}"
+
+
+def _missing(report: LevelReport) -> dict[str, list[dict[str, Any]]]:
+    return {
+        str(r.level): [
+            {
+                "requirement": s.requirement.psabi_name,
+                "feature": s.requirement.feature,
+                "kind": str(s.requirement.kind),
+                "where": s.requirement.where,
+                "offered": str(s.answer.offered),
+                "reason": str(s.reason),
+            }
+            for s in r.missing
+        ]
+        for r in report.levels
+    }
+
+
+def psabi_json(s: PsabiSummary) -> dict[str, Any]:
+    """``psabi`` of ``kvmprobe cpuid --json``: the guest's level, the host CPU's own, and per
+    level what is missing and why (emulated-only features do not count)."""
+    return {
+        "guest": str(s.guest.highest),
+        "host": None if s.host is None else str(s.host.highest),
+        "host_source": s.host_source,
+        "host_cpuid_error": s.host_cpuid_error,
+        "count_emulated": s.guest.count_emulated,
+        "missing": _missing(s.guest),
+        "emulated": {
+            str(r.level): [q.feature for q in r.emulated] for r in s.guest.levels if r.emulated
+        },
+        "host_missing": None if s.host is None else _missing(s.host),
+    }
+
+
+def consistency_json(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
+    """``consistency``: contradictions inside KVM's own CPUID answer, with evidence."""
+    return [
+        {
+            "check": str(f.check),
+            "features": list(f.features),
+            "components": list(f.components),
+            "evidence": f.evidence,
+            "raw": [{"where": w, "value": f"{v:#010x}"} for w, v in f.raw],
+        }
+        for f in findings
+    ]
+
+
+def require_json(results: list[RequireResult]) -> dict[str, Any]:
+    """``require``: every item for every subject (host or baseline), met or not and why."""
+    return {
+        "met": all(r.met for r in results),
+        "subjects": [
+            {
+                "subject": r.subject,
+                "met": r.met,
+                "items": [
+                    {
+                        "item": o.requirement.text,
+                        "kind": str(o.requirement.kind),
+                        "name": o.requirement.label,
+                        "met": o.met,
+                        "offered": str(o.offered),
+                        "why": o.why,
+                    }
+                    for o in r.outcomes
+                ],
+            }
+            for r in results
+        ],
+    }
+
+
+def _host_json(p: HostProfile) -> dict[str, Any]:
+    return {
+        "file": p.name,
+        "kernel_release": p.kernel_release,
+        "vendor": p.vendor,
+        "signature": None if p.signature is None else list(p.signature),
+        "probe_errors": [_error(e) for e in p.errors],
+    }
+
+
+def _diff_item(i: DiffItem) -> dict[str, Any]:
+    return {
+        "kind": i.kind,
+        "name": i.name,
+        "where": i.where,
+        "change": str(i.change),
+        "rule": str(i.rule),
+        "a": i.a,
+        "b": i.b,
+        "reason": i.reason,
+        "blocks": i.blocks,
+        "blocks_reverse": i.blocks_reverse,
+    }
+
+
+def diff_document(
+    d: DiffResult, sources: tuple[Snapshot, Snapshot], require: list[RequireResult] | None
+) -> dict[str, Any]:
+    """``kvmprobe diff --json`` (``kvmprobe.diff/1``)."""
+    from kvmprobe.vocab import Change
+
+    a_src, b_src = (source_object(s) for s in sources)
+    doc: dict[str, Any] = {
+        "schema": "kvmprobe.diff/1",
+        "source": {"kind": "diff", "kvmprobe_version": __version__, "a": a_src, "b": b_src},
+        "irqchip": d.a.irqchip,
+        "disable_exits": list(d.a.disable_exits),
+        "a": _host_json(d.a),
+        "b": _host_json(d.b),
+        "can_take": d.can_take,
+        "reverse": d.reverse,
+        "counts": {str(c): len(d.group(c)) for c in Change},
+        "lost": [_diff_item(i) for i in d.group(Change.LOST)],
+        "added": [_diff_item(i) for i in d.group(Change.ADDED)],
+        "differs": [_diff_item(i) for i in d.group(Change.DIFFERS)],
+        "unknown": [_diff_item(i) for i in d.group(Change.UNKNOWN)],
+        "notes": [_diff_item(i) for i in d.group(Change.NOTE)],
+        "probe_errors": [_error(e) for s in sources for e in s.errors],
+    }
+    if require is not None:
+        doc["require"] = require_json(require)
+    return doc
+
+
+def _entry(e: CpuidEntry) -> dict[str, int]:
+    return e.to_json()
+
+
+def baseline_document(
+    b: Baseline,
+    skipped: list[tuple[str, str]],
+    require: list[RequireResult] | None,
+    level: LevelReport,
+) -> dict[str, Any]:
+    """``kvmprobe baseline --json`` (``kvmprobe.baseline/1``).
+
+    Built for exporters: ``features`` keep their CPUID locations (and QEMU names),
+    ``fields`` their common values, ``xsave_components`` their common size and offset, and
+    ``cpuid`` holds the baseline guest's register values as KVM_SET_CPUID2-style entries."""
+    from kvmprobe.analysis.profile import feature_space, positions
+
+    space = feature_space()
+    feats = []
+    for pos in positions(b.features):
+        f = space.feature(pos)
+        feats.append(
+            {
+                "name": f.name,
+                "qemu": f.qemu_name,
+                "kernel_name": f.kernel_name,
+                "known": f.known,
+                "leaf": f.leaf,
+                "subleaf": f.subleaf,
+                "register": f.register,
+                "bit": f.bit,
+                "where": f.where,
+            }
+        )
+    left = []
+    for lo in b.left_out:
+        hosts: dict[str, list[str]] = {}
+        for x in lo.lacking:
+            hosts.setdefault(x.answer.label(), []).append(x.host)
+        left.append(
+            {
+                "name": lo.name,
+                "qemu": lo.feature.qemu_name,
+                "where": lo.feature.where,
+                "giving": lo.giving,
+                "lacking": len(lo.lacking),
+                "dropped": lo.dropped,
+                "hosts_lacking": hosts,
+            }
+        )
+    doc: dict[str, Any] = {
+        "schema": "kvmprobe.baseline/1",
+        "source": {"kind": "fleet", "kvmprobe_version": __version__, "files": len(b.hosts)},
+        "irqchip": b.irqchip,
+        "disable_exits": list(b.disable_exits),
+        "hosts": list(b.hosts),
+        "skipped": [{"file": f, "error": msg} for f, msg in skipped],
+        "psabi": {"guest": str(level.highest), "missing": _missing(level)},
+        "count": len(feats),
+        "features": feats,
+        "left_out": left,
+        "dropped": dict(b.dropped),
+        "kept_inconsistent": dict(b.inconsistent),
+        "vendor": b.vendor,
+        "vendors": dict(b.vendors),
+        "fields": [
+            {
+                "name": f.name,
+                "where": f.where,
+                "rule": str(f.rule),
+                "value": f.value,
+                "lowest": f.lowest,
+                "highest": f.highest,
+                "unknown_on": list(f.unknown),
+                "why": f.why,
+            }
+            for f in b.fields
+        ],
+        "common_fields": dict(b.common_fields),
+        "xcr0_mask": None if b.xcr0 is None else f"{b.xcr0:#x}",
+        "xsave_components": [
+            {"component": c.number, "size": c.size, "offset": c.offset, "supervisor": c.supervisor}
+            for c in b.xsave_components
+        ],
+        "capabilities": [
+            {
+                "name": c.name,
+                "rule": str(c.rule),
+                "value": _big(c.value),
+                "lowest": _big(c.lowest),
+                "highest": _big(c.highest),
+                "unknown_on": list(c.unknown),
+                "why": c.why,
+            }
+            for c in b.caps
+        ],
+        "msr_index_list": None
+        if b.msr_index_list is None
+        else [f"{i:#x}" for i in sorted(b.msr_index_list)],
+        "msr_index_list_unknown_on": list(b.msr_unknown),
+        "arch_capabilities": None if b.arch_capabilities is None else f"{b.arch_capabilities:#x}",
+        "arch_capabilities_unknown_on": list(b.arch_caps_unknown),
+        "cpuid": [_entry(e) for e in b.registers()],
+        "probe_errors": {h: [_error(e) for e in errs] for h, errs in b.errors.items()},
+    }
+    if require is not None:
+        doc["require"] = require_json(require)
+    return doc
