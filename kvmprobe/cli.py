@@ -652,7 +652,7 @@ def baseline(
     from kvmprobe.analysis.guest import baseline_subject
     from kvmprobe.analysis.levels import psabi_level
     from kvmprobe.analysis.quirks import Options
-    from kvmprobe.collect import BadFile, expand, load_all
+    from kvmprobe.collect import expand, fold_all
 
     reqs = _parse_require(require)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
@@ -664,19 +664,19 @@ def baseline(
         _warn(f"skipping: {bad.message}")
         skipped.append((bad.path, bad.message))
     builder = BaselineBuilder()
-    for item in load_all(files, opts, jobs=jobs):
-        if isinstance(item, BadFile):
+    for chunk in fold_all(files, opts, jobs=jobs, stop_at_bad=not skip_bad):
+        for path, w in chunk.warnings:
+            _warn(f"{path}: {w}")
+        for bad_file in chunk.bad:
             if not skip_bad:
                 raise KvmprobeError(
-                    item.message,
-                    (item.hint + "; " if item.hint else "") + "or leave it out with --skip-bad",
+                    bad_file.message,
+                    (bad_file.hint + "; " if bad_file.hint else "")
+                    + "or leave it out with --skip-bad",
                 )
-            _warn(f"skipping: {item.message}")
-            skipped.append((item.path, item.message))
-            continue
-        for w in item.warnings:
-            _warn(f"{item.path}: {w}")
-        builder.add(item.profile)
+            _warn(f"skipping: {bad_file.message}")
+            skipped.append((bad_file.path, bad_file.message))
+        builder.merge(chunk.builder)
     if not len(builder):
         raise KvmprobeError(
             "no snapshot could be read", "record one with 'kvmprobe record -o FILE' on each host"

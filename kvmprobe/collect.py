@@ -1,10 +1,10 @@
 """Reading many snapshot files for ``kvmprobe baseline``: expand the arguments (files,
-directories, glob patterns), load each file with the strict loader and reduce it to a
-HostProfile, in worker processes when there are many.
+directories, glob patterns), load each file with the strict loader, reduce it to a
+HostProfile and fold it into a BaselineBuilder, in worker processes when there are many.
 
-Each worker loads and profiles a chunk of files and sends back only the profiles (a few
-kilobytes each), so the parent never holds a snapshot. Results come back in argument order; a
-file that fails to load comes back as a ``BadFile`` naming what is wrong.
+Each worker reads a chunk of files and sends back one partial builder (a few hundred bytes per
+host), so no process ever holds more than one snapshot at a time; the parent merges the chunks
+in argument order. A file that fails to load comes back as a ``BadFile`` naming what is wrong.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kvmprobe.analysis.profile import HostProfile, build
+from kvmprobe.analysis.baseline import BaselineBuilder
+from kvmprobe.analysis.profile import build
 from kvmprobe.errors import KvmprobeError
 
 #: below this many files one process does the work (starting workers costs more)
 PARALLEL_FROM = 200
-CHUNK = 100
+CHUNK = 250
 GLOB_CHARS = frozenset("*?[")
 
 
@@ -30,11 +31,14 @@ class BadFile:
     hint: str | None
 
 
-@dataclass(frozen=True)
-class Loaded:
-    path: str
-    profile: HostProfile
-    warnings: tuple[str, ...]
+@dataclass
+class Chunk:
+    """What one worker made of its files: the hosts folded in, the files it could not read,
+    and each loaded file's warnings."""
+
+    builder: BaselineBuilder
+    bad: list[BadFile] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def expand(args: Sequence[str]) -> tuple[list[str], list[BadFile]]:
@@ -71,36 +75,39 @@ def expand(args: Sequence[str]) -> tuple[list[str], list[BadFile]]:
     return out, bad
 
 
-def _load_one(path: str, options: object) -> Loaded | BadFile:
+def _fold(job: tuple[list[str], object, bool]) -> Chunk:
     from kvmprobe.snapshot import load
 
-    try:
-        snap, warnings = load(path)
-    except KvmprobeError as e:
-        return BadFile(path, e.message, e.hint)
-    return Loaded(path, build(snap, options), tuple(warnings))
+    paths, options, stop_at_bad = job
+    chunk = Chunk(BaselineBuilder())
+    for path in paths:
+        try:
+            snap, warnings = load(path)
+        except KvmprobeError as e:
+            chunk.bad.append(BadFile(path, e.message, e.hint))
+            if stop_at_bad:
+                break
+            continue
+        chunk.warnings += [(path, w) for w in warnings]
+        chunk.builder.add(build(snap, options))
+    return chunk
 
 
-def _load_chunk(job: tuple[list[str], object]) -> list[Loaded | BadFile]:
-    paths, options = job
-    return [_load_one(p, options) for p in paths]
-
-
-def load_all(
-    paths: Sequence[str], options: object, *, jobs: int | None = None
-) -> Iterator[Loaded | BadFile]:
-    """Load and profile every file, in order. ``jobs``: worker processes (default: the CPUs
-    this process may run on; 1 = no workers)."""
+def fold_all(
+    paths: Sequence[str], options: object, *, jobs: int | None = None, stop_at_bad: bool = True
+) -> Iterator[Chunk]:
+    """Load, profile and fold every file; chunks come back in argument order. ``jobs``: worker
+    processes (default: the CPUs this process may run on; 1 = no workers). With
+    ``stop_at_bad`` a chunk ends at its first bad file (the caller stops there)."""
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if jobs <= 1 or len(paths) < PARALLEL_FROM:
-        for p in paths:
-            yield _load_one(p, options)
+        yield _fold((list(paths), options, stop_at_bad))
         return
     import multiprocessing
 
-    chunks = [(list(paths[i : i + CHUNK]), options) for i in range(0, len(paths), CHUNK)]
+    size = max(1, min(CHUNK, -(-len(paths) // (jobs * 4))))
+    chunks = [(list(paths[i : i + size]), options, stop_at_bad) for i in range(0, len(paths), size)]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
-        for result in pool.imap(_load_chunk, chunks):
-            yield from result
+        yield from pool.imap(_fold, chunks)

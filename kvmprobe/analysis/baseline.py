@@ -332,6 +332,56 @@ class BaselineBuilder:
     def __len__(self) -> int:
         return len(self._hosts)
 
+    def merge(self, other: BaselineBuilder) -> None:
+        """Fold in the hosts another builder saw (after this one's): a fleet can be read in
+        chunks, each by its own worker."""
+        if not other._hosts:
+            return
+        if self._irqchip is None:
+            self._irqchip, self._exits = other._irqchip, other._exits
+        for h in other._hosts:
+            h.msr = self._msr_intern.setdefault(h.msr, h.msr)  # type: ignore[assignment]
+        self._hosts += other._hosts
+        self._common &= other._common
+        self._union |= other._union
+        self._unknown_any |= other._unknown_any
+        for vendor, count in other._vendors.items():
+            self._vendors[vendor] = self._vendors.get(vendor, 0) + count
+        for i in range(len(self._and)):
+            self._and[i] &= other._and[i]
+            self._or[i] |= other._or[i]
+            self._absent[i] += other._absent[i]
+        for name, lo in other._rule_lo.items():
+            mine = self._rule_lo.get(name)
+            self._rule_lo[name] = lo if mine is None or lo is None else min(mine, lo)
+        for name, hi in other._rule_hi.items():
+            mine = self._rule_hi.get(name)
+            self._rule_hi[name] = hi if mine is None or hi is None else max(mine, hi)
+        for name, hosts in other._rule_unknown.items():
+            self._rule_unknown.setdefault(name, []).extend(hosts)
+        if other._xcr0 is not None:
+            self._xcr0 = other._xcr0 if self._xcr0 is None else self._xcr0 & other._xcr0
+        self._xcr0_unknown += other._xcr0_unknown
+        for number, variants in other._comps.items():
+            mine_v = self._comps.setdefault(number, {})
+            for key, hosts in variants.items():
+                mine_v.setdefault(key, []).extend(hosts)
+        for cap, value in other._cap_lo.items():
+            self._cap_lo[cap] = min(self._cap_lo.get(cap, value), value)
+        for cap, value in other._cap_hi.items():
+            self._cap_hi[cap] = max(self._cap_hi.get(cap, value), value)
+        for cap, value in other._cap_and.items():
+            self._cap_and[cap] = self._cap_and.get(cap, value) & value
+        for name, hosts in other._cap_unknown.items():
+            self._cap_unknown.setdefault(name, []).extend(hosts)
+        if other._msr is not None:
+            self._msr = other._msr if self._msr is None else self._msr & other._msr
+        self._msr_unknown += other._msr_unknown
+        if other._arch is not None:
+            self._arch = other._arch if self._arch is None else self._arch & other._arch
+        self._arch_unknown += other._arch_unknown
+        self._errors.update(other._errors)
+
     def finish(self) -> Baseline:
         from kvmprobe.knowledge.migration import CAPS
 
