@@ -682,7 +682,7 @@ def baseline(
             "no snapshot could be read", "record one with 'kvmprobe record -o FILE' on each host"
         )
     b = builder.finish()
-    level = psabi_level(b.answers())
+    level = psabi_level(b.answers(level=True))
     required = None
     if reqs is not None:
         from kvmprobe.analysis.require import check

@@ -148,6 +148,8 @@ class Baseline:
     errors: Mapping[str, tuple[ProbeError, ...]]
     #: register values of the common fields: (leaf, subleaf, register) -> (mask, value)
     field_bits: Mapping[tuple[int, int, str], tuple[int, int]] = field(default_factory=dict)
+    #: positions some host gives only through KVM's instruction emulator
+    emulated_any: int = 0
     _hosts: tuple[_Host, ...] = ()
 
     # -- answers --------------------------------------------------------------------------
@@ -162,12 +164,15 @@ class Baseline:
                           else NotOfferedReason.UNKNOWN)  # fmt: skip
         return no(NotOfferedReason.UNSUPPORTED)
 
-    def answers(self) -> dict[str, Answer]:
+    def answers(self, *, level: bool = False) -> dict[str, Answer]:
+        """Feature name -> Answer for the baseline guest (``level``: a feature some host gives
+        only through KVM's emulator is "no (emulated)", as the x86-64 level counts it)."""
         space = feature_space()
         out = {n: no(NotOfferedReason.UNSUPPORTED) for n in space.by_name}
         for pos in positions(self.features):
             if pos in space.named:
-                out[space.named[pos].name] = YES
+                emulated = level and self.emulated_any >> pos & 1
+                out[space.named[pos].name] = no(NotOfferedReason.EMULATED) if emulated else YES
         for lo in self.left_out:
             unknown = any(x.answer.offered is Offered.UNKNOWN for x in lo.lacking)
             if unknown:
@@ -244,6 +249,7 @@ class BaselineBuilder:
         self._common = self._all
         self._union = 0
         self._unknown_any = 0
+        self._emulated_any = 0
         self._irqchip: str | None = None
         self._exits: tuple[str, ...] = ()
         self._vendors: dict[str, int] = {}
@@ -278,6 +284,7 @@ class BaselineBuilder:
         self._common &= eff
         self._union |= eff
         self._unknown_any |= unk
+        self._emulated_any |= p.emulated_offered
         msr_key = (p.msr_feature_list, tuple(sorted(p.feature_msrs.items())), p.vendor_kind)
         msr = self._msr_intern.setdefault(msr_key, msr_key)
         self._hosts.append(
@@ -345,6 +352,7 @@ class BaselineBuilder:
         self._common &= other._common
         self._union |= other._union
         self._unknown_any |= other._unknown_any
+        self._emulated_any |= other._emulated_any
         for vendor, count in other._vendors.items():
             self._vendors[vendor] = self._vendors.get(vendor, 0) + count
         for i in range(len(self._and)):
@@ -579,6 +587,7 @@ class BaselineBuilder:
             arch_caps_unknown=tuple(self._arch_unknown),
             errors=dict(self._errors),
             field_bits=field_bits,
+            emulated_any=self._emulated_any,
             _hosts=tuple(self._hosts),
         )
 

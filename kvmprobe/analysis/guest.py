@@ -50,14 +50,15 @@ class PsabiSummary:
 
 
 def guest_answers(a: CpuidAnalysis) -> dict[str, Answer]:
-    """Every named feature of the analysis as an Answer (unnamed bits left out)."""
+    """Every named feature of the analysis as an Answer for the x86-64 level (unnamed bits
+    left out; a feature offered only through KVM's emulator is "no (emulated)")."""
     out: dict[str, Answer] = {}
     for r in a.features:
         if not r.feature.known:
             continue
         v = r.verdict
         eff: bool | None = v.effective
-        out[r.feature.name] = verdict_answer(v.status, eff, bool(v.emulated))
+        out[r.feature.name] = verdict_answer(v.status, eff, bool(v.emulated), level=True)
     return out
 
 
@@ -146,7 +147,7 @@ def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> S
 def profile_subject(p: HostProfile) -> Subject:
     """The guest of one host profile (``kvmprobe diff --require``)."""
     space = feature_space()
-    levels = psabi_level(p.answers({r.feature for r in requirements()}))
+    levels = psabi_level(p.answers({r.feature for r in requirements()}, level=True))
 
     def feature(f: cp.FeatureDef) -> tuple[Answer, str]:
         pos = space.position(f.loc)
@@ -173,7 +174,7 @@ def baseline_subject(b: Baseline) -> Subject:
     from kvmprobe.analysis.compare import msr_bit_answer
 
     space = feature_space()
-    levels = psabi_level(b.answers())
+    levels = psabi_level(b.answers(level=True))
 
     def feature(f: cp.FeatureDef) -> tuple[Answer, str]:
         pos = space.position(f.loc)

@@ -243,20 +243,35 @@ class HostProfile:
             return FeatureStatus.HOST_ONLY
         return FeatureStatus.UNSUPPORTED
 
-    def answer(self, pos: int) -> Answer:
-        """Offered yes / no (with why) / unknown, for one feature position."""
+    def answer(self, pos: int, *, level: bool = False) -> Answer:
+        """Offered yes / no (with why) / unknown, for one feature position (``level``: as the
+        x86-64 level counts it, see ``verdict_answer``)."""
         if self.unknown >> pos & 1:
             return UNKNOWN
         return verdict_answer(
-            self.status(pos), bool(self.effective >> pos & 1), bool(self.emulated >> pos & 1)
+            self.status(pos),
+            bool(self.effective >> pos & 1),
+            bool(self.emulated >> pos & 1),
+            level=level,
         )
 
-    def answers(self, names: Iterable[str] | None = None) -> dict[str, Answer]:
+    def answers(
+        self, names: Iterable[str] | None = None, *, level: bool = False
+    ) -> dict[str, Answer]:
         """kvmprobe feature name -> Answer, for the named features (default: every row)."""
         space = feature_space()
         wanted = space.by_name if names is None else {n: space.by_name[n] for n in names
                                                       if n in space.by_name}  # fmt: skip
-        return {n: self.answer(p) for n, p in wanted.items()}
+        return {n: self.answer(p, level=level) for n, p in wanted.items()}
+
+    @property
+    def emulated_offered(self) -> int:
+        """Positions a guest is given only through KVM's instruction emulator."""
+        out = 0
+        for pos, o in self.overrides.items():
+            if o.status is FeatureStatus.EMULATED and o.effective:
+                out |= 1 << pos
+        return out
 
     def field(self, name: str) -> int | None:
         fd = field_def(name)
@@ -271,15 +286,23 @@ class HostProfile:
         return None if self.cpuid_known else "KVM_GET_SUPPORTED_CPUID was not answered"
 
 
-def verdict_answer(status: FeatureStatus, effective: bool | None, emulated: bool) -> Answer:
+def verdict_answer(
+    status: FeatureStatus, effective: bool | None, emulated: bool, *, level: bool = False
+) -> Answer:
     """One effective-analysis verdict as an Answer.
 
-    Like ``answers.answer_from_status``, with one refinement: a feature a guest cannot be given
-    that KVM_GET_EMULATED_CPUID lists, and that no quirk decided (status host-only or
-    unsupported), is "no (emulated)": KVM would only emulate it, one trap per instruction
-    (MOVBE on many AMD hosts). That is what the x86-64 level report calls "emulated only"."""
+    Like ``answers.answer_from_status``, with two refinements for emulated features (KVM
+    traps each use of the instruction: MOVBE on many AMD hosts):
+
+    * a feature a guest cannot be given that KVM_GET_EMULATED_CPUID lists, and that no quirk
+      decided (status host-only or unsupported), is "no (emulated)";
+    * with ``level`` (answers for the x86-64 level), a feature offered only through KVM's
+      emulator (status emulated) is "no (emulated)" too, so that ``levels.psabi_level`` applies
+      its rule for emulated features (listed, not counted by default)."""
     if effective is None or status is FeatureStatus.UNKNOWN:
         return UNKNOWN
+    if level and status is FeatureStatus.EMULATED:
+        return no(NotOfferedReason.EMULATED)
     if effective:
         return YES
     if status in (FeatureStatus.HOST_ONLY, FeatureStatus.UNSUPPORTED) and emulated:
