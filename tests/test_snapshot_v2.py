@@ -117,5 +117,5 @@ def test_largest_accepted_file_parses(tmp_path: Path) -> None:
     doc["padding"] = [[]] * ((MAX_SNAPSHOT_BYTES - 100_000) // 3)
     path = tmp_path / "big.json"
     path.write_text(json.dumps(doc, separators=(",", ":")))
-    snap, warnings = load(str(path))
+    _, warnings = load(str(path))
     assert warnings == ["ignoring unknown field 'padding'"]
