@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kvmprobe.analysis.cpuid import CpuidView, Loc, vendor_kind
+from kvmprobe.analysis.cpuid import CpuidView, Loc, cpuinfo_flag, vendor_kind
 from kvmprobe.snapshot import ProbeError, Snapshot, Steps
 from kvmprobe.tables.caps_data import KVM_CAP_X86_DISABLE_EXITS
 from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Scope, Vendor
@@ -77,8 +77,30 @@ class Ctx:
     def kvm(self, loc: Loc) -> bool:
         return self.kgsc.has_loc(loc)
 
+    @cached_property
+    def host_flags(self) -> frozenset[str] | None:
+        """/proc/cpuinfo's flags, used for the host's features when its CPUID could not be
+        read (without root); None when neither is known."""
+        if self.host is not None or not self.snap.host.cpuinfo_flags:
+            return None
+        return frozenset(self.snap.host.cpuinfo_flags)
+
+    @property
+    def host_source(self) -> str | None:
+        """Where the host's features come from: "cpuid", "cpuinfo" (flags only), or None."""
+        if self.host is not None:
+            return "cpuid"
+        return "cpuinfo" if self.host_flags is not None else None
+
     def host_has(self, loc: Loc) -> bool | None:
-        return None if self.host is None else self.host.has_loc(loc)
+        """The host CPU has the bit; from /proc/cpuinfo when only its flags are known (None
+        for bits Linux does not show there); None when unknown."""
+        if self.host is not None:
+            return self.host.has_loc(loc)
+        if self.host_flags is None:
+            return None
+        flag = cpuinfo_flag(loc)
+        return None if flag is None else flag in self.host_flags
 
     def cap(self, number: int) -> int:
         """A capability's value on /dev/kvm (0 when the check failed: noted as unknown)."""
