@@ -52,17 +52,23 @@ def _warn(message: str) -> None:
 
 
 def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snapshot:
-    """The snapshot a command works on: a recorded file, or a live probe of the device."""
+    """The snapshot a command works on: a recorded file, or a live probe of the device. Failed
+    probe steps are named on stderr: what depends on them is reported as unknown."""
     if from_file:
         from kvmprobe.snapshot import load
 
         snap, warnings = load(from_file)
         for w in warnings:
             _warn(f"{from_file}: {w}")
-        return snap
-    from kvmprobe.kvm.probe import probe
+    else:
+        from kvmprobe.kvm.probe import probe
 
-    return probe(device, full=full)
+        snap = probe(device, full=full)
+    if snap.errors:
+        from kvmprobe.render.text import failed_steps_line
+
+        _warn(failed_steps_line(snap.errors))
+    return snap
 
 
 def _console(ctx: click.Context) -> Any:

@@ -13,5 +13,5 @@ FIRST_BUFFER = 64
 MAX_BUFFER = 1 << 16
 #: a snapshot list longer than this is refused (no kernel returns anywhere near this many)
 MAX_ENTRIES = 100_000
-#: a snapshot file larger than this is refused
-MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
+#: a snapshot file larger than this is refused (real ones are about 40 KB)
+MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024

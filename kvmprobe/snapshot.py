@@ -10,26 +10,27 @@ input and rejects anything of the wrong shape with a KvmprobeError that names th
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, TypeVar
 
 from kvmprobe import __version__
-from kvmprobe.errors import ExitStatus, KvmprobeError, errno_name
+from kvmprobe.errors import KvmprobeError, errno_name
 from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
-from kvmprobe.limits import MAX_SNAPSHOT_BYTES as MAX_FILE_BYTES
-from kvmprobe.vocab import AclTag, CgroupVersion, NodeKind
+from kvmprobe.vocab import AclTag, CgroupVersion, Irqchip, NodeKind, Scope
 
 _E = TypeVar("_E", bound=StrEnum)
 
 SCHEMA_PREFIX = "kvmprobe.snapshot/"
-SCHEMA_MAJOR = 1
+SCHEMA_MAJOR = 2
 SCHEMA = f"{SCHEMA_PREFIX}{SCHEMA_MAJOR}"
+#: JSON readers lose precision above this (IEEE double): larger integers travel as hex strings
+JSON_SAFE_MAX = 2**53
 
-SCOPES = ("system", "vm", "vm_split_irqchip")
+SCOPES = tuple(str(s) for s in Scope)
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 ERRNO_MAX = 4096
@@ -81,6 +82,66 @@ class ProbeError:
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "errno": self.errno, "message": self.message}
+
+
+class Steps:
+    """The names probe steps are recorded under, in one place: the probe records a failure
+    under these names and the analysis looks the failure up by the same names."""
+
+    SUPPORTED_CPUID = "KVM_GET_SUPPORTED_CPUID"
+    EMULATED_CPUID = "KVM_GET_EMULATED_CPUID"
+    HV_CPUID = "KVM_GET_SUPPORTED_HV_CPUID"
+    MSR_INDEX_LIST = "KVM_GET_MSR_INDEX_LIST"
+    MSR_FEATURE_INDEX_LIST = "KVM_GET_MSR_FEATURE_INDEX_LIST"
+    MCE_CAP = "KVM_X86_GET_MCE_CAP_SUPPORTED"
+    VCPU_MMAP_SIZE = "KVM_GET_VCPU_MMAP_SIZE"
+    HOST_CPUID = "host CPUID"
+    VERIFY = "vCPU verification"
+
+    @staticmethod
+    def cap(number: int, scope: str) -> str:
+        return f"KVM_CHECK_EXTENSION({number}) on {scope}"
+
+    @staticmethod
+    def feature_msr(index: int) -> str:
+        return f"KVM_GET_MSRS({index:#x})"
+
+    @staticmethod
+    def attr(group: int, attr: int) -> str:
+        return f"KVM_GET_DEVICE_ATTR({group}/{attr})"
+
+
+@dataclass(frozen=True)
+class SetAttempt:
+    """One start-up call a VMM makes with a value KVM advertised, tried on a fresh vCPU
+    (kvmprobe.kvm.verify): what was asked and what KVM answered. Raw facts, no conclusions."""
+
+    what: str  # the ioctl: KVM_SET_CPUID2, KVM_SET_MSRS, KVM_SET_XCRS, KVM_X86_SETUP_MCE, ...
+    irqchip: str  # the irqchip set-up of the VM it ran in (an Irqchip value)
+    target: int | None  # MSR index, XCR number; None for CPUID and MCE
+    value: int | None  # the value asked for (for KVM_SET_CPUID2: the number of entries)
+    accepted: bool | None  # None: the attempt itself failed (see errno)
+    errno: int | None = None
+    #: bits refused when tried one at a time (MSR bits; XCR0 state components)
+    refused_bits: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "irqchip": self.irqchip,
+            "target": self.target,
+            "value": _u64_json(self.value),
+            "accepted": self.accepted,
+            "errno": self.errno,
+            "refused_bits": list(self.refused_bits),
+        }
+
+
+def _u64_json(value: int | None) -> int | str | None:
+    """Integers JSON readers can hold exactly stay numbers; larger ones become hex strings."""
+    if value is None or value <= JSON_SAFE_MAX:
+        return value
+    return f"{value:#x}"
 
 
 @dataclass(frozen=True)
@@ -329,18 +390,33 @@ class Snapshot:
     host: HostInfo = field(default_factory=HostInfo)
     # device-access facts; None in snapshots recorded before kvmprobe kept them
     access: AccessFacts | None = None
+    # what a vCPU accepted of KVM's advertised values; None when not tried (older snapshots,
+    # or the probe did not get that far: see errors)
+    verification: tuple[SetAttempt, ...] | None = None
     errors: tuple[ProbeError, ...] = ()
     recorded_at: str = ""
     kvmprobe_version: str = __version__
     source: str = "live"
 
     # -- convenience accessors used by the analysis ------------------------------------------
+    @cached_property
+    def _failures(self) -> dict[str, ProbeError]:
+        return {e.step: e for e in self.errors}
+
+    def failure(self, step: str) -> ProbeError | None:
+        """The recorded failure of a probe step (named as in Steps), or None."""
+        return self._failures.get(step)
+
     def cap(self, number: int, scope: str = "system") -> int | None:
-        """Value of a capability in a scope; 0 when not listed, None when the scope is unknown."""
+        """Value of a capability in a scope; 0 when not listed; None when unknown: the scope
+        could not be probed, or this check failed (``cap_failure`` says how)."""
         values = self.caps.get(scope)
-        if values is None:
+        if values is None or self.failure(Steps.cap(number, scope)) is not None:
             return None
         return values.get(number, 0)
+
+    def cap_failure(self, number: int, scope: str = "system") -> ProbeError | None:
+        return self.failure(Steps.cap(number, scope))
 
     def attr(self, group: int, attr: int) -> int | None:
         return self.device_attrs.get(f"{group}/{attr}")
@@ -355,7 +431,9 @@ class Snapshot:
             "vcpu_mmap_size": self.vcpu_mmap_size,
             "cap_limit": self.cap_limit,
             "caps": {
-                scope: None if values is None else {str(k): v for k, v in sorted(values.items())}
+                scope: None
+                if values is None
+                else {str(k): _u64_json(v) for k, v in sorted(values.items())}
                 for scope, values in self.caps.items()
             },
             "supported_cpuid": _entries_json(self.supported_cpuid),
@@ -363,13 +441,18 @@ class Snapshot:
             "supported_hv_cpuid": _entries_json(self.supported_hv_cpuid),
             "msr_index_list": _list_or_none(self.msr_index_list),
             "msr_feature_index_list": _list_or_none(self.msr_feature_index_list),
-            "feature_msrs": {f"{k:#x}": v for k, v in sorted(self.feature_msrs.items())},
-            "device_attrs": dict(sorted(self.device_attrs.items())),
-            "mce_cap_supported": self.mce_cap_supported,
-            "xcomp": dict(sorted(self.xcomp.items())),
+            "feature_msrs": {f"{k:#x}": f"{v:#x}" for k, v in sorted(self.feature_msrs.items())},
+            "device_attrs": {k: f"{v:#x}" for k, v in sorted(self.device_attrs.items())},
+            "mce_cap_supported": None
+            if self.mce_cap_supported is None
+            else f"{self.mce_cap_supported:#x}",
+            "xcomp": {k: f"{v:#x}" for k, v in sorted(self.xcomp.items())},
             "creation": dict(sorted(self.creation.items())),
             "host": self.host.to_json(),
             "access": None if self.access is None else self.access.to_json(),
+            "verification": None
+            if self.verification is None
+            else [a.to_json() for a in self.verification],
             "errors": [e.to_json() for e in self.errors],
         }
 
@@ -389,6 +472,10 @@ def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
 # Loading: untrusted input.
 
 
+class _Newer(Exception):
+    """A snapshot written by a newer kvmprobe: not broken, just beyond this version."""
+
+
 class _Bad(Exception):
     """A shape problem at a JSON path; turned into a KvmprobeError naming the file."""
 
@@ -402,6 +489,23 @@ def _int(v: Any, where: str, lo: int = 0, hi: int = U64_MAX) -> int:
     if not lo <= v <= hi:
         raise _Bad(where, f"{v} is out of range {lo}..{hi}")
     return v
+
+
+_HEX = re.compile(r"0x[0-9a-f]{1,16}")
+
+
+def _u64(v: Any, where: str, hi: int = U64_MAX) -> int:
+    """An integer written either as a JSON number or (schema 2, for 64-bit values) as a
+    lower-case hex string such as "0x400000000c000069"."""
+    if isinstance(v, str):
+        if not _HEX.fullmatch(v):
+            raise _Bad(where, f"expected a number or a hex string such as 0x1f, got {v[:40]!r}")
+        v = int(v, 16)
+    return _int(v, where, 0, hi)
+
+
+def _opt_u64(v: Any, where: str) -> int | None:
+    return None if v is None else _u64(v, where)
 
 
 def _opt_int(v: Any, where: str, lo: int = 0, hi: int = U64_MAX) -> int | None:
@@ -558,7 +662,7 @@ def _caps(v: Any, where: str, limit: int) -> dict[str, dict[int, int] | None]:
             num = _hexkey(k, w)
             if num >= limit:
                 raise _Bad(f"{w}[{k}]", f"cap number beyond cap_limit {limit}")
-            d[num] = _int(val, f"{w}[{k}]", 0, _CAP_VALUE_MAX)
+            d[num] = _u64(val, f"{w}[{k}]", _CAP_VALUE_MAX)
         out[scope] = d
     return out
 
@@ -784,6 +888,39 @@ def _access(v: Any, where: str, warnings: list[str]) -> AccessFacts | None:
     )
 
 
+_REQUIRED = ("device", "api_version", "caps", "supported_cpuid", "host", "errors")
+_ATTEMPT_KEYS = ("what", "irqchip", "target", "value", "accepted", "errno", "refused_bits")
+
+
+def _verification(v: Any, where: str) -> tuple[SetAttempt, ...] | None:
+    if v is None:
+        return None
+    out: list[SetAttempt] = []
+    for i, raw in enumerate(_list(v, where)):
+        w = f"{where}[{i}]"
+        o = _obj(raw, w)
+        for key in _ATTEMPT_KEYS:
+            _required(o, key, w)
+        accepted = o["accepted"]
+        if accepted is not None and not isinstance(accepted, bool):
+            raise _Bad(f"{w}.accepted", "expected true, false or null")
+        out.append(
+            SetAttempt(
+                what=_str(o["what"], f"{w}.what", 64),
+                irqchip=_enum(o["irqchip"], f"{w}.irqchip", Irqchip).value,
+                target=_opt_int(o["target"], f"{w}.target", 0, U32_MAX),
+                value=_opt_u64(o["value"], f"{w}.value"),
+                accepted=accepted,
+                errno=_opt_int(o["errno"], f"{w}.errno", 0, ERRNO_MAX),
+                refused_bits=tuple(
+                    _int(b, f"{w}.refused_bits[{j}]", 0, 63)
+                    for j, b in enumerate(_list(o["refused_bits"], f"{w}.refused_bits"))
+                ),
+            )
+        )
+    return tuple(out)
+
+
 def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     """Build a Snapshot from parsed JSON. Returns it with warnings (unknown extra keys)."""
     o = _obj(doc, "top level")
@@ -796,9 +933,9 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     except ValueError:
         raise _Bad("schema", f"unreadable schema version {shown}") from None
     if major > SCHEMA_MAJOR:
-        raise _Bad(
-            "schema",
-            f"format version {major} is newer than this kvmprobe understands ({SCHEMA_MAJOR})",
+        raise _Newer(
+            f"snapshot format version {major} is newer than this kvmprobe reads "
+            f"(up to {SCHEMA_MAJOR})"
         )
     if major < 1:
         raise _Bad("schema", f"unknown format version {major}")
@@ -823,8 +960,12 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         "creation",
         "host",
         "access",
+        "verification",
         "errors",
     }
+    for key in _REQUIRED:
+        if key not in o:
+            raise _Bad(key, "missing: every snapshot has it (was the file edited or cut short?)")
     warnings = [f"ignoring unknown field {k!r}" for k in sorted(set(o) - known)]
     limit = _int(o.get("cap_limit", CAP_LIMIT), "cap_limit", 1, 1 << 16)
     errors = []
@@ -849,16 +990,16 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         msr_index_list=_int_list(o.get("msr_index_list"), "msr_index_list"),
         msr_feature_index_list=_int_list(o.get("msr_feature_index_list"), "msr_feature_index_list"),
         feature_msrs={
-            _hexkey(k, "feature_msrs"): _int(v, f"feature_msrs[{k}]")
+            _hexkey(k, "feature_msrs"): _u64(v, f"feature_msrs[{k}]")
             for k, v in _obj(o.get("feature_msrs", {}), "feature_msrs").items()
         },
         device_attrs={
-            _str(k, "device_attrs", 64): _int(v, f"device_attrs[{k}]")
+            _str(k, "device_attrs", 64): _u64(v, f"device_attrs[{k}]")
             for k, v in _obj(o.get("device_attrs", {}), "device_attrs").items()
         },
-        mce_cap_supported=_opt_int(o.get("mce_cap_supported"), "mce_cap_supported"),
+        mce_cap_supported=_opt_u64(o.get("mce_cap_supported"), "mce_cap_supported"),
         xcomp={
-            _str(k, "xcomp", 64): _int(v, f"xcomp[{k}]")
+            _str(k, "xcomp", 64): _u64(v, f"xcomp[{k}]")
             for k, v in _obj(o.get("xcomp", {}), "xcomp").items()
         },
         creation={
@@ -867,6 +1008,7 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         },
         host=_host(o.get("host", {}), "host"),
         access=_access(o.get("access"), "access", warnings),
+        verification=_verification(o.get("verification"), "verification"),
         errors=tuple(errors),
         recorded_at=_str(o.get("recorded_at", ""), "recorded_at"),
         kvmprobe_version=_str(o.get("kvmprobe_version", ""), "kvmprobe_version"),
@@ -874,58 +1016,38 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     return snap, warnings
 
 
-def load(path: str) -> tuple[Snapshot, list[str]]:
-    """Read a snapshot file. Every problem becomes a KvmprobeError naming the file."""
+def loads(text: str, source: str) -> tuple[Snapshot, list[str]]:
+    """Parse and check a snapshot's text; ``source`` names it in errors and in the result."""
     hint = "record a new one with 'kvmprobe record -o FILE' on the host in question"
-    try:
-        size = os.path.getsize(path) if path != "-" else 0
-        if size > MAX_FILE_BYTES:
-            raise KvmprobeError(
-                f"{path}: {size} bytes is far larger than any snapshot", hint, ExitStatus.ERROR
-            )
-        if path == "-":
-            import sys
-
-            text = sys.stdin.read(MAX_FILE_BYTES + 1)
-        else:
-            with open(path, encoding="utf-8") as f:
-                # one read of the size stat() gave (a fleet reads thousands of files), then
-                # whatever more there is, up to the same limit
-                text = f.read(size + 1)
-                if len(text) > size:
-                    text += f.read(MAX_FILE_BYTES + 1 - len(text))
-    except FileNotFoundError:
-        raise KvmprobeError(
-            f"{path}: no such snapshot file", "check the path given to --from"
-        ) from None
-    except IsADirectoryError:
-        raise KvmprobeError(
-            f"{path} is a directory, not a snapshot file", "check the path given to --from"
-        ) from None
-    except PermissionError:
-        raise KvmprobeError(
-            f"{path}: permission denied", "make the file readable", ExitStatus.PERMISSION
-        ) from None
-    except UnicodeDecodeError:
-        raise KvmprobeError(f"{path}: not a text file (not UTF-8)", hint) from None
-    except OSError as e:
-        raise KvmprobeError(f"{path}: cannot read: {e.strerror}", hint) from None
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except _Bad as e:
-        raise KvmprobeError(f"{path}: invalid snapshot: {e}", hint) from None
+        raise KvmprobeError(f"{source}: invalid snapshot: {e}", hint) from None
     except RecursionError:
-        raise KvmprobeError(f"{path}: JSON nested too deeply", hint) from None
+        raise KvmprobeError(f"{source}: JSON nested too deeply", hint) from None
     except ValueError as e:
         what = "empty file" if not text.strip() else f"not valid JSON ({e})"
-        raise KvmprobeError(f"{path}: {what}", hint) from None
+        raise KvmprobeError(f"{source}: {what}", hint) from None
     try:
         snap, warnings = from_json(doc)
+    except _Newer as e:
+        raise KvmprobeError(
+            f"{source}: {e}",
+            "upgrade kvmprobe (pip install -U kvmprobe) to read it",
+        ) from None
     except _Bad as e:
-        raise KvmprobeError(f"{path}: invalid snapshot: {e}", hint) from None
+        raise KvmprobeError(f"{source}: invalid snapshot: {e}", hint) from None
     except RecursionError:
-        raise KvmprobeError(f"{path}: JSON nested too deeply", hint) from None
-    return _with_source(snap, path), warnings
+        raise KvmprobeError(f"{source}: JSON nested too deeply", hint) from None
+    return _with_source(snap, source), warnings
+
+
+def load(path: str) -> tuple[Snapshot, list[str]]:
+    """Read and check a snapshot file (``-``: standard input); every problem becomes a
+    KvmprobeError naming the file."""
+    from kvmprobe.inputs import read_text
+
+    return loads(read_text(path), path)
 
 
 def _with_source(snap: Snapshot, source: str) -> Snapshot:

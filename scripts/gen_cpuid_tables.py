@@ -670,6 +670,14 @@ def render(
             out.append(f"    ({py_hex(leaf)}, {first}, {last}),")
     out.append(")")
     out.append("")
+    out.append("# Bits Linux shows in /proc/cpuinfo, with the flag name it shows (facts: CPUINFO)")
+    out.append("CPUINFO_FLAGS: dict[tuple[int, int, str, int], str] = {")
+    for b in sorted(facts.bits, key=lambda b: sort_key(b.key)):
+        if b.cpuinfo:
+            key = f"({py_hex(b.leaf)}, {b.subleaf}, {py_str(b.reg)}, {b.bit})"
+            out.append(f"    {key}: {py_str(b.cpuinfo)},")
+    out.append("}")
+    out.append("")
     out.append("AREAS: tuple[str, ...] = (")
     out += [f"    {py_str(a)}," for a in AREAS]
     out.append(")")

@@ -251,7 +251,7 @@ def test_record_stdout_and_file(tmp_path, fake_probe) -> None:
     r = run("record")
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
-    assert doc["schema"] == "kvmprobe.snapshot/1"
+    assert doc["schema"] == "kvmprobe.snapshot/2"
     out = tmp_path / "host.json"
     r = run("record", "-o", str(out))
     assert r.exit_code == 0 and out.exists()

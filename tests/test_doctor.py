@@ -37,6 +37,7 @@ from kvmprobe.snapshot import (
     MountFacts,
     NodeStat,
     ProbeError,
+    SetAttempt,
     Snapshot,
     load,
 )
@@ -44,14 +45,28 @@ from kvmprobe.vocab import CheckStatus
 
 PASS, WARN, FAIL, SKIP = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL, CheckStatus.SKIP
 FIX = str(FIXTURES / RECORDED_HOSTS[0].name)
-SNAP, _ = load(FIX)
-assert SNAP.access is None  # recorded before snapshots held device-access facts
+UNVERIFIED, _ = load(FIX)
+assert UNVERIFIED.access is None  # recorded before snapshots held device-access facts
+assert UNVERIFIED.verification is None  # and before the vCPU check
+
+
+def accepted_all(snap: Snapshot) -> tuple[SetAttempt, ...]:
+    """Verification facts of a host whose vCPU takes everything KVM advertises."""
+    attempts = [SetAttempt("KVM_SET_CPUID2", "split", None, 75, True)]
+    attempts += [
+        SetAttempt("KVM_SET_MSRS", "split", i, v, True)
+        for i, v in sorted(snap.feature_msrs.items())
+    ]
+    return tuple(attempts)
+
+
+SNAP = replace(UNVERIFIED, verification=accepted_all(UNVERIFIED))
 
 IDS = [
     "device.exists", "device.node", "device.access", "device.cgroup", "device.container",
     "kernel.modules", "kernel.params", "kernel.cpu_flags",
     "api.version", "api.create_vm", "api.create_vcpu", "api.vcpu_mmap_size", "api.probe_errors",
-    "vmm.qemu", "vmm.firecracker", "vmm.cloud-hypervisor",
+    "vmm.qemu", "vmm.firecracker", "vmm.cloud-hypervisor", "vmm.libvirt-host-model",
     "nested.guest_virt", "nested.host_is_guest",
 ]  # fmt: skip
 
@@ -603,7 +618,8 @@ def test_vmm_split_irqchip_failure_only_hits_cloud_hypervisor() -> None:
 
 def test_vmm_options_and_missing_values() -> None:
     report = diagnose(SNAP, dr.DoctorOptions(vmms=("qemu",)))
-    assert [c.id for c in report.checks if c.group == "vmm"] == ["vmm.qemu"]
+    ids = [c.id for c in report.checks if c.group == "vmm"]
+    assert ids == ["vmm.qemu", "vmm.libvirt-host-model"]  # libvirt drives QEMU
     no_caps = replace(SNAP, caps={"system": None})
     assert check(run(snap=no_caps), "vmm.qemu").status == SKIP
 
@@ -1234,3 +1250,38 @@ def test_analysis_is_pure() -> None:
                     module.name,
                     name,
                 )
+
+
+# -- what a vCPU refuses (issue "Trust, but verify") ---------------------------------------------
+
+
+def refusing(snap: Snapshot) -> Snapshot:
+    """Our AMD PVM hosts: ARCH_CAPABILITIES advertised, every set bit refused on a vCPU."""
+    value = snap.feature_msrs[0x10A]
+    bits = tuple(b for b in range(64) if value >> b & 1)
+    attempts = tuple(
+        replace(a, accepted=False, refused_bits=bits) if a.target == 0x10A else a
+        for a in accepted_all(snap)
+    )
+    return replace(snap, verification=attempts)
+
+
+def test_refused_feature_msr_fails_qemu_and_libvirt_with_the_fix() -> None:
+    report = run(snap=refusing(SNAP))
+    qemu = check(report, "vmm.qemu")
+    assert qemu.status == FAIL and qemu.exit_status == 5
+    assert "MDS_NO" in qemu.evidence and "-cpu host,-arch-capabilities" in qemu.hint
+    libvirt = check(report, "vmm.libvirt-host-model")
+    assert libvirt.status == FAIL
+    for name in ("mds-no", "rdctl-no", "pschange-mc-no", "skip-l1dfl-vmentry"):
+        assert name in libvirt.evidence and f"name='{name}'" in libvirt.hint
+    assert check(report, "vmm.firecracker").status == PASS  # it does not write these MSRs
+    assert report.verdict.exit_status == 5
+
+
+def test_unverified_snapshot_is_not_a_pass_for_qemu() -> None:
+    report = run(snap=UNVERIFIED)
+    assert check(report, "vmm.qemu").status == WARN
+    assert "not tried on a vCPU" in check(report, "vmm.qemu").evidence
+    assert check(report, "vmm.libvirt-host-model").status == SKIP
+    assert report.verdict.exit_status == 0

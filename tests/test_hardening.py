@@ -349,7 +349,8 @@ MID_PROBE = [
     ("CREATE_VCPU", errno.EMFILE, 3, "api.create_vcpu"),
     ("ENABLE_CAP", errno.EINVAL, 5, "vmm.cloud-hypervisor"),
     ("GET_VCPU_MMAP_SIZE", errno.EIO, 3, "api.vcpu_mmap_size"),
-    (f"CHECK_EXTENSION:{abi.KVM_CAP_IRQCHIP}", errno.EIO, 5, "vmm.firecracker"),
+    # could not ask is not missing: a warning, never "Firecracker would refuse to start"
+    (f"CHECK_EXTENSION:{abi.KVM_CAP_IRQCHIP}", errno.EIO, 0, None),
     ("CHECK_EXTENSION:129", errno.EIO, 0, None),
     ("GET_SUPPORTED_CPUID", errno.EFAULT, 0, None),
     ("GET_EMULATED_CPUID", errno.EIO, 0, None),
@@ -391,7 +392,8 @@ def test_check_extension_vm_failing_does_not_leak_or_crash_doctor(monkeypatch, c
     real = device.probe
     before = open_fds()
     snap = real("/dev/null", ioctl=FakeKvm(SNAP, fail=fail))  # recorded, not raised
-    assert any("KVM_CAP_CHECK_EXTENSION_VM" in e.step and e.errno == errno.EIO for e in snap.errors)
+    step = f"KVM_CHECK_EXTENSION({abi.KVM_CAP_CHECK_EXTENSION_VM}) on system"
+    assert any(e.step == step and e.errno == errno.EIO for e in snap.errors)
     assert snap.caps["vm"] is None and snap.creation["vm"] == "ok"
     assert open_fds() == before
     monkeypatch.setattr(device, "probe", lambda p, **k: real(p, ioctl=FakeKvm(SNAP, fail=fail)))
@@ -400,7 +402,7 @@ def test_check_extension_vm_failing_does_not_leak_or_crash_doctor(monkeypatch, c
     doc = json.loads(capsys.readouterr().out)
     assert status == doc["verdict"]["exit_status"] == 0  # VMMs ask the /dev/kvm fd
     steps = {c["id"]: c for c in doc["checks"]}["api.probe_errors"]
-    assert steps["status"] == "WARN" and "KVM_CAP_CHECK_EXTENSION_VM" in steps["evidence"]
+    assert steps["status"] == "WARN" and step in steps["evidence"]
     assert open_fds() == before
 
 
@@ -646,7 +648,7 @@ def test_json_of_the_wrong_shape(scratch: Path, doc: Any) -> None:
     schema=st.one_of(
         st.integers(min_value=-(10**6), max_value=10**6).map(lambda n: f"kvmprobe.snapshot/{n}"),
         ANY_TEXT.map(lambda s: f"kvmprobe.snapshot/{s}"),
-        st.sampled_from(["kvmprobe.snapshot/2", "kvmprobe.snapshot/1.1", "kvmprobe.snapshot/",
+        st.sampled_from(["kvmprobe.snapshot/3", "kvmprobe.snapshot/1.1", "kvmprobe.snapshot/",
                          "kvmprobe.snapshot/" + "9" * 5000, "kvmprobe.caps/1",
                          "KVMPROBE.SNAPSHOT/1"]),
         JSON_VALUES,
@@ -660,7 +662,7 @@ def test_unknown_schema_versions(scratch: Path, schema: Any) -> None:
     assert_cli_clean(path)
     if isinstance(schema, str) and schema.startswith("kvmprobe.snapshot/"):
         tail = schema.removeprefix("kvmprobe.snapshot/")
-        if tail.strip().isdecimal() and len(tail) < 100 and int(tail) != 1:
+        if tail.strip().isdecimal() and len(tail) < 100 and int(tail) not in (1, 2):
             with pytest.raises(KvmprobeError):
                 load(path)
 
@@ -708,7 +710,8 @@ ENTRY = '{"function":0,"index":0,"flags":0,"eax":0,"ebx":0,"ecx":0,"edx":0}'
          lambda: FIX_TEXT.replace('"supported_cpuid": [', '"supported_cpuid": [' + (ENTRY + ",")
                                   * 1_000_000, 1), "more than any kernel|larger than any snapshot"),
         ("100001 CPUID entries",
-         lambda: _doc_with(supported_cpuid=[json.loads(ENTRY)] * 100_001), "more than any kernel"),
+         lambda: _doc_with(supported_cpuid=[json.loads(ENTRY)] * 100_001),
+         "more than any kernel|far larger than any snapshot"),
         ("a million MSR indices",
          lambda: _doc_with(msr_index_list=[0] * 1_000_000), "more than any kernel"),
         ("10^30 API version", lambda: _doc_with(api_version=10**30), "out of range"),
@@ -720,7 +723,8 @@ ENTRY = '{"function":0,"index":0,"flags":0,"eax":0,"ebx":0,"ecx":0,"edx":0}'
         ("a 5000-digit number", lambda: FIX_TEXT.replace('"api_version": 12',
                                                           '"api_version": ' + "9" * 5000),
          "not valid JSON"),
-        ("a 5 MB device name", lambda: _doc_with(device="x" * 5_000_000), "too long"),
+        ("a 5 MB device name", lambda: _doc_with(device="x" * 5_000_000),
+         "too long|far larger than any snapshot"),
         ("float API version", lambda: _doc_with(api_version=12.0), "expected an integer"),
         ("NaN", lambda: _doc_with(vcpu_mmap_size=float("nan")), "expected an integer"),
         ("boolean cap", lambda: _doc_with(caps={"system": {"1": True}}), "expected an integer"),

@@ -162,5 +162,5 @@ def test_binary_file(tmp_path) -> None:
 
 
 def test_schema_constant() -> None:
-    assert SCHEMA == "kvmprobe.snapshot/1"
+    assert SCHEMA == "kvmprobe.snapshot/2"  # 2: 64-bit values as hex strings, verification
     assert ExitStatus.ERROR == 1

@@ -243,8 +243,11 @@ def decode(number: int, value: int) -> DecodedValue:
 @dataclass(frozen=True)
 class CapRow:
     info: CapInfo
-    values: dict[Scope, int | None]  # scope -> value (None: scope not probed)
+    values: dict[Scope, int | None]  # scope -> value (None: scope not probed, or check failed)
     decoded: dict[Scope, DecodedValue]  # scope -> decoded value (probed scopes only)
+    #: scope -> why the value is unknown there ("EIO: Input/output error"), for checks that
+    #: failed (a scope that could not be probed at all is a probe error of its own)
+    failures: dict[Scope, str] = field(default_factory=dict)
 
     @property
     def differs(self) -> bool:
@@ -265,6 +268,9 @@ def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = Fal
     for answered in snap.caps.values():
         if answered:
             numbers.update(answered)
+    numbers.update(
+        n for n in range(snap.cap_limit) for scope in Scope if snap.cap_failure(n, scope)
+    )
     if include_zero:
         numbers.update(c.number for c in known_caps())
     rows: list[CapRow] = []
@@ -274,5 +280,10 @@ def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = Fal
             continue
         values = {scope: snap.cap(number, scope) for scope in Scope}
         decoded = {scope: decode(number, v) for scope, v in values.items() if v is not None}
-        rows.append(CapRow(info=info, values=values, decoded=decoded))
+        failures = {
+            scope: f"{e.errno_name or 'failed'}: {e.message}"
+            for scope in Scope
+            if (e := snap.cap_failure(number, scope)) is not None
+        }
+        rows.append(CapRow(info=info, values=values, decoded=decoded, failures=failures))
     return rows

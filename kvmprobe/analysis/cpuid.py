@@ -310,3 +310,10 @@ def family_model_stepping(view: CpuidView) -> tuple[int, int, int] | None:
     if base_family in (0x6, 0xF):  # the extended model applies for families 6 and 15
         model |= ((eax >> 16) & 0xF) << 4
     return family, model, eax & 0xF
+
+
+def cpuinfo_flag(loc: Loc) -> str | None:
+    """The /proc/cpuinfo flag Linux shows for this bit, or None when Linux hides it."""
+    from kvmprobe.tables import cpuid_data
+
+    return cpuid_data.CPUINFO_FLAGS.get(loc)

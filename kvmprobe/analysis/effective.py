@@ -62,6 +62,9 @@ class CpuidAnalysis:
     strings: dict[str, str | None]
     host_available: bool
     xsave_components: tuple[XsaveComponent, ...] = ()
+    #: where the host column comes from: "cpuid" (the host's own CPUID), "cpuinfo" (only
+    #: /proc/cpuinfo's flags could be read: bits Linux hides stay unknown), or None
+    host_source: str | None = None
 
     def counts(self) -> dict[FeatureStatus, int]:
         out = dict.fromkeys(FeatureStatus, 0)
@@ -152,6 +155,7 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
     strings["xcr0_mask"] = None if xcr0 is None else f"{xcr0:#x}"
     supp = snap.attr(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP)
     strings["xcomp_guest_supp"] = None if supp is None else f"{supp:#x}"
+    strings["host_features_from"] = c.host_source
     components = tuple(
         XsaveComponent(n, e.eax, e.ebx, bool(e.ecx & 1))
         for n in range(2, 64)
@@ -166,6 +170,7 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
         leaf_notes=tuple(notes),
         strings=strings,
         host_available=c.host is not None,
+        host_source=c.host_source,
     )
 
 

@@ -34,6 +34,9 @@ class VmmProfile:
     source: str  # repository @ 40-hex commit, path, symbol
     requirements: tuple[VmmRequirement, ...]
     other_checks: tuple[str, ...]  # non-capability start-up checks, our words
+    #: where the VMM's default start-up writes the feature MSRs KVM advertises to each vCPU
+    #: and stops when KVM_SET_MSRS sets fewer than asked ("" when it does not)
+    sets_feature_msrs: str = ""
 
 
 def _req(cap: str, note: str) -> VmmRequirement:
@@ -49,6 +52,11 @@ def _opt(cap: str, note: str) -> VmmRequirement:
 # --------------------------------------------------------------------------------------
 
 QEMU = VmmProfile(
+    sets_feature_msrs=(
+        "QEMU target/i386/kvm/kvm.c kvm_put_msrs() (IA32_ARCH_CAPABILITIES, "
+        "IA32_PERF_CAPABILITIES from the -cpu host feature words) and kvm_buf_set_msrs(), "
+        "which asserts that KVM_SET_MSRS set every entry"
+    ),
     id="qemu",
     name="QEMU",
     source=(

@@ -71,7 +71,7 @@ class KvmDevice:
 
     def __init__(self, path: str = DEFAULT_DEVICE, ioctl: IoctlFn | None = None) -> None:
         self.path = path
-        self._ioctl = ioctl or fcntl.ioctl
+        self._ioctl: IoctlFn = ioctl or fcntl.ioctl
         if ioctl is None:
             _refuse_non_kvm(path)
         try:

@@ -22,7 +22,8 @@ from kvmprobe.errors import KvmprobeError, errno_name
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import IoctlFn, KvmDevice
 from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
-from kvmprobe.snapshot import PROBE_STEP, ProbeError, Snapshot
+from kvmprobe.snapshot import PROBE_STEP, CpuidEntry, ProbeError, SetAttempt, Snapshot, Steps
+from kvmprobe.vocab import Scope
 
 T = TypeVar("T")
 
@@ -48,7 +49,7 @@ def _caps_in(dev: KvmDevice, fd: int, rec: Recorder, scope: str) -> dict[int, in
         try:
             v = dev.check_extension(fd, cap)
         except OSError as e:
-            rec.add(f"KVM_CHECK_EXTENSION({cap}) on {scope}", e)
+            rec.add(Steps.cap(cap, scope), e)
             continue
         if v:
             values[cap] = v
@@ -56,16 +57,17 @@ def _caps_in(dev: KvmDevice, fd: int, rec: Recorder, scope: str) -> dict[int, in
 
 
 def _probe_vms(
-    dev: KvmDevice, rec: Recorder
+    dev: KvmDevice, rec: Recorder, on_split_vcpu: Callable[[int], None] | None = None
 ) -> tuple[dict[str, dict[int, int] | None], dict[str, str]]:
     """Capability values on a fresh VM fd and on one with a split irqchip, plus what could be
-    created (VM, vCPU, split irqchip)."""
+    created (VM, vCPU, split irqchip). ``on_split_vcpu`` is called with a vCPU of the split
+    irqchip VM (where the verification runs; its failures are its own to record)."""
     caps: dict[str, dict[int, int] | None] = {"vm": None, "vm_split_irqchip": None}
     creation: dict[str, str] = {}
     try:
         per_vm = dev.check_extension(dev.fd, abi.KVM_CAP_CHECK_EXTENSION_VM) > 0
     except OSError as e:
-        rec.add("KVM_CHECK_EXTENSION(KVM_CAP_CHECK_EXTENSION_VM)", e)
+        rec.add(Steps.cap(abi.KVM_CAP_CHECK_EXTENSION_VM, Scope.SYSTEM), e)
         per_vm = False
     try:
         with dev.vm() as vm_fd:
@@ -96,6 +98,8 @@ def _probe_vms(
             else:
                 if per_vm:
                     caps["vm_split_irqchip"] = _caps_in(dev, vm_fd, rec, "vm_split_irqchip")
+                if on_split_vcpu is not None:
+                    on_split_vcpu(vm_fd)
     except OSError as e:
         rec.add("KVM_CREATE_VM (split irqchip)", e)
     return caps, creation
@@ -109,14 +113,43 @@ def _try(rec: Recorder, step: str, fn: Callable[[], T]) -> T | None:
         return None
 
 
+def _verify(
+    dev: KvmDevice,
+    rec: Recorder,
+    vm_fd: int,
+    supported: tuple[CpuidEntry, ...] | None,
+    feature_msrs: dict[int, int],
+    mce: int | None,
+    mce_banks: int,
+) -> tuple[SetAttempt, ...] | None:
+    """Apply what KVM advertised to real vCPUs (kvmprobe.kvm.verify); a failure of the whole
+    step is recorded like any other, and its answers are then unknown (None)."""
+    from kvmprobe.kvm import verify
+
+    if supported is None:
+        return None
+    try:
+        xcr0 = verify.xcr0_of(supported)
+        return verify.verify(dev, vm_fd, supported, feature_msrs, xcr0, mce, mce_banks)
+    except OSError as e:
+        rec.add(Steps.VERIFY, e)
+        return None
+
+
 def probe(
-    path: str = DEFAULT_DEVICE, *, ioctl: IoctlFn | None = None, full: bool = True
+    path: str = DEFAULT_DEVICE,
+    *,
+    ioctl: IoctlFn | None = None,
+    full: bool = True,
+    verify: bool = True,
 ) -> Snapshot:
     """Ask the device everything kvmprobe knows to ask. Raises KvmprobeError only when the
     device cannot be opened or is not KVM; everything else is recorded in ``errors``.
 
     ``full=False`` asks only what ``kvmprobe caps`` shows (API version and capabilities in the
-    three fd scopes) and reads no host CPUID or module parameters."""
+    three fd scopes) and reads no host CPUID or module parameters. ``verify`` (with ``full``)
+    also applies the advertised CPUID, feature MSRs, XCR0 and MCE capabilities to real vCPUs
+    and records what KVM accepted."""
     from kvmprobe.kvm import host as hostmod
 
     rec = Recorder()
@@ -127,8 +160,8 @@ def probe(
         xcomp = hostmod.request_xcomp_guest_perm(rec)
     with KvmDevice(path, ioctl) as dev:
         sys_caps = _caps_in(dev, dev.fd, rec, "system")
-        vm_caps, creation = _probe_vms(dev, rec)
         if not full:
+            vm_caps, creation = _probe_vms(dev, rec)
             return Snapshot(
                 device=path,
                 api_version=dev.api_version,
@@ -139,27 +172,27 @@ def probe(
                 errors=tuple(rec.errors),
                 recorded_at=_now(),
             )
-        mmap_size = _try(rec, "KVM_GET_VCPU_MMAP_SIZE", dev.vcpu_mmap_size)
-        supported = _try(rec, "KVM_GET_SUPPORTED_CPUID", dev.supported_cpuid)
+        mmap_size = _try(rec, Steps.VCPU_MMAP_SIZE, dev.vcpu_mmap_size)
+        supported = _try(rec, Steps.SUPPORTED_CPUID, dev.supported_cpuid)
         emulated = None
         if sys_caps.get(abi.KVM_CAP_EXT_EMUL_CPUID):
-            emulated = _try(rec, "KVM_GET_EMULATED_CPUID", dev.emulated_cpuid)
+            emulated = _try(rec, Steps.EMULATED_CPUID, dev.emulated_cpuid)
         hv = None
         if sys_caps.get(abi.KVM_CAP_SYS_HYPERV_CPUID):
-            hv = _try(rec, "KVM_GET_SUPPORTED_HV_CPUID", dev.supported_hv_cpuid)
-        msrs = _try(rec, "KVM_GET_MSR_INDEX_LIST", dev.msr_index_list)
+            hv = _try(rec, Steps.HV_CPUID, dev.supported_hv_cpuid)
+        msrs = _try(rec, Steps.MSR_INDEX_LIST, dev.msr_index_list)
         feat_list = None
         feature_msrs: dict[int, int] = {}
         if sys_caps.get(abi.KVM_CAP_GET_MSR_FEATURES):
-            feat_list = _try(rec, "KVM_GET_MSR_FEATURE_INDEX_LIST", dev.msr_feature_index_list)
+            feat_list = _try(rec, Steps.MSR_FEATURE_INDEX_LIST, dev.msr_feature_index_list)
             for index in feat_list or ():
                 try:
                     value = dev.get_feature_msr(index)
                 except OSError as e:
-                    rec.add(f"KVM_GET_MSRS({index:#x})", e)
+                    rec.add(Steps.feature_msr(index), e)
                     continue
                 if value is None:
-                    rec.add(f"KVM_GET_MSRS({index:#x})", "KVM read 0 of 1 MSRs")
+                    rec.add(Steps.feature_msr(index), "KVM read 0 of 1 MSRs")
                 else:
                     feature_msrs[index] = value
         attrs: dict[str, int] = {}
@@ -173,10 +206,18 @@ def probe(
                     attrs[f"{group}/{attr}"] = dev.get_device_attr(dev.fd, group, attr)
                 except OSError as e:
                     if e.errno != errno.ENXIO:  # ENXIO: this kernel has no such attribute
-                        rec.add(f"KVM_GET_DEVICE_ATTR({group}/{attr})", e)
+                        rec.add(Steps.attr(group, attr), e)
         mce = None
         if sys_caps.get(abi.KVM_CAP_MCE):
-            mce = _try(rec, "KVM_X86_GET_MCE_CAP_SUPPORTED", dev.mce_cap_supported)
+            mce = _try(rec, Steps.MCE_CAP, dev.mce_cap_supported)
+        found: list[tuple[SetAttempt, ...] | None] = []
+
+        def on_split_vm(vm_fd: int) -> None:
+            banks = sys_caps.get(abi.KVM_CAP_MCE, 0)
+            found.append(_verify(dev, rec, vm_fd, supported, feature_msrs, mce, banks))
+
+        vm_caps, creation = _probe_vms(dev, rec, on_split_vm if verify else None)
+        verification = found[0] if found else None
         api_version = dev.api_version
         rdev = dev.rdev
     host_info = hostmod.collect(rec, rdev)
@@ -195,6 +236,7 @@ def probe(
         device_attrs=attrs,
         mce_cap_supported=mce,
         xcomp=xcomp,
+        verification=verification,
         creation=creation,
         host=host_info,
         errors=tuple(rec.errors),

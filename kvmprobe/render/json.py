@@ -34,7 +34,14 @@ def source_object(snap: Snapshot) -> dict[str, Any]:
 
 
 def document(kind: str, snap: Snapshot, body: dict[str, Any], major: int = 1) -> dict[str, Any]:
-    return {"schema": f"kvmprobe.{kind}/{major}", "source": source_object(snap), **body}
+    """A whole JSON document: its schema, where the facts came from, the body, and every probe
+    step that failed (answers that depend on one are null/"unknown" in the body)."""
+    return {
+        "schema": f"kvmprobe.{kind}/{major}",
+        "source": source_object(snap),
+        **body,
+        "probe_errors": [_error(e) for e in snap.errors],
+    }
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -79,6 +86,7 @@ def caps_body(rows: list[CapRow], include_zero: bool) -> dict[str, Any]:
                 "differs": row.differs,
                 "decoded": {str(scope): decoded_json(d) for scope, d in row.decoded.items()},
                 "text": {str(scope): d.text for scope, d in row.decoded.items()},
+                "unknown": {str(scope): why for scope, why in row.failures.items()},
                 "description": info.description,
             }
         )
@@ -179,7 +187,7 @@ _LOW32 = 0xFFFF_FFFF
 
 
 def _error(e: ProbeError) -> dict[str, Any]:
-    return e.to_json()
+    return {**e.to_json(), "errno_name": e.errno_name}
 
 
 def _bit(b: DecodedBit) -> dict[str, Any]:

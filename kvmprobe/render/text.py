@@ -7,6 +7,12 @@ cannot move the cursor, change colours, retitle the terminal or reorder what is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvmprobe.snapshot import ProbeError
+
 _BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A)) | {0x200E, 0x200F}
 
 
@@ -24,3 +30,13 @@ def safe(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def failed_steps_line(errors: Sequence[ProbeError], most: int = 4) -> str:
+    """One line naming the probe steps that failed (at most ``most``, then a count)."""
+    named = [f"{safe(e.step)} ({e.errno_name or 'failed'})" for e in errors[:most]]
+    more = f" and {len(errors) - most} more" if len(errors) > most else ""
+    return (
+        f"{len(errors)} probe step(s) failed: {', '.join(named)}{more}; "
+        "answers that depend on them are shown as unknown"
+    )

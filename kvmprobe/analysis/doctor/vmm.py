@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from kvmprobe.analysis.caps import cap_by_name
 from kvmprobe.analysis.doctor.api import usable
-from kvmprobe.analysis.doctor.report import Check, failed, passed, skipped
+from kvmprobe.analysis.doctor.report import Check, failed, passed, skipped, warned
+from kvmprobe.analysis.verify import SET_MSRS, qemu_host_fix, verification
 from kvmprobe.knowledge.vmm_requirements import VMMS, VmmProfile
 from kvmprobe.snapshot import Snapshot
 from kvmprobe.tables.caps_data import KVM_CAP_SPLIT_IRQCHIP
@@ -16,15 +17,54 @@ from kvmprobe.vocab import DoctorOutcome, Scope
 
 
 def missing_caps(snap: Snapshot, profile: VmmProfile) -> list[str]:
-    """Required capabilities of ``profile`` that answered 0 on the /dev/kvm fd."""
+    """Required capabilities of ``profile`` that answered 0 on the /dev/kvm fd (a check that
+    failed is not "missing": see ``unasked_caps``)."""
     missing = []
     for req in profile.requirements:
         if not req.required:
             continue
         info = cap_by_name(req.cap)
-        if info is None or not snap.cap(info.number, Scope.SYSTEM):
+        if info is None or snap.cap(info.number, Scope.SYSTEM) == 0:
             missing.append(req.cap)
     return missing
+
+
+def unasked_caps(snap: Snapshot, profile: VmmProfile) -> list[str]:
+    """Required capabilities whose check failed: kvmprobe could not ask, so it cannot say."""
+    out = []
+    for req in profile.requirements:
+        info = cap_by_name(req.cap) if req.required else None
+        if info is not None and snap.cap(info.number, Scope.SYSTEM) is None:
+            failure = snap.cap_failure(info.number, Scope.SYSTEM)
+            why = failure.errno_name if failure is not None else None
+            out.append(f"{req.cap} ({why or 'not asked'})")
+    return out
+
+
+def _refusal_problem(snap: Snapshot, profile: VmmProfile) -> tuple[str, str] | None:
+    """(evidence, hint) when this VMM's default start-up writes a value KVM refuses."""
+    if not profile.sets_feature_msrs:
+        return None
+    v = verification(snap)
+    msr_refusals = [r for r in v.refusals if r.attempt.what == SET_MSRS]
+    if not msr_refusals:
+        return None
+    parts = [
+        f"{r.what} = {r.value_text} refused; bits refused alone: "
+        + (", ".join(b.name for b in r.bits) or "none alone (only the whole value)")
+        for r in msr_refusals
+    ]
+    fix = qemu_host_fix(v) if profile.id == "qemu" else None
+    evidence = (
+        f"{profile.name} -cpu host will stop at start-up: KVM refuses feature-MSR bits it "
+        f"advertises ({'; '.join(parts)})"
+    )
+    hint = (
+        f"start with {fix}, or a CPU model without these bits"
+        if fix
+        else "use a CPU model that does not carry these bits"
+    )
+    return evidence, hint
 
 
 def short_citation(source: str) -> str:
@@ -54,6 +94,29 @@ def _vmm_check(snap: Snapshot, profile: VmmProfile) -> Check:
     if _needs_split_irqchip(profile) and split not in (None, "ok"):
         problems.append(f"KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) failed with {split}")
     cited = f"(as of {short_citation(profile.source)})"
+    refusal = _refusal_problem(snap, profile)
+    if profile.sets_feature_msrs and not problems and not verification(snap).tried:
+        return warned(
+            cid, title,
+            f"all {len(required)} capabilities it requires are present {cited}; the values it "
+            "writes at start-up were not tried on a vCPU (the snapshot predates that check)",
+            "record a new snapshot, or run 'kvmprobe doctor' on the host itself",
+        )  # fmt: skip
+    if refusal is not None and not problems:
+        evidence, hint = refusal
+        return failed(
+            cid, title, evidence, hint, DoctorOutcome.NOT_READY,
+            citation=profile.sets_feature_msrs,
+        )  # fmt: skip
+    unasked = unasked_caps(snap, profile)
+    if unasked and not problems:
+        return warned(
+            cid, title,
+            f"could not ask {len(unasked)} of the {len(required)} capabilities it requires: "
+            f"{', '.join(unasked)} {cited}",
+            "the check itself failed (see the probe errors): run 'kvmprobe doctor' again; if "
+            "it persists, look at 'dmesg | grep -i kvm'",
+        )  # fmt: skip
     if not problems:
         evidence = f"all {len(required)} capabilities it requires at start-up are present {cited}"
         return passed(cid, title, evidence, citation=profile.source)
@@ -70,5 +133,35 @@ def _vmm_check(snap: Snapshot, profile: VmmProfile) -> Check:
     )  # fmt: skip
 
 
+#: libvirt turns host-model into QEMU -cpu <model>,+feature,... with every feature KVM
+#: reports that its cpu_map names, feature-MSR bits included (libvirt src/qemu/qemu_capabilities.c
+#: host-model expansion; the names are in kvmprobe.tables.msr_data)
+LIBVIRT_HOST_MODEL = "libvirt host-model (QEMU with the MSR features libvirt names)"
+
+
+def _libvirt_check(snap: Snapshot) -> Check:
+    cid, title = "vmm.libvirt-host-model", "libvirt host-model"
+    v = verification(snap)
+    if not usable(snap):
+        return skipped(cid, title, "KVM is not usable here (see above)")
+    if not v.tried:
+        return skipped(cid, title, "not verified: the snapshot predates kvmprobe's vCPU check")
+    named = [b.libvirt_name for r in v.refusals if r.attempt.what == SET_MSRS for b in r.bits]
+    refused = [n for n in named if n]
+    if not refused:
+        return passed(cid, title, "no feature-MSR bit host-model would require is refused")
+    disable = " ".join(f"<feature policy='disable' name='{n}'/>" for n in refused)
+    return failed(
+        cid, title,
+        f"host-model requires {', '.join(refused)}, which KVM advertises but refuses on a "
+        "vCPU: guests on host-model will not start",
+        f"use mode='custom' (or host-model) with {disable}",
+        DoctorOutcome.NOT_READY, citation=LIBVIRT_HOST_MODEL,
+    )  # fmt: skip
+
+
 def vmm_checks(snap: Snapshot, vmms: tuple[str, ...]) -> list[Check]:
-    return [_vmm_check(snap, p) for p in VMMS if p.id in vmms]
+    checks = [_vmm_check(snap, p) for p in VMMS if p.id in vmms]
+    if "qemu" in vmms:
+        checks.append(_libvirt_check(snap))
+    return checks

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kvmprobe.analysis.cpuid import CpuidView, Loc, vendor_kind
-from kvmprobe.snapshot import Snapshot
+from kvmprobe.analysis.cpuid import CpuidView, Loc, cpuinfo_flag, vendor_kind
+from kvmprobe.snapshot import ProbeError, Snapshot, Steps
 from kvmprobe.tables.caps_data import KVM_CAP_X86_DISABLE_EXITS
-from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Vendor
+from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Scope, Vendor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +35,12 @@ class Options:
 
 
 class Ctx:
-    """What a quirk condition may look at: the snapshot, the options, and views of it."""
+    """What a quirk condition may look at: the snapshot, the options, and views of it.
+
+    Every fact that a probe step could fail to deliver is read through a method here. When the
+    step failed, the method notes it (``unknowns``) and answers as if the fact were absent; the
+    engine then turns any record whose condition read such a fact into an unknown answer, so no
+    condition has to handle failures itself."""
 
     def __init__(self, snap: Snapshot, opts: Options) -> None:
         self.snap = snap
@@ -43,6 +48,19 @@ class Ctx:
         self.kgsc = CpuidView(snap.supported_cpuid)
         self.kgec = CpuidView(snap.emulated_cpuid)
         self.host = CpuidView(snap.host.cpuid) if snap.host.cpuid else None
+        self.unknowns: list[str] = []
+
+    def _unknown(self, failure: ProbeError | None, what: str) -> None:
+        if failure is not None:
+            errno = failure.errno_name or "no errno"
+            self.unknowns.append(f"{failure.step} failed ({errno})")
+        else:
+            self.unknowns.append(what)
+
+    def collect_unknowns(self) -> list[str]:
+        """The unknown facts read since the last call (and forget them)."""
+        out, self.unknowns = list(dict.fromkeys(self.unknowns)), []
+        return out
 
     @cached_property
     def vendor(self) -> Vendor:
@@ -59,11 +77,75 @@ class Ctx:
     def kvm(self, loc: Loc) -> bool:
         return self.kgsc.has_loc(loc)
 
+    @cached_property
+    def host_flags(self) -> frozenset[str] | None:
+        """/proc/cpuinfo's flags, used for the host's features when its CPUID could not be
+        read (without root); None when neither is known."""
+        if self.host is not None or not self.snap.host.cpuinfo_flags:
+            return None
+        return frozenset(self.snap.host.cpuinfo_flags)
+
+    @property
+    def host_source(self) -> str | None:
+        """Where the host's features come from: "cpuid", "cpuinfo" (flags only), or None."""
+        if self.host is not None:
+            return "cpuid"
+        return "cpuinfo" if self.host_flags is not None else None
+
     def host_has(self, loc: Loc) -> bool | None:
-        return None if self.host is None else self.host.has_loc(loc)
+        """The host CPU has the bit; from /proc/cpuinfo when only its flags are known (None
+        for bits Linux does not show there); None when unknown."""
+        if self.host is not None:
+            return self.host.has_loc(loc)
+        if self.host_flags is None:
+            return None
+        flag = cpuinfo_flag(loc)
+        return None if flag is None else flag in self.host_flags
 
     def cap(self, number: int) -> int:
-        return self.snap.cap(number, "system") or 0
+        """A capability's value on /dev/kvm (0 when the check failed: noted as unknown)."""
+        value = self.snap.cap(number, Scope.SYSTEM)
+        if value is None:
+            self._unknown(
+                self.snap.cap_failure(number, Scope.SYSTEM),
+                f"KVM_CHECK_EXTENSION({number}) was not asked",
+            )
+            return 0
+        return value
+
+    @property
+    def emulated_unknown(self) -> bool:
+        """KVM_GET_EMULATED_CPUID was asked and failed."""
+        return (
+            self.snap.emulated_cpuid is None and self.snap.failure(Steps.EMULATED_CPUID) is not None
+        )
+
+    def emulated(self, loc: Loc) -> bool:
+        """KVM_GET_EMULATED_CPUID has the bit (False when it failed: noted as unknown)."""
+        if self.emulated_unknown:
+            self._unknown(self.snap.failure(Steps.EMULATED_CPUID), "")
+            return False
+        return self.kgec.has_loc(loc)
+
+    def attr(self, group: int, attr: int) -> int | None:
+        """A /dev/kvm device attribute; None when absent (or failed: noted as unknown)."""
+        failure = self.snap.failure(Steps.attr(group, attr))
+        if failure is not None:
+            self._unknown(failure, "")
+        return self.snap.attr(group, attr)
+
+    def msr_lists(self) -> list[tuple[int, ...]]:
+        """KVM's MSR index lists that were answered (a failed one is noted as unknown)."""
+        out = []
+        for step, values in (
+            (Steps.MSR_INDEX_LIST, self.snap.msr_index_list),
+            (Steps.MSR_FEATURE_INDEX_LIST, self.snap.msr_feature_index_list),
+        ):
+            if values is not None:
+                out.append(values)
+            elif (failure := self.snap.failure(step)) is not None:
+                self._unknown(failure, "")
+        return out
 
     def exit_allowed(self, exit: DisableExit) -> bool:
         """KVM_CAP_X86_DISABLE_EXITS lets a VMM disable this exit."""
@@ -144,7 +226,7 @@ class Step:
     """One quirk considered for one feature: whether it applied, and the facts read."""
 
     record: Quirk
-    applied: bool
+    applied: bool | None  # None: the condition read a fact a failed probe step did not give
     evidence: str
 
     @property
@@ -159,21 +241,31 @@ class Step:
 @dataclass
 class Verdict:
     kvm: bool
-    emulated: bool
+    emulated: bool | None  # None: KVM_GET_EMULATED_CPUID failed
     host: bool | None
-    effective: bool
+    effective: bool | None  # None: unknown (see ``unknowns``)
     status: FeatureStatus
     quirks: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    #: the failed probe steps that make the answer unknown ("KVM_GET_EMULATED_CPUID failed
+    #: (EIO)"); empty when the answer is known
+    unknowns: list[str] = field(default_factory=list)
 
     @property
     def reason(self) -> str:
         """Why the feature is what it is: the applied records' reasons, else the base answer."""
+        if self.unknowns:
+            return "unknown: " + "; ".join(self.unknowns) + " (kvmprobe cannot tell)"
         if self.reasons:
             return "; ".join(self.reasons)
         return _BASE_REASONS.get(self.status, "")
+
+    def make_unknown(self, why: list[str]) -> None:
+        self.unknowns += [w for w in why if w not in self.unknowns]
+        self.effective = None
+        self.status = FeatureStatus.UNKNOWN
 
 
 _BASE_REASONS = {
@@ -186,14 +278,21 @@ _BASE_REASONS = {
 def base_verdict(c: Ctx, loc: Loc) -> Verdict:
     kvm = c.kvm(loc)
     host = c.host_has(loc)
-    emulated = c.kgec.has_loc(loc)
+    emulated: bool | None = c.emulated(loc)
+    unknown = c.collect_unknowns()
+    if unknown:
+        emulated = None
     if kvm:
         status = FeatureStatus.SUPPORTED
     elif host:
         status = FeatureStatus.HOST_ONLY
     else:
         status = FeatureStatus.UNSUPPORTED
-    return Verdict(kvm=kvm, emulated=emulated, host=host, effective=kvm, status=status)
+    v = Verdict(kvm=kvm, emulated=emulated, host=host, effective=kvm, status=status)
+    if unknown and not kvm:
+        # Not supported, and whether KVM emulates it is unknown: so is what a guest gets.
+        v.make_unknown(unknown)
+    return v
 
 
 def apply_effect(v: Verdict, q: Quirk) -> None:
@@ -243,6 +342,11 @@ def quirks_for(c: Ctx, records: Iterable[Quirk]) -> dict[Loc, list[Quirk]]:
     return out
 
 
+#: effects that change what a guest gets; a NOTE changes nothing, so an unknown fact read
+#: by a NOTE's condition leaves the answer alone
+_DECIDING = frozenset(FEATURE_EFFECTS - {QuirkEffect.NOTE})
+
+
 def evaluate(c: Ctx, loc: Loc, records: Iterable[Quirk]) -> Verdict:
     v = base_verdict(c, loc)
     for q in records:
@@ -250,8 +354,14 @@ def evaluate(c: Ctx, loc: Loc, records: Iterable[Quirk]) -> Verdict:
         if mismatch is not None:
             v.steps.append(Step(q, False, mismatch))
             continue
+        c.collect_unknowns()
         applied, evidence = q.test(c, loc)
+        unknown = c.collect_unknowns()
+        if unknown and q.effect in _DECIDING:
+            v.steps.append(Step(q, None, f"{evidence}; could not ask: {'; '.join(unknown)}"))
+            v.make_unknown(unknown)
+            continue
         v.steps.append(Step(q, applied, evidence))
-        if applied:
+        if applied and v.status is not FeatureStatus.UNKNOWN:
             apply_effect(v, q)
     return v

@@ -84,8 +84,7 @@ TSX_BROKEN = Quirk(
 
 
 def arch_cap_msr_missing(c: Ctx, loc: Loc) -> tuple[bool, str]:
-    lists = [c.snap.msr_index_list, c.snap.msr_feature_index_list]
-    known = [x for x in lists if x is not None]
+    known = c.msr_lists()
     in_lists = any(MSR_IA32_ARCH_CAPABILITIES in x for x in known)
     return (
         c.kvm(loc) and bool(known) and not in_lists,

@@ -72,10 +72,10 @@ OVERFLOW_RECOV_SUCCOR = Quirk(
 
 
 def emulated_only(c: Ctx, loc: Loc) -> tuple[bool, str]:
-    e = c.kgec.has_loc(loc)
-    return e and not c.kvm(loc), (
-        f"KVM_GET_EMULATED_CPUID has it: {yn(e) if c.kgec else 'not probed'}; {in_kgsc(c, loc)}"
-    )
+    probed = c.snap.emulated_cpuid is not None
+    e = c.emulated(loc)
+    shown = yn(e) if probed else ("unknown" if c.emulated_unknown else "not probed")
+    return e and not c.kvm(loc), f"KVM_GET_EMULATED_CPUID has it: {shown}; {in_kgsc(c, loc)}"
 
 
 def emulated_targets(c: Ctx) -> tuple[Loc, ...]:

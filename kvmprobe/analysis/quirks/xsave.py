@@ -25,7 +25,7 @@ XTILEDATA = xcr0_component("xcr0_tiledata")
 def xcomp_guest_supp(c: Ctx) -> int | None:
     """KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP) on /dev/kvm: the
     XSAVE components a guest may have, whatever this process was permitted."""
-    return c.snap.attr(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP)
+    return c.attr(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP)
 
 
 def amx_not_permitted(c: Ctx, loc: Loc) -> tuple[bool, str]:

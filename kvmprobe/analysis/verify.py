@@ -1,0 +1,143 @@
+"""What a real vCPU refused of KVM's own advertisement (the snapshot's ``verification``
+facts, from kvmprobe.kvm.verify), and what that means for the VMMs that trust it. Pure.
+
+KVM can advertise a value that a vCPU then refuses: on our AMD PVM hosts the system-fd
+KVM_GET_MSRS reports IA32_ARCH_CAPABILITIES = 0x400000000c000069, yet KVM_SET_MSRS on a vCPU
+accepts only 0. A VMM that copies the advertisement (QEMU's ``-cpu host``, libvirt's
+host-model) stops at start-up. Every refusal here names the bits and who would set them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvmprobe.analysis.msr import MsrBit, layout_rows, msr_name
+from kvmprobe.snapshot import SetAttempt, Snapshot, Steps
+from kvmprobe.tables import msr_data
+
+SET_MSRS = "KVM_SET_MSRS"
+SET_CPUID2 = "KVM_SET_CPUID2"
+SET_XCRS = "KVM_SET_XCRS"
+SETUP_MCE = "KVM_X86_SETUP_MCE"
+
+
+@dataclass(frozen=True)
+class RefusedBit:
+    """One bit of an advertised value that a vCPU refused on its own."""
+
+    position: int
+    row: MsrBit | None  # the layout row that names it, None when kvmprobe's tables do not
+
+    @property
+    def name(self) -> str:
+        return self.row.name if self.row is not None else f"bit {self.position}"
+
+    @property
+    def qemu_name(self) -> str | None:
+        return self.row.qemu_name if self.row is not None else None
+
+    @property
+    def libvirt_name(self) -> str | None:
+        return self.row.libvirt_name if self.row is not None else None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One start-up call KVM refused, with the bits it refused when they could be named."""
+
+    attempt: SetAttempt
+    bits: tuple[RefusedBit, ...]
+
+    @property
+    def what(self) -> str:
+        """``KVM_SET_MSRS(0x10a IA32_ARCH_CAPABILITIES)``-style description."""
+        a = self.attempt
+        if a.what == SET_MSRS and a.target is not None:
+            return f"{a.what}({a.target:#x} {msr_name(a.target)[0]})"
+        if a.what == SET_XCRS:
+            return f"{a.what}(XCR0 = {a.value:#x})" if a.value is not None else a.what
+        return a.what
+
+    @property
+    def value_text(self) -> str:
+        return "?" if self.attempt.value is None else f"{self.attempt.value:#x}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict on the snapshot's verification facts."""
+
+    #: False when the snapshot holds none (older snapshot, or the probe never got that far)
+    tried: bool
+    refusals: tuple[Refusal, ...]
+    #: attempts that could not be made (errno), and why the whole step failed if it did
+    could_not_ask: tuple[str, ...]
+    attempts: tuple[SetAttempt, ...]
+
+    @property
+    def clean(self) -> bool:
+        """Everything advertised was accepted (and everything could be asked)."""
+        return self.tried and not self.refusals and not self.could_not_ask
+
+    def refused_msr(self, index: int) -> Refusal | None:
+        for r in self.refusals:
+            if r.attempt.what == SET_MSRS and r.attempt.target == index:
+                return r
+        return None
+
+    def refused_msr_bit(self, index: int, bit: int) -> bool | None:
+        """Did a vCPU refuse this advertised MSR bit? None: not verified, or not advertised."""
+        if not self.tried:
+            return None
+        for a in self.attempts:
+            if a.what == SET_MSRS and a.target == index and a.value is not None:
+                if not a.value >> bit & 1:
+                    return None
+                if a.accepted is None:
+                    return None
+                return bit in a.refused_bits or (a.accepted is False and not a.refused_bits)
+        return None
+
+
+def _named_bits(attempt: SetAttempt) -> tuple[RefusedBit, ...]:
+    rows: dict[int, MsrBit] = {}
+    if attempt.what == SET_MSRS and attempt.target is not None:
+        layout = msr_data.MSR_LAYOUT.get(attempt.target)
+        if layout is not None:
+            rows = {r.lo: r for r in layout_rows(layout) if r.lo == r.hi}
+    return tuple(RefusedBit(b, rows.get(b)) for b in attempt.refused_bits)
+
+
+def verification(snap: Snapshot) -> Verification:
+    attempts = snap.verification or ()
+    refusals = tuple(Refusal(a, _named_bits(a)) for a in attempts if a.accepted is False)
+    could_not: list[str] = []
+    for a in attempts:
+        if a.accepted is None:
+            target = "" if a.target is None else f"({a.target:#x})"
+            errno = "?" if a.errno is None else str(a.errno)
+            could_not.append(f"{a.what}{target}: errno {errno}")
+    failure = snap.failure(Steps.VERIFY)
+    if failure is not None:
+        could_not.append(f"{failure.step} failed ({failure.errno_name or 'no errno'})")
+    return Verification(
+        tried=snap.verification is not None,
+        refusals=refusals,
+        could_not_ask=tuple(could_not),
+        attempts=attempts,
+    )
+
+
+def qemu_host_fix(v: Verification) -> str | None:
+    """The ``-cpu`` argument that makes QEMU's host model start despite the refusals, when one
+    QEMU property covers them; None when nothing is refused or no single switch helps."""
+    switches: list[str] = []
+    for r in v.refusals:
+        a = r.attempt
+        if a.what == SET_MSRS and a.target == msr_data.MSR_IA32_ARCH_CAPABILITIES:
+            switches.append("-arch-capabilities")
+        elif a.what == SET_MSRS and a.target == msr_data.MSR_IA32_PERF_CAPABILITIES:
+            switches.append("-pdcm")
+        else:
+            return None
+    return "-cpu host," + ",".join(dict.fromkeys(switches)) if switches else None
