@@ -71,10 +71,14 @@ XSAVE_WHY = (
 
 
 def field_value(p: HostProfile, name: str) -> int | None:
-    """A field as compared: GuestPhysBits 0 stands for MAXPHYADDR (what the guest may map)."""
-    v = p.field(name)
+    """A field as compared: None when KVM's CPUID is unknown; 0 when KVM reports no entry for
+    its leaf (a guest reads zeros there); GuestPhysBits 0 stands for MAXPHYADDR (what the
+    guest may map)."""
+    if not p.cpuid_known:
+        return None
+    v = p.field(name) or 0
     if name == "guest_phys_addr_bits" and v == 0:
-        return p.field("phys_addr_bits")
+        return p.field("phys_addr_bits") or 0
     return v
 
 

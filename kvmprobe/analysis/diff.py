@@ -161,9 +161,6 @@ def _fields(a: HostProfile, b: HostProfile) -> list[DiffItem]:
         )  # fmt: skip
     for fr in cmpr.FIELD_RULES:
         va, vb = cmpr.field_value(a, fr.name), cmpr.field_value(b, fr.name)
-        if not a.cpuid_known or not b.cpuid_known:
-            va = va if a.cpuid_known else None
-            vb = vb if b.cpuid_known else None
         item = _value_item("field", fr.name, cmpr.field_where(fr.name), fr.rule, va, vb, fr.why)
         if item is not None:
             out.append(item)

@@ -33,7 +33,7 @@ from functools import cache
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, no
-from kvmprobe.snapshot import ProbeError, Snapshot
+from kvmprobe.snapshot import ProbeError, Snapshot, Steps
 from kvmprobe.vocab import FeatureStatus, NotOfferedReason
 
 U32 = 0xFFFF_FFFF
@@ -281,7 +281,7 @@ class HostProfile:
     def cpuid_error(self) -> str | None:
         """The failed step behind unknown CPUID answers, or None."""
         for e in self.errors:
-            if e.step == "KVM_GET_SUPPORTED_CPUID":
+            if e.step == Steps.SUPPORTED_CPUID:
                 return _step_text(e)
         return None if self.cpuid_known else "KVM_GET_SUPPORTED_CPUID was not answered"
 
@@ -338,17 +338,9 @@ def _complete(snap: Snapshot) -> bool:
 
 def cap_value(snap: Snapshot, number: int, scope: str = "system") -> int | None:
     """A capability's value, or None when its scope was not probed or its check failed."""
-    values = snap.caps.get(scope)
-    if values is None:
-        return None
-    if number in values:
-        return values[number]
-    step = f"KVM_CHECK_EXTENSION({number}) on {scope}"
-    if any(e.step == step for e in snap.errors):
-        return None
     if number >= snap.cap_limit:
-        return None
-    return 0
+        return None  # never asked
+    return snap.cap(number, scope)
 
 
 def build(snap: Snapshot, options: object | None = None) -> HostProfile:

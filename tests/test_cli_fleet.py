@@ -1,0 +1,240 @@
+"""CLI tests for `kvmprobe diff`, `kvmprobe baseline` and `--require` on cpuid, diff and
+baseline: help, exit statuses, JSON documents, directories and globs, bad files, --skip-bad."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import FIXTURES
+from support import hosts
+
+from kvmprobe.cli import main
+
+PVM = str(FIXTURES / "amd-epyc-pvm-6.18.json")
+ZEN4 = str(FIXTURES / "amd-epyc-zen4-pvm-6.18.json")
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _write(path: Path, model: hosts.HostModel, clear: tuple[str, ...] = ()) -> str:
+    c = hosts.cpuid(model)
+    for name in clear:
+        f = next(hosts.resolve(w, name) for w, ns in model.words.items() if name in ns)
+        c.clear(f.leaf, f.subleaf, f.register, f.bit)
+    c.put(0x80000008, 0, eax=46 | 48 << 8)
+    path.write_text(hosts.host_snapshot(model, c).dumps())
+    return str(path)
+
+
+# ---- help ---------------------------------------------------------------------------------------
+
+
+def test_help() -> None:
+    assert "diff" in run("--help").output and "baseline" in run("--help").output
+    r = run("diff", "--help")
+    assert r.exit_code == 0 and "Can a guest started on host A run on host B" in r.output
+    for opt in ("--irqchip", "--disable-exits", "--require", "--json"):
+        assert opt in r.output
+    r = run("baseline", "--help")
+    assert r.exit_code == 0 and "--skip-bad" in r.output and "--require" in r.output
+    assert "--require" in run("cpuid", "--help").output
+
+
+# ---- diff ---------------------------------------------------------------------------------------
+
+
+def test_diff_recorded_hosts_exit_0_and_5() -> None:
+    r = run("diff", PVM, ZEN4, "--no-color")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("Can a guest started on A run on B? yes")
+    assert "B adds (a guest from B would lose these on A) (1):" in r.stdout
+    assert "The reverse: a guest started on B cannot run on A." in r.stdout
+    r = run("diff", ZEN4, PVM, "--no-color")
+    assert r.exit_code == 5
+    assert "A guest from A loses on B (1):" in r.stdout and "fp_256" in r.stdout
+
+
+def test_diff_json(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.json", hosts.SKYLAKE_SERVER)
+    b = _write(tmp_path / "b.json", hosts.SKYLAKE_SERVER, clear=("clwb",))
+    r = run("diff", a, b, "--json")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "kvmprobe.diff/1"
+    assert doc["source"]["a"]["file"] == a and doc["source"]["b"]["file"] == b
+    assert doc["can_take"] is False and doc["reverse"] is True
+    assert [i["name"] for i in doc["lost"]] == ["clwb"]
+    assert doc["lost"][0]["where"] == "0x7.0.ebx[24]" and doc["lost"][0]["blocks"] is True
+    assert doc["counts"]["lost"] == 1
+    assert doc["probe_errors"] == []
+    assert json.loads(run("diff", b, a, "--json").stdout)["can_take"] is True
+
+
+def test_diff_set_up_options() -> None:
+    for args in (["--irqchip", "userspace"], ["--disable-exits", "hlt,pause"]):
+        r = run("diff", PVM, ZEN4, "--json", *args)
+        assert r.exit_code == 0, r.output
+    r = run("diff", PVM, ZEN4, "--disable-exits", "nope")
+    assert r.exit_code == 2 and "unknown exit name" in r.stderr
+
+
+def test_diff_require() -> None:
+    r = run("diff", PVM, ZEN4, "--require", "cx16,mds-no")
+    assert r.exit_code == 0, r.output
+    r = run("diff", PVM, ZEN4, "--require", "x86-64-v2", "--json")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["require"]["met"] is False
+    assert [s["subject"] for s in doc["require"]["subjects"]] == [PVM, ZEN4]
+    assert r.stderr.count("kvmprobe: requirement not met:") == 2
+    assert "x86-64-v2 (the guest reaches x86-64-v1; missing: POPCNT" in r.stderr
+
+
+def test_diff_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    r = run("diff", PVM, str(bad))
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"kvmprobe: error: {bad}: not valid JSON")
+    assert "Traceback" not in r.output
+    r = run("diff", str(tmp_path / "missing.json"), PVM)
+    assert r.exit_code == 1 and "no such snapshot file" in r.stderr
+
+
+@pytest.mark.live
+def test_diff_against_the_live_device(live_device: str) -> None:
+    r = run("diff", PVM, "--json", "--device", live_device)
+    assert r.exit_code in (0, 5), r.output
+    doc = json.loads(r.stdout)
+    assert doc["source"]["b"]["kind"] == "live"
+    assert doc["can_take"] is (r.exit_code == 0)
+
+
+# ---- baseline -----------------------------------------------------------------------------------
+
+
+def test_baseline_directory_and_text() -> None:
+    r = run("baseline", str(FIXTURES), "--no-color")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert out.startswith("Baseline of 2 host(s)")
+    assert "x86-64 level of the baseline guest: x86-64-v1" in out
+    assert "Left out (1):" in out and "fp_256" in out
+    assert "1 of 2 host(s) lack it" in out
+
+
+def test_baseline_json_and_one_host(tmp_path: Path) -> None:
+    r = run("baseline", PVM, "--json")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "kvmprobe.baseline/1"
+    assert doc["hosts"] == [PVM] and doc["left_out"] == [] and doc["dropped"] == {}
+    cpuid = json.loads(run("cpuid", "--json", "--from", PVM).stdout)
+    effective = {f["where"] for f in cpuid["features"] if f["effective"]}
+    assert {f["where"] for f in doc["features"]} == effective
+    assert doc["count"] == len(effective)
+    assert doc["vendor"] == "AuthenticAMD"
+    assert doc["psabi"]["guest"] == "x86-64-v1"
+    assert any(e["function"] == 0xD and e["index"] == 0 for e in doc["cpuid"])
+
+
+def test_baseline_drops_a_chain_on_the_cli(tmp_path: Path) -> None:
+    _write(tmp_path / "sky-1.json", hosts.SKYLAKE_SERVER)
+    _write(tmp_path / "sky-2.json", hosts.SKYLAKE_SERVER, clear=("avx",))
+    r = run("baseline", str(tmp_path / "sky-*.json"), "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert len(doc["hosts"]) == 2
+    sky2 = str(tmp_path / "sky-2.json")
+    assert doc["dropped"]["avx2"] == f"avx2 dropped: needs avx, which {sky2} lacks"
+    avx = next(x for x in doc["left_out"] if x["name"] == "avx")
+    assert avx["lacking"] == 1 and avx["hosts_lacking"] == {"not offered (host-only)": [sky2]}
+
+
+def test_baseline_require_exit_statuses() -> None:
+    assert run("baseline", str(FIXTURES), "--require", "cx16,x86-64-v1").exit_code == 0
+    r = run("baseline", str(FIXTURES), "--require", "fp_256,x86-64-v2")
+    assert r.exit_code == 5
+    assert "kvmprobe: requirement not met: fp_256 (1 of 2 hosts lack it" in r.stderr
+    assert "MISSING x86-64-v2" in r.stdout
+    r = run("baseline", str(FIXTURES), "--require", "avx3")
+    assert r.exit_code == 2
+    assert "unknown name(s) 'avx3'" in r.stderr and "did you mean" in r.stderr
+
+
+def test_baseline_bad_file_stops_unless_skip_bad(tmp_path: Path) -> None:
+    shutil.copy(PVM, tmp_path / "a.json")
+    (tmp_path / "b.json").write_text('{"schema": "kvmprobe.snapshot/2", "caps": 3}')
+    shutil.copy(ZEN4, tmp_path / "c.json")
+    r = run("baseline", str(tmp_path))
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"kvmprobe: error: {tmp_path / 'b.json'}: ")
+    assert "--skip-bad" in r.stderr
+    r = run("baseline", str(tmp_path), "--skip-bad", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [Path(h).name for h in doc["hosts"]] == ["a.json", "c.json"]
+    assert [Path(s["file"]).name for s in doc["skipped"]] == ["b.json"]
+    assert "kvmprobe: warning: skipping:" in r.stderr
+
+
+def test_baseline_paths_that_name_nothing(tmp_path: Path) -> None:
+    r = run("baseline", str(tmp_path / "none-*.json"))
+    assert r.exit_code == 2 and "no file matches this pattern" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = run("baseline", str(tmp_path / "empty"))
+    assert r.exit_code == 2 and "holds no *.json" in r.stderr
+    r = run("baseline", str(tmp_path / "empty"), "--skip-bad")
+    assert r.exit_code == 1 and "no snapshot could be read" in r.stderr
+    assert run("baseline").exit_code == 2
+
+
+def test_baseline_in_workers_equals_one_process(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import kvmprobe.collect as collect
+
+    for i in range(12):
+        shutil.copy(PVM if i % 3 else ZEN4, tmp_path / f"h{i:02d}.json")
+    one = run("baseline", str(tmp_path), "--json", "--jobs", "1").stdout
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 2)
+    two = run("baseline", str(tmp_path), "--json", "--jobs", "2").stdout
+    assert one == two
+
+
+# ---- cpuid --require and the new cpuid JSON -------------------------------------------------
+
+
+def test_cpuid_require_exit_statuses() -> None:
+    assert run("cpuid", "--from", PVM, "--require", "cx16,x86-64-v1").exit_code == 0
+    r = run("cpuid", "--from", PVM, "--require", "x86-64-v2,sse4.2,mds-no", "--json")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    items = {i["name"]: i for i in doc["require"]["subjects"][0]["items"]}
+    assert items["mds-no"]["met"] is True
+    assert items["sse4_2"]["met"] is False and items["sse4_2"]["offered"] == "no"
+    assert "kvmprobe: requirement not met: x86-64-v2" in r.stderr
+    assert "kvmprobe: requirement not met: sse4_2" in r.stderr
+    r = run("cpuid", "--from", PVM, "--require", "sse4.2", "--no-color")
+    assert r.exit_code == 5 and "MISSING sse4_2" in r.stdout
+    r = run("cpuid", "--from", PVM, "--require", "nosuchthing")
+    assert r.exit_code == 2 and "unknown name(s) 'nosuchthing'" in r.stderr
+    r = run("cpuid", "--from", PVM, "--require", " , ")
+    assert r.exit_code == 2 and "the list is empty" in r.stderr
+
+
+def test_cpuid_json_psabi_and_consistency() -> None:
+    doc = json.loads(run("cpuid", "--json", "--from", PVM).stdout)
+    assert doc["psabi"]["guest"] == "x86-64-v1"
+    assert doc["psabi"]["host"] == "x86-64-v4" and doc["psabi"]["host_source"] == "cpuid"
+    v2 = doc["psabi"]["missing"]["x86-64-v2"]
+    assert [m["feature"] for m in v2] == ["popcnt", "pni", "sse4_1", "sse4_2", "ssse3"]
+    assert {m["reason"] for m in v2} == {"host-only"}
+    assert doc["psabi"]["emulated"] == {"x86-64-v3": ["movbe"]}
+    checks = {c["check"] for c in doc["consistency"]}
+    assert "xsave-state-without-xsave" in checks
+    assert all(c["evidence"] and c["raw"] for c in doc["consistency"])

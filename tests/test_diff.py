@@ -1,0 +1,202 @@
+"""kvmprobe diff's analysis: a migration that must fail (B lacks one feature and one field),
+the recorded hosts both ways, XSAVE layouts, capabilities, the MSR list, ARCH_CAPABILITIES bits,
+and unknown evidence that is never taken as equal."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from conftest import FIXTURES
+from support import hosts
+
+from kvmprobe.analysis import profile as P
+from kvmprobe.analysis.diff import DiffResult, diff
+from kvmprobe.analysis.quirks import Options
+from kvmprobe.snapshot import ProbeError, Snapshot, load
+from kvmprobe.vocab import Change
+
+PVM = str(FIXTURES / "amd-epyc-pvm-6.18.json")
+ZEN4 = str(FIXTURES / "amd-epyc-zen4-pvm-6.18.json")
+
+
+def _prof(snap: Snapshot, **kw: object) -> P.HostProfile:
+    return P.build(snap, Options(**kw))  # type: ignore[arg-type]
+
+
+def _skylake(*, clear: tuple[str, ...] = (), phys_bits: int = 46) -> Snapshot:
+    c = hosts.cpuid(hosts.SKYLAKE_SERVER)
+    for name in clear:
+        f = next(
+            hosts.resolve(w, name) for w, names in hosts.SKYLAKE_SERVER.words.items()
+            if name in names
+        )  # fmt: skip
+        c.clear(f.leaf, f.subleaf, f.register, f.bit)
+    c.put(0x80000008, 0, eax=phys_bits | 48 << 8)
+    return hosts.host_snapshot(hosts.SKYLAKE_SERVER, c)
+
+
+def _names(d: DiffResult, change: Change) -> set[str]:
+    return {i.name for i in d.group(change)}
+
+
+def test_migration_fails_when_b_lacks_one_feature_and_one_field() -> None:
+    a = _prof(_skylake())
+    b = _prof(_skylake(clear=("clwb",), phys_bits=43))
+    d = diff(a, b)
+    assert not d.can_take
+    assert _names(d, Change.LOST) == {"clwb"}
+    lost = d.group(Change.LOST)[0]
+    assert lost.blocks and not lost.blocks_reverse
+    assert lost.where == "0x7.0.ebx[24]"
+    assert lost.b == "not offered (host-only)"  # the host CPU has it; KVM does not pass it
+    field = next(i for i in d.group(Change.DIFFERS) if i.name == "phys_addr_bits")
+    assert (field.a, field.b) == ("46", "43")
+    assert field.blocks and not field.blocks_reverse
+    assert "MAXPHYADDR" in field.reason
+    # the other way round nothing is lost: B's guests run on A
+    assert d.reverse
+    assert diff(b, a).can_take
+
+
+def test_same_host_can_take_its_own_guests() -> None:
+    p = _prof(load(PVM)[0])
+    d = diff(p, p)
+    assert d.can_take and d.reverse and d.items == ()
+
+
+def test_recorded_hosts_both_ways() -> None:
+    pvm, zen4 = _prof(load(PVM)[0]), _prof(load(ZEN4)[0])
+    d = diff(pvm, zen4)
+    assert d.can_take  # everything the older-kernel PVM guest sees is on the Zen 4 host
+    assert not d.reverse
+    assert _names(d, Change.ADDED) == {"fp_256"}
+    assert {i.name for i in d.group(Change.NOTE)} <= {
+        "family", "ext_family", "model", "ext_model", "stepping",
+    }  # fmt: skip
+    back = diff(zen4, pvm)
+    assert not back.can_take and _names(back, Change.LOST) == {"fp_256"}
+
+
+def test_vendor_must_match() -> None:
+    d = diff(_prof(hosts.host_snapshot(hosts.EPYC_MILAN)), _prof(_skylake()))
+    vendor = next(i for i in d.items if i.kind == "vendor")
+    assert (vendor.a, vendor.b) == ("AuthenticAMD", "GenuineIntel")
+    assert vendor.blocks and vendor.blocks_reverse
+    assert not d.can_take and not d.reverse
+
+
+def test_xsave_component_size_must_match() -> None:
+    a = _prof(_skylake())
+    comps = tuple(
+        replace(c, offset=c.offset + 64) if c.number == 5 else c for c in a.xsave_components
+    )
+    b = replace(a, xsave_components=comps)
+    d = diff(a, b)
+    item = next(i for i in d.items if i.kind == "xsave-component")
+    assert item.name == "XSAVE component 5" and item.change is Change.DIFFERS
+    assert item.blocks and item.blocks_reverse
+    lost = replace(a, xsave_components=tuple(c for c in a.xsave_components if c.number != 9))
+    d2 = diff(a, lost)
+    item2 = next(i for i in d2.items if i.kind == "xsave-component")
+    assert item2.change is Change.LOST and item2.b == "absent"
+
+
+def test_capabilities_and_msr_list() -> None:
+    a = _prof(load(PVM)[0])
+    caps = dict(a.caps)
+    caps["KVM_CAP_GET_TSC_KHZ"] = 0
+    msrs = frozenset(sorted(a.msr_index_list or ())[:-1])
+    b = replace(a, caps=caps, msr_index_list=msrs)
+    d = diff(a, b)
+    tsc = next(i for i in d.items if i.name == "KVM_CAP_GET_TSC_KHZ")
+    assert tsc.change is Change.DIFFERS and tsc.blocks and not tsc.blocks_reverse
+    assert "used by qemu, firecracker, cloud-hypervisor" in tsc.reason
+    lost_msr = [i for i in d.items if i.kind == "msr-list"]
+    assert len(lost_msr) == 1 and lost_msr[0].change is Change.LOST
+    assert not d.can_take and d.reverse
+
+
+def test_split_irqchip_capability_only_in_the_split_set_up() -> None:
+    snap = load(PVM)[0]
+    for irqchip, expect in (("kernel", False), ("split", True)):
+        a = _prof(snap, irqchip=irqchip)
+        caps = dict(a.caps)
+        caps["KVM_CAP_SPLIT_IRQCHIP"] = 0
+        d = diff(a, replace(a, caps=caps))
+        assert any(i.name == "KVM_CAP_SPLIT_IRQCHIP" for i in d.items) is expect
+
+
+def test_arch_capabilities_bits_are_compared() -> None:
+    a = _prof(load(PVM)[0])
+    index = 0x10A
+    value = a.feature_msrs[index]
+    assert value >> 5 & 1  # MDS_NO on the recorded host
+    b = replace(a, feature_msrs={**a.feature_msrs, index: value & ~(1 << 5)})
+    d = diff(a, b)
+    item = next(i for i in d.items if i.kind == "msr-bit")
+    assert item.name == "mds-no" and item.change is Change.LOST and item.blocks
+    gone = replace(a, msr_feature_list=frozenset())  # KVM offers no ARCH_CAPABILITIES
+    assert {i.name for i in diff(a, gone).items if i.kind == "msr-bit"} >= {"mds-no"}
+
+
+# ---- unknown evidence -------------------------------------------------------------------------
+
+
+def test_unknown_feature_answers_block_and_are_listed() -> None:
+    a = _prof(load(PVM)[0])
+    space = P.feature_space()
+    avx2 = space.by_name["avx2"]  # not offered on the recorded host
+    cx16 = space.by_name["cx16"]  # offered
+    # B: cx16 unknown (as the engine reports when a step it depends on failed)
+    b = replace(a, effective=a.effective & ~(1 << cx16), unknown=1 << cx16)
+    d = diff(a, b)
+    item = next(i for i in d.items if i.name == "cx16")
+    assert item.change is Change.UNKNOWN and item.b == "unknown"
+    assert item.blocks and not item.blocks_reverse  # B may have it: A cannot lose it back
+    assert not d.can_take and d.reverse
+    # A unknown, B no: a guest from A may have it, so it blocks A -> B
+    c = replace(a, unknown=1 << avx2)
+    d2 = diff(c, a)
+    item2 = next(i for i in d2.items if i.name == "avx2")
+    assert item2.change is Change.UNKNOWN and item2.blocks and not item2.blocks_reverse
+    # unknown on both sides is never equal
+    d3 = diff(c, c)
+    assert not d3.can_take and not d3.reverse
+
+
+def test_failed_supported_cpuid_blocks_everything() -> None:
+    snap = load(PVM)[0]
+    failed = replace(
+        snap,
+        supported_cpuid=None,
+        errors=(ProbeError("KVM_GET_SUPPORTED_CPUID", 5, "Input/output error"),),
+    )
+    d = diff(_prof(snap), _prof(failed))
+    assert not d.can_take
+    unknown = d.group(Change.UNKNOWN)
+    assert any(i.name == "cx16" for i in unknown)
+    assert any("KVM_GET_SUPPORTED_CPUID failed" in i.reason for i in unknown)
+    assert any(i.kind == "field" and i.name == "phys_addr_bits" for i in unknown)
+
+
+def test_failed_capability_check_is_unknown_and_blocks() -> None:
+    snap = load(PVM)[0]
+    caps = {**snap.caps, "system": {k: v for k, v in (snap.caps["system"] or {}).items()
+                                    if k != 61}}  # fmt: skip
+    failed = replace(
+        snap, caps=caps,
+        errors=(ProbeError("KVM_CHECK_EXTENSION(61) on system", 5, "Input/output error"),),
+    )  # fmt: skip
+    d = diff(_prof(snap), _prof(failed))
+    item = next(i for i in d.items if i.name == "KVM_CAP_GET_TSC_KHZ")
+    assert item.change is Change.UNKNOWN and item.blocks and item.b == "unknown"
+    assert not d.can_take
+
+
+def test_unknown_msr_values_block() -> None:
+    a = _prof(load(PVM)[0])
+    b = replace(a, msr_feature_list=None, msr_index_list=None)
+    d = diff(a, b)
+    kinds = {i.kind for i in d.group(Change.UNKNOWN)}
+    assert {"msr-list", "msr-bit"} <= kinds
+    assert not d.can_take
