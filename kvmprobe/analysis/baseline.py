@@ -150,6 +150,8 @@ class Baseline:
     field_bits: Mapping[tuple[int, int, str], tuple[int, int]] = field(default_factory=dict)
     #: positions some host gives only through KVM's instruction emulator
     emulated_any: int = 0
+    #: per reason: the positions every host lacks for that reason
+    reason_all: Mapping[NotOfferedReason, int] = field(default_factory=dict)
     _hosts: tuple[_Host, ...] = ()
 
     # -- answers --------------------------------------------------------------------------
@@ -173,6 +175,8 @@ class Baseline:
             if pos in space.named:
                 emulated = level and self.emulated_any >> pos & 1
                 out[space.named[pos].name] = no(NotOfferedReason.EMULATED) if emulated else YES
+        for pos in positions(self.named_absent()):
+            out[space.named[pos].name] = no(self._common_reason(pos))
         for lo in self.left_out:
             unknown = any(x.answer.offered is Offered.UNKNOWN for x in lo.lacking)
             if unknown:
@@ -181,6 +185,23 @@ class Baseline:
                 why = lo.lacking[0].answer.why if lo.lacking else NotOfferedReason.UNKNOWN
                 out[lo.name] = no(why or NotOfferedReason.UNKNOWN)
         return out
+
+    def named_absent(self) -> int:
+        """Named positions no host gives (and none answers unknown)."""
+        given = 0
+        for lo in self.left_out:
+            p = feature_space().position(lo.feature.loc)
+            if p is not None:
+                given |= 1 << p
+        return feature_space().named_mask & ~self.features & ~given
+
+    def _common_reason(self, pos: int) -> NotOfferedReason:
+        """The reason every host gives for lacking a feature none gives (UNKNOWN when the
+        hosts' reasons differ)."""
+        for reason, mask in self.reason_all.items():
+            if mask >> pos & 1:
+                return reason
+        return NotOfferedReason.UNKNOWN
 
     def why_not(self, pos: int) -> str:
         """Why the baseline lacks a feature, in words."""
@@ -192,6 +213,9 @@ class Baseline:
                 names = ", ".join(f"{x.host} ({x.answer.label()})" for x in lo.lacking[:3])
                 more = f" and {n - 3} more" if n > 3 else ""
                 return f"{n} of {len(self.hosts)} hosts lack it: {names}{more}"
+        common = self._common_reason(pos)
+        if common is not NotOfferedReason.UNKNOWN:
+            return f"no host of the {len(self.hosts)} gives it (on every one: {common})"
         counts: dict[str, int] = {}
         for h in self._hosts:
             label = _lacking(h, pos).answer.label()
@@ -250,6 +274,7 @@ class BaselineBuilder:
         self._union = 0
         self._unknown_any = 0
         self._emulated_any = 0
+        self._reason_all: dict[NotOfferedReason, int] | None = None
         self._irqchip: str | None = None
         self._exits: tuple[str, ...] = ()
         self._vendors: dict[str, int] = {}
@@ -285,10 +310,19 @@ class BaselineBuilder:
         self._union |= eff
         self._unknown_any |= unk
         self._emulated_any |= p.emulated_offered
+        reasons = cmpr.reason_masks(p)
+        if self._reason_all is None:
+            self._reason_all = dict(reasons)
+        else:
+            self._reason_all = {
+                r: m & reasons.get(r, 0)
+                for r, m in self._reason_all.items()
+                if m & reasons.get(r, 0)
+            }
         msr_key = (p.msr_feature_list, tuple(sorted(p.feature_msrs.items())), p.vendor_kind)
         msr = self._msr_intern.setdefault(msr_key, msr_key)
         self._hosts.append(
-            _Host(name, eff, unk, cmpr.reason_masks(p), p.errors, p.cpuid_error(), msr)  # type: ignore[arg-type]
+            _Host(name, eff, unk, reasons, p.errors, p.cpuid_error(), msr)  # type: ignore[arg-type]
         )
         if p.errors:
             self._errors[name] = p.errors
@@ -353,6 +387,15 @@ class BaselineBuilder:
         self._union |= other._union
         self._unknown_any |= other._unknown_any
         self._emulated_any |= other._emulated_any
+        if other._reason_all is not None:
+            if self._reason_all is None:
+                self._reason_all = dict(other._reason_all)
+            else:
+                self._reason_all = {
+                    r: m & other._reason_all.get(r, 0)
+                    for r, m in self._reason_all.items()
+                    if m & other._reason_all.get(r, 0)
+                }
         for vendor, count in other._vendors.items():
             self._vendors[vendor] = self._vendors.get(vendor, 0) + count
         for i in range(len(self._and)):
@@ -588,6 +631,7 @@ class BaselineBuilder:
             errors=dict(self._errors),
             field_bits=field_bits,
             emulated_any=self._emulated_any,
+            reason_all=dict(self._reason_all or {}),
             _hosts=tuple(self._hosts),
         )
 
