@@ -578,7 +578,7 @@ def baseline_document(
     for lo in b.left_out:
         hosts: dict[str, list[str]] = {}
         for x in lo.lacking:
-            hosts.setdefault(x.answer.label(), []).append(x.host)
+            hosts.setdefault(str(x.answer.why), []).append(x.host)
         left.append(
             {
                 "name": lo.name,
