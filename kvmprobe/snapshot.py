@@ -673,10 +673,17 @@ def _host(v: Any, where: str) -> HostInfo:
     for name, m in _obj(o.get("modules", {}), f"{where}.modules").items():
         mw = f"{where}.modules.{name}"
         mo = _obj(m, mw)
-        params = {
-            _str(k, f"{mw}.params"): _str(val, f"{mw}.params.{k}")
-            for k, val in _obj(mo.get("params", {}), f"{mw}.params").items()
-        }
+        raw_params = _obj(mo.get("params", {}), f"{mw}.params")
+        if all(
+            type(val) is str and len(k) <= 4096 and len(val) <= 4096 and (k + val).isascii()
+            for k, val in raw_params.items()
+        ):  # what _str would accept (keys are str in JSON), checked without two calls per item
+            params = dict(raw_params)
+        else:
+            params = {
+                _str(k, f"{mw}.params"): _str(val, f"{mw}.params.{k}")
+                for k, val in raw_params.items()
+            }
         builtin = mo.get("builtin", False)
         if not isinstance(builtin, bool):
             raise _Bad(f"{mw}.builtin", "expected true or false")
@@ -691,10 +698,11 @@ def _host(v: Any, where: str) -> HostInfo:
             _int(lst[0], f"{where}.device_major_minor[0]", 0, U32_MAX),
             _int(lst[1], f"{where}.device_major_minor[1]", 0, U32_MAX),
         )
-    flags = tuple(
-        _str(f, f"{where}.cpuinfo_flags[{i}]", 64)
-        for i, f in enumerate(_list(o.get("cpuinfo_flags", []), f"{where}.cpuinfo_flags"))
-    )
+    raw_flags = _list(o.get("cpuinfo_flags", []), f"{where}.cpuinfo_flags")
+    if all(type(f) is str and len(f) <= 64 and f.isascii() for f in raw_flags):
+        flags = tuple(raw_flags)  # what _str would accept, checked without a call per flag
+    else:
+        flags = tuple(_str(f, f"{where}.cpuinfo_flags[{i}]", 64) for i, f in enumerate(raw_flags))
     return HostInfo(
         kernel_release=_str(o.get("kernel_release", ""), f"{where}.kernel_release"),
         kernel_version=_str(o.get("kernel_version", ""), f"{where}.kernel_version"),
