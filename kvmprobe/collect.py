@@ -93,6 +93,14 @@ def _fold(job: tuple[list[str], object, bool]) -> Chunk:
     return chunk
 
 
+def _worker_start() -> None:
+    """Workers leave Ctrl-C to the parent: it stops the pool and ends the command the one way
+    every command ends on an interrupt (no traceback from each worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def fold_all(
     paths: Sequence[str], options: object, *, jobs: int | None = None, stop_at_bad: bool = True
 ) -> Iterator[Chunk]:
@@ -109,5 +117,5 @@ def fold_all(
     size = max(1, min(CHUNK, -(-len(paths) // (jobs * 4))))
     chunks = [(list(paths[i : i + size]), options, stop_at_bad) for i in range(0, len(paths), size)]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs) as pool:
+    with ctx.Pool(jobs, initializer=_worker_start) as pool:
         yield from pool.imap(_fold, chunks)

@@ -238,3 +238,30 @@ def test_cpuid_json_psabi_and_consistency() -> None:
     checks = {c["check"] for c in doc["consistency"]}
     assert "xsave-state-without-xsave" in checks
     assert all(c["evidence"] and c["raw"] for c in doc["consistency"])
+
+
+def test_interrupt_with_workers_running_ends_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the workers leave it to the parent, which ends
+    with "kvmprobe: interrupted" and 130 (or had already finished), never a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for i in range(2000):
+        os.link(PVM, tmp_path / f"h{i:04d}.json")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "kvmprobe", "baseline", str(tmp_path), "--json", "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(1.0)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert p.returncode in (0, 130), (p.returncode, err)
+    if p.returncode == 130:
+        assert err.strip() == "kvmprobe: interrupted"
