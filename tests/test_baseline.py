@@ -191,3 +191,19 @@ def test_registers_hold_the_baseline_features_and_fields() -> None:
 def test_empty_baseline_is_an_error() -> None:
     with pytest.raises(ValueError):
         BaselineBuilder().finish()
+
+
+def test_host_with_a_failed_step_is_named_for_its_unknown_answers() -> None:
+    from kvmprobe.snapshot import ProbeError
+
+    snap = load(PVM)[0]
+    failed = replace(
+        snap,
+        emulated_cpuid=None,
+        errors=(ProbeError("KVM_GET_EMULATED_CPUID", 5, "Input/output error"),),
+    )
+    b = baseline([_named(snap, "ok"), _named(failed, "bad")])
+    movbe = next(x for x in b.left_out if x.name == "movbe")
+    assert [(x.host, x.answer.offered) for x in movbe.lacking] == [("bad", Offered.UNKNOWN)]
+    assert "KVM_GET_EMULATED_CPUID" in movbe.lacking[0].detail
+    assert "bad" in b.errors

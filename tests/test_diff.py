@@ -200,3 +200,24 @@ def test_unknown_msr_values_block() -> None:
     kinds = {i.kind for i in d.group(Change.UNKNOWN)}
     assert {"msr-list", "msr-bit"} <= kinds
     assert not d.can_take
+
+
+def test_failed_emulated_cpuid_makes_answers_unknown_with_the_step() -> None:
+    """A copy of the recorded host whose KVM_GET_EMULATED_CPUID failed: every feature KVM does
+    not support outright is unknown (it might be emulated), named with the failed step, and
+    blocks the move."""
+    snap = load(PVM)[0]
+    failed = replace(
+        snap,
+        emulated_cpuid=None,
+        errors=(ProbeError("KVM_GET_EMULATED_CPUID", 5, "Input/output error"),),
+    )
+    p = _prof(failed)
+    movbe = P.feature_space().by_name["movbe"]  # emulated-only on the recorded host
+    assert p.unknown >> movbe & 1
+    assert "KVM_GET_EMULATED_CPUID" in p.unknown_why(movbe)
+    d = diff(_prof(snap), p)
+    item = next(i for i in d.items if i.name == "movbe")
+    assert item.change is Change.UNKNOWN and item.blocks
+    assert "B: " in item.reason and "KVM_GET_EMULATED_CPUID" in item.reason
+    assert not d.can_take

@@ -322,7 +322,7 @@ class BaselineBuilder:
         msr_key = (p.msr_feature_list, tuple(sorted(p.feature_msrs.items())), p.vendor_kind)
         msr = self._msr_intern.setdefault(msr_key, msr_key)
         self._hosts.append(
-            _Host(name, eff, unk, reasons, p.errors, p.cpuid_error(), msr)  # type: ignore[arg-type]
+            _Host(name, eff, unk, reasons, p.errors, _unknown_text(p), msr)  # type: ignore[arg-type]
         )
         if p.errors:
             self._errors[name] = p.errors
@@ -634,6 +634,14 @@ class BaselineBuilder:
             reason_all=dict(self._reason_all or {}),
             _hosts=tuple(self._hosts),
         )
+
+
+def _unknown_text(p: HostProfile) -> str | None:
+    """The failed steps behind a host's unknown answers, in one line (None: none unknown)."""
+    if not p.unknown:
+        return None
+    texts = dict.fromkeys(w for o in p.overrides.values() for w in o.unknowns)
+    return p.cpuid_error() or "; ".join(texts) or "a probe step failed"
 
 
 def _lacking(h: _Host, pos: int) -> Lacking:

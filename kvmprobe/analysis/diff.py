@@ -90,7 +90,7 @@ def _feature_items(a: HostProfile, b: HostProfile) -> list[DiffItem]:
         if aa.offered is Offered.UNKNOWN or ba.offered is Offered.UNKNOWN:
             change = Change.UNKNOWN
             why = "; ".join(
-                f"{side}: {p.cpuid_error() or 'the answer depends on a failed probe step'}"
+                f"{side}: {p.unknown_why(pos)}"
                 for side, p, ans in (("A", a, aa), ("B", b, ba))
                 if ans.offered is Offered.UNKNOWN
             )

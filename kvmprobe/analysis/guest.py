@@ -155,7 +155,7 @@ def profile_subject(p: HostProfile) -> Subject:
             return UNKNOWN, "not a feature position"
         ans = p.answer(pos)
         if ans.offered is Offered.UNKNOWN:
-            return ans, f"unknown: {p.cpuid_error() or 'a probe step it depends on failed'}"
+            return ans, f"unknown: {p.unknown_why(pos)}"
         o = p.overrides.get(pos)
         quirks = f" [{', '.join(o.quirks)}]" if o is not None and o.quirks else ""
         return ans, ans.label() + quirks

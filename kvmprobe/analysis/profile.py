@@ -174,6 +174,8 @@ class Override:
     #: None: unknown
     effective: bool | None
     quirks: tuple[str, ...] = ()
+    #: for an unknown answer: the failed probe steps behind it, as the engine names them
+    unknowns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,13 @@ class HostProfile:
         fd = field_def(name)
         v = self.field_regs[_field_slot_index()[(fd.leaf, fd.subleaf, fd.register)]]
         return None if v is None else fd.extract(v)
+
+    def unknown_why(self, pos: int) -> str:
+        """Why a position's answer is unknown: the failed probe steps behind it."""
+        o = self.overrides.get(pos)
+        if o is not None and o.unknowns:
+            return "; ".join(o.unknowns)
+        return self.cpuid_error() or "a probe step it depends on failed"
 
     def cpuid_error(self) -> str | None:
         """The failed step behind unknown CPUID answers, or None."""
@@ -454,5 +463,6 @@ def _from_analysis(
         )
         if v.status is not base or v.quirks or eff is not in_kvm:
             known_eff = None if (eff is None or v.status is FeatureStatus.UNKNOWN) else bool(eff)
-            overrides[pos] = Override(v.status, known_eff, tuple(v.quirks))
+            unknowns = tuple(getattr(v, "unknowns", ()))
+            overrides[pos] = Override(v.status, known_eff, tuple(v.quirks), unknowns)
     return effective, unknown
