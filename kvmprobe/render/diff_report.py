@@ -42,6 +42,28 @@ def _line(i: DiffItem) -> Text:
     return t
 
 
+#: unknown features named per failed step before "and N more" (JSON lists them all)
+SHOWN_UNKNOWN = 12
+
+
+def _print_unknown(console: Console, items: tuple[DiffItem, ...]) -> None:
+    """Unknown features grouped by the failed step behind them (a failed step can make
+    hundreds unknown); other unknown items one per line."""
+    by_reason: dict[str, list[str]] = {}
+    for i in items:
+        if i.kind == "feature":
+            by_reason.setdefault(i.reason, []).append(i.name)
+        else:
+            console.print(_line(i))
+    for reason, names in by_reason.items():
+        shown = ", ".join(safe(n) for n in names[:SHOWN_UNKNOWN])
+        more = f" and {len(names) - SHOWN_UNKNOWN} more" if len(names) > SHOWN_UNKNOWN else ""
+        line = Text(f"  {len(names)} feature(s): ", style="bold")
+        line.append(f"{shown}{more}")
+        line.append(f"  - {safe(reason)}", style="dim")
+        console.print(line)
+
+
 def print_diff(console: Console, d: DiffResult) -> None:
     verdict = Text("Can a guest started on A run on B? ", style="bold")
     verdict.append("yes" if d.can_take else "NO", style="bold green" if d.can_take else "bold red")
@@ -55,6 +77,9 @@ def print_diff(console: Console, d: DiffResult) -> None:
         if not items:
             continue
         console.print(Text(f"{title} ({len(items)}):", style=f"bold {style}"))
+        if change is Change.UNKNOWN:
+            _print_unknown(console, items)
+            continue
         for i in items:
             console.print(_line(i))
     blocking = [i for i in d.items if i.blocks]
