@@ -17,8 +17,9 @@ A profile is small (a few kilobytes), so a fleet of ten thousand hosts fits in m
 The effective answers equal ``analysis.effective.analyse()``'s (tests compare every bit on every
 recorded and synthetic host and on randomly altered ones). For a complete snapshot (every CPUID
 step answered, no probe error) they are computed the short way: the quirk engine evaluates the
-bits its records target, and every other bit keeps KVM's answer, as the engine's base verdict
-does (in KVM_GET_SUPPORTED_CPUID: supported; else on the host: host-only; else unsupported).
+bits its records target (unless every such record is for the other CPU vendor, and so never
+applies), and every other bit keeps KVM's answer, as the engine's base verdict does (in
+KVM_GET_SUPPORTED_CPUID: supported; else on the host: host-only; else unsupported).
 A snapshot with any probe error, or without the host's CPUID or KVM_GET_EMULATED_CPUID, goes
 through the full ``analyse()``, so its unknown answers are the engine's own.
 
@@ -355,6 +356,7 @@ def cap_value(snap: Snapshot, number: int, scope: str = "system") -> int | None:
 def build(snap: Snapshot, options: object | None = None) -> HostProfile:
     """The profile of one snapshot for one set-up (``analysis.quirks.Options``)."""
     from kvmprobe.analysis import quirks as qk
+    from kvmprobe.analysis.quirks.engine import vendor_mismatch
     from kvmprobe.knowledge.migration import CAPS
 
     opts = options if isinstance(options, qk.Options) else qk.Options()
@@ -374,6 +376,8 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
                 continue
             if pos not in space.named and not (kvm | emulated) >> pos & 1:
                 continue  # analyse() reports unnamed bits only when KVM sets them
+            if all(vendor_mismatch(ctx, q) is not None for q in records):
+                continue  # records for the other vendor never apply: the base verdict stands
             v = qk.evaluate(ctx, loc, records)
             if not v.quirks:
                 continue  # no record applied: the verdict is the base one
@@ -386,9 +390,14 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
     fview = ctx.kgsc
     field_regs = tuple(fview.reg(leaf, sub, reg) for leaf, sub, reg in field_slots())
     components = tuple(
-        XsaveComponent(n, e.eax, e.ebx, bool(e.ecx & 1))
-        for n in range(2, 64)
-        if (e := fview.entry(0xD, n)) is not None and e.index == n and e.eax
+        sorted(
+            (
+                XsaveComponent(e.index, e.eax, e.ebx, bool(e.ecx & 1))
+                for e in fview.entries
+                if e.function == 0xD and 2 <= e.index < 64 and e.eax
+            ),
+            key=lambda x: x.number,
+        )
     )
     from kvmprobe.tables.caps_data import KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
 
