@@ -17,9 +17,10 @@ A profile is small (a few kilobytes), so a fleet of ten thousand hosts fits in m
 The effective answers equal ``analysis.effective.analyse()``'s (tests compare every bit on every
 recorded and synthetic host and on randomly altered ones). For a complete snapshot (every CPUID
 step answered, no probe error) they are computed the short way: the quirk engine evaluates the
-bits its records target (unless every such record is for the other CPU vendor, and so never
-applies), and every other bit keeps KVM's answer, as the engine's base verdict does (in
-KVM_GET_SUPPORTED_CPUID: supported; else on the host: host-only; else unsupported).
+bits its records target (unless every such record is a note, which never decides, or is for
+the other CPU vendor, and so never applies), and every other bit keeps KVM's answer, as the
+engine's base verdict does (in KVM_GET_SUPPORTED_CPUID: supported; else on the host:
+host-only; else unsupported).
 A snapshot with any probe error, or without the host's CPUID or KVM_GET_EMULATED_CPUID, goes
 through the full ``analyse()``, so its unknown answers are the engine's own.
 
@@ -357,6 +358,9 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
     """The profile of one snapshot for one set-up (``analysis.quirks.Options``)."""
     from kvmprobe.analysis import quirks as qk
     from kvmprobe.analysis.quirks.engine import vendor_mismatch
+    from kvmprobe.vocab import QuirkEffect
+
+    NOTE = QuirkEffect.NOTE
     from kvmprobe.knowledge.migration import CAPS
 
     opts = options if isinstance(options, qk.Options) else qk.Options()
@@ -376,8 +380,10 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
                 continue
             if pos not in space.named and not (kvm | emulated) >> pos & 1:
                 continue  # analyse() reports unnamed bits only when KVM sets them
-            if all(vendor_mismatch(ctx, q) is not None for q in records):
-                continue  # records for the other vendor never apply: the base verdict stands
+            if all(q.effect is NOTE or vendor_mismatch(ctx, q) is not None for q in records):
+                # records for the other vendor never apply and notes never decide (the
+                # engine's own rules): the base verdict stands
+                continue
             v = qk.evaluate(ctx, loc, records)
             if not v.quirks:
                 continue  # no record applied: the verdict is the base one
