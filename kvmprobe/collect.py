@@ -96,9 +96,11 @@ def _fold(job: tuple[list[str], object, bool]) -> Chunk:
 def _worker_start() -> None:
     """Workers leave Ctrl-C to the parent: it stops the pool and ends the command the one way
     every command ends on an interrupt (no traceback from each worker)."""
+    import gc
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()  # the parent's objects (modules, tables) are never garbage: skip them
 
 
 def fold_all(
