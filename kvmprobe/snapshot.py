@@ -671,7 +671,7 @@ def _host(v: Any, where: str) -> HostInfo:
     o = _obj(v, where)
     modules: dict[str, ModuleInfo] = {}
     for name, m in _obj(o.get("modules", {}), f"{where}.modules").items():
-        mw = f"{where}.modules.{name}"
+        mw = f"{where}.modules[{name!r}]"  # a key from the file: quoted, never raw
         mo = _obj(m, mw)
         raw_params = _obj(mo.get("params", {}), f"{mw}.params")
         if all(
@@ -681,7 +681,7 @@ def _host(v: Any, where: str) -> HostInfo:
             params = dict(raw_params)
         else:
             params = {
-                _str(k, f"{mw}.params"): _str(val, f"{mw}.params.{k}")
+                _str(k, f"{mw}.params"): _str(val, f"{mw}.params[{k!r}]")
                 for k, val in raw_params.items()
             }
         builtin = mo.get("builtin", False)
@@ -1002,16 +1002,16 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
             for k, v in _obj(o.get("feature_msrs", {}), "feature_msrs").items()
         },
         device_attrs={
-            _str(k, "device_attrs", 64): _u64(v, f"device_attrs[{k}]")
+            _str(k, "device_attrs", 64): _u64(v, f"device_attrs[{k!r}]")
             for k, v in _obj(o.get("device_attrs", {}), "device_attrs").items()
         },
         mce_cap_supported=_opt_u64(o.get("mce_cap_supported"), "mce_cap_supported"),
         xcomp={
-            _str(k, "xcomp", 64): _u64(v, f"xcomp[{k}]")
+            _str(k, "xcomp", 64): _u64(v, f"xcomp[{k!r}]")
             for k, v in _obj(o.get("xcomp", {}), "xcomp").items()
         },
         creation={
-            _str(k, "creation", 64): _str(v, f"creation[{k}]", 64)
+            _str(k, "creation", 64): _str(v, f"creation[{k!r}]", 64)
             for k, v in _obj(o.get("creation", {}), "creation").items()
         },
         host=_host(o.get("host", {}), "host"),
