@@ -567,28 +567,6 @@ def _hexkey(k: str, where: str) -> int:
 _ENTRY_FIELDS = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
 
 
-def _entry_values(raw: Any) -> tuple[int, ...] | None:
-    """The seven values of a well-formed entry, or None (then ``_entry_checked`` names the
-    problem). The same rules as ``_int(v, w, 0, U32_MAX)`` on each, done without a call per
-    value: a fleet of snapshot files is mostly CPUID entries."""
-    if type(raw) is not dict:
-        return None
-    try:
-        f, i, fl = raw["function"], raw["index"], raw["flags"]
-        a, b, c, d = raw["eax"], raw["ebx"], raw["ecx"], raw["edx"]
-    except KeyError:
-        return None
-    if (
-        type(f) is int and type(i) is int and type(fl) is int and type(a) is int
-        and type(b) is int and type(c) is int and type(d) is int
-        and 0 <= f <= U32_MAX and 0 <= i <= U32_MAX and 0 <= fl <= U32_MAX
-        and 0 <= a <= U32_MAX and 0 <= b <= U32_MAX and 0 <= c <= U32_MAX
-        and 0 <= d <= U32_MAX
-    ):  # fmt: skip
-        return (f, i, fl, a, b, c, d)
-    return None
-
-
 def _entry_checked(raw: Any, w: str) -> tuple[int, ...]:
     o = _obj(raw, w)
     return tuple(_int(o.get(name), f"{w}.{name}", 0, U32_MAX) for name in _ENTRY_FIELDS)
@@ -609,12 +587,32 @@ def _new_entry(vals: tuple[int, ...]) -> CpuidEntry:
 
 
 def _entries(v: Any, where: str) -> tuple[CpuidEntry, ...] | None:
+    """A list of kvm_cpuid_entry2 objects. A fleet of snapshot files is mostly CPUID entries,
+    so the common case (a dict with seven integers in 0..U32_MAX: the same rules as
+    ``_int(v, w, 0, U32_MAX)`` on each) is checked inline; anything else takes the checked
+    path, which names the problem."""
     if v is None:
         return None
     out: list[CpuidEntry] = []
     seen: set[tuple[int, int]] = set()
+    new = object.__new__
     for i, raw in enumerate(_list(v, where)):
-        vals = _entry_values(raw)
+        vals: tuple[int, ...] | None = None
+        if type(raw) is dict:
+            try:
+                f, ix, fl = raw["function"], raw["index"], raw["flags"]
+                a, b, c, d = raw["eax"], raw["ebx"], raw["ecx"], raw["edx"]
+            except KeyError:
+                pass
+            else:
+                if (
+                    type(f) is int and type(ix) is int and type(fl) is int and type(a) is int
+                    and type(b) is int and type(c) is int and type(d) is int
+                    and 0 <= f <= U32_MAX and 0 <= ix <= U32_MAX and 0 <= fl <= U32_MAX
+                    and 0 <= a <= U32_MAX and 0 <= b <= U32_MAX and 0 <= c <= U32_MAX
+                    and 0 <= d <= U32_MAX
+                ):  # fmt: skip
+                    vals = (f, ix, fl, a, b, c, d)
         if vals is None:
             vals = _entry_checked(raw, f"{where}[{i}]")
         key = (vals[0], vals[1])
@@ -622,7 +620,15 @@ def _entries(v: Any, where: str) -> tuple[CpuidEntry, ...] | None:
             w = f"{where}[{i}]"
             raise _Bad(w, f"duplicate entry for leaf {key[0]:#x} subleaf {key[1]:#x}")
         seen.add(key)
-        out.append(_new_entry(vals))
+        if _FAST_ENTRY:
+            e = new(CpuidEntry)
+            dd = e.__dict__
+            dd["function"], dd["index"], dd["flags"], dd["eax"], dd["ebx"], dd["ecx"], dd["edx"] = (
+                vals
+            )
+            out.append(e)
+        else:
+            out.append(CpuidEntry(*vals))
     return tuple(out)
 
 
@@ -633,6 +639,8 @@ def _int_list(v: Any, where: str) -> tuple[int, ...] | None:
 
 
 _CAP_VALUE_MAX = 2**63 - 1
+#: the decimal spellings of capability numbers a snapshot writes, read without int()
+_CAP_KEYS = {str(n): n for n in range(1024)}
 
 
 def _caps(v: Any, where: str, limit: int) -> dict[str, dict[int, int] | None]:
@@ -648,16 +656,9 @@ def _caps(v: Any, where: str, limit: int) -> dict[str, dict[int, int] | None]:
         for k, val in _obj(values, w).items():
             # the common case (a decimal key below the limit, an int value) without a call per
             # item; anything else takes the checked path, which names the problem
-            if (
-                type(val) is int
-                and 0 <= val <= _CAP_VALUE_MAX
-                and k.isascii()
-                and k.isdigit()
-                and (k[0] != "0" or k == "0")
-                and len(k) <= 5
-                and int(k) < limit
-            ):
-                d[int(k)] = val
+            num = _CAP_KEYS.get(k)
+            if num is not None and num < limit and type(val) is int and 0 <= val <= _CAP_VALUE_MAX:
+                d[num] = val
                 continue
             num = _hexkey(k, w)
             if num >= limit:
