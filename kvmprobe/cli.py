@@ -121,7 +121,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON t
 def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
     """Ask /dev/kvm what a KVM guest on this host can really be given, and explain why.
 
-    Without a command: a short summary of this host. Commands: caps, cpuid, doctor, record.
+    Without a command: a short summary of this host. Commands: caps, cpuid, doctor, record,
+    msr, hyperv; for fleets of recorded hosts: diff, baseline.
     """
     if ctx.invoked_subcommand is None:
         _summary(DEFAULT_DEVICE)

@@ -225,6 +225,17 @@ class CpuidView:
                 return False
         return bool(getattr(e, register) >> bit & 1)
 
+    def values(self, keys: Iterable[tuple[int, int, str]]) -> list[int | None]:
+        """``reg(leaf, subleaf, register)`` for many registers at once."""
+        m, plain = self._map, self._plain
+        out: list[int | None] = []
+        for leaf, subleaf, register in keys:
+            e = m.get((leaf, subleaf))
+            if e is None:
+                e = plain.get(leaf)
+            out.append(None if e is None else int(getattr(e, register)))
+        return out
+
     def has_loc(self, loc: Loc) -> bool:
         leaf, subleaf, register, bit = loc
         e = self._map.get((leaf, subleaf))

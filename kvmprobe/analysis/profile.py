@@ -93,10 +93,10 @@ class FeatureSpace:
     def mask_of(self, view: cp.CpuidView) -> int:
         """Every feature position whose bit is set in these entries."""
         out = 0
-        for i, (leaf, sub, reg) in enumerate(self.slots):
-            v = view.reg(leaf, sub, reg)
+        space = self.space
+        for i, v in enumerate(view.values(self.slots)):
             if v:
-                out |= (v & self.space[i]) << (i * 32)
+                out |= (v & space[i]) << (i * 32)
         return out
 
     def register_values(self, mask: int) -> dict[tuple[int, int, str], int]:
@@ -394,7 +394,7 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
     else:
         effective, unknown = 0, space.named_mask
     fview = ctx.kgsc
-    field_regs = tuple(fview.reg(leaf, sub, reg) for leaf, sub, reg in field_slots())
+    field_regs = tuple(fview.values(field_slots()))
     components = tuple(
         sorted(
             (
