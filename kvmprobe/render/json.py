@@ -165,6 +165,7 @@ def cpuid_body(
             {"component": x.number, "size": x.size, "offset": x.offset, "supervisor": x.supervisor}
             for x in a.xsave_components
         ],
+        "verification": verification_json(snap),
         "leaf_notes": [
             {
                 "quirk": n.quirk.id,
@@ -389,3 +390,31 @@ def doctor_document(snap: Snapshot, report: DoctorReport) -> dict[str, Any]:
         },
     }
     return document("doctor", snap, body)
+
+
+def verification_json(snap: Snapshot) -> dict[str, Any]:
+    """What a real vCPU refused of KVM's advertisement (null ``refusals`` when not tried)."""
+    from kvmprobe.analysis.verify import verification
+
+    v = verification(snap)
+    return {
+        "tried": v.tried,
+        "refusals": None
+        if not v.tried
+        else [
+            {
+                "what": r.attempt.what,
+                "call": r.what,
+                "target": r.attempt.target,
+                "value": None if r.attempt.value is None else f"{r.attempt.value:#x}",
+                "errno_name": r.attempt.errno_name,
+                "refused_bits": [
+                    {"bit": b.position, "name": b.name, "qemu": b.qemu_name,
+                     "libvirt": b.libvirt_name}
+                    for b in r.bits
+                ],
+            }
+            for r in v.refusals
+        ],
+        "could_not_ask": list(v.could_not_ask),
+    }  # fmt: skip
