@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kvmprobe import __version__
+from kvmprobe.completion import cap_names, feature_names, schema_names
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.render.output import emit
@@ -143,7 +144,7 @@ def _summary(device: str) -> None:
 
 @main.command()
 @common_options
-@click.argument("name_filter", required=False, metavar="[NAME-FILTER]")
+@click.argument("name_filter", required=False, metavar="[NAME-FILTER]", shell_complete=cap_names)
 @click.option("--all", "include_zero", is_flag=True, help="Also list known caps answered 0.")
 @json_option
 @from_option
@@ -242,7 +243,9 @@ def _unknown_feature(name: str) -> KvmprobeError:
 
 @main.command()
 @common_options
-@click.argument("feature_filter", required=False, metavar="[FEATURE-FILTER]")
+@click.argument(
+    "feature_filter", required=False, metavar="[FEATURE-FILTER]", shell_complete=feature_names
+)
 @click.option(
     "--irqchip",
     type=click.Choice([m.value for m in Irqchip]),
@@ -258,7 +261,12 @@ def _unknown_feature(name: str) -> KvmprobeError:
 @click.option("--host", "show_host", is_flag=True, help="Show the host's own CPUID next to KVM's.")
 @click.option("--all", "show_all", is_flag=True, help="Also list unsupported features.")
 @click.option("--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries as registers.")
-@click.option("--explain", metavar="NAME", help="Tell one feature's whole story.")
+@click.option(
+    "--explain",
+    metavar="NAME",
+    help="Tell one feature's whole story.",
+    shell_complete=feature_names,
+)
 @json_option
 @from_option
 @device_option
@@ -633,3 +641,30 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
     snap = _fleet_snapshot(from_file, device)
     facts = host_facts(snap, [Irqchip(irqchip)])
     emit(rj.dumps(fact_document(snap, facts, facts.setups[0])))
+
+
+@main.command()
+@common_options
+@click.argument("kind", required=False, metavar="[KIND]", shell_complete=schema_names)
+@click.option("--list", "list_all", is_flag=True, help="List the schemas kvmprobe ships.")
+def schema(kind: str | None, list_all: bool) -> None:
+    """Print the JSON Schema (draft 2020-12) of a document kvmprobe writes.
+
+    KIND is a kind (caps, cpuid, doctor, msr, hyperv, snapshot) or the document's own
+    "schema" value (kvmprobe.snapshot/1); without a major version, the newest. The schema's
+    $id is urn:kvmprobe:schema: followed by that value.
+    """
+    from kvmprobe import schemas
+
+    if list_all:
+        emit("".join(f"{n:<22} {schemas.load(n).get('title', '')}\n" for n in schemas.SCHEMAS))
+        return
+    name = schemas.resolve(kind) if kind else None
+    if name is None:
+        raise KvmprobeError(
+            f"no schema for {kind!r}" if kind else "which schema? (give a KIND or --list)",
+            f"choose from {', '.join(schemas.kinds())}, or a schema name such as "
+            "kvmprobe.snapshot/1; 'kvmprobe schema --list' lists them",
+            ExitStatus.USAGE,
+        )
+    emit(schemas.text(name))
