@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kvmprobe import __version__
+from kvmprobe.completion import cap_names, feature_names, require_list, schema_names
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.render.output import emit
@@ -122,7 +123,7 @@ def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
     """Ask /dev/kvm what a KVM guest on this host can really be given, and explain why.
 
     Without a command: a short summary of this host. Commands: caps, cpuid, doctor, record,
-    msr, hyperv; for fleets of recorded hosts: diff, baseline.
+    msr, hyperv, fact, metrics, nfd, schema; for fleets of recorded hosts: diff, baseline.
     """
     if ctx.invoked_subcommand is None:
         _summary(DEFAULT_DEVICE)
@@ -144,7 +145,7 @@ def _summary(device: str) -> None:
 
 @main.command()
 @common_options
-@click.argument("name_filter", required=False, metavar="[NAME-FILTER]")
+@click.argument("name_filter", required=False, metavar="[NAME-FILTER]", shell_complete=cap_names)
 @click.option("--all", "include_zero", is_flag=True, help="Also list known caps answered 0.")
 @json_option
 @from_option
@@ -307,7 +308,9 @@ def _require_exit(ctx: click.Context, results: Any) -> None:
 
 @main.command()
 @common_options
-@click.argument("feature_filter", required=False, metavar="[FEATURE-FILTER]")
+@click.argument(
+    "feature_filter", required=False, metavar="[FEATURE-FILTER]", shell_complete=feature_names
+)
 @click.option(
     "--irqchip",
     type=click.Choice([m.value for m in Irqchip]),
@@ -323,8 +326,15 @@ def _require_exit(ctx: click.Context, results: Any) -> None:
 @click.option("--host", "show_host", is_flag=True, help="Show the host's own CPUID next to KVM's.")
 @click.option("--all", "show_all", is_flag=True, help="Also list unsupported features.")
 @click.option("--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries as registers.")
-@click.option("--explain", metavar="NAME", help="Tell one feature's whole story.")
-@click.option("--require", "require", metavar="LIST", help=REQUIRE_HELP)
+@click.option(
+    "--explain",
+    metavar="NAME",
+    help="Tell one feature's whole story.",
+    shell_complete=feature_names,
+)
+@click.option(
+    "--require", "require", metavar="LIST", help=REQUIRE_HELP, shell_complete=require_list
+)
 @json_option
 @from_option
 @device_option
@@ -531,6 +541,223 @@ def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str
         print_hyperv(_console(ctx), snap, a)
 
 
+# ---- fleet integration: Ansible facts, Prometheus metrics, node-feature-discovery labels ----
+
+
+def _fleet_snapshot(from_file: str | None, device: str) -> Snapshot:
+    """The snapshot a fleet output describes: a recorded file, or the live host examined as
+    'doctor' does, which is never an error for a device that cannot be used: a fleet wants
+    "KVM is not usable here" as a fact, not as a failed job."""
+    if from_file:
+        return get_snapshot(from_file, device)
+    from kvmprobe.kvm.probe import examine
+
+    snap = examine(device)
+    if snap.errors:
+        from kvmprobe.render.text import failed_steps_line
+
+        _warn(failed_steps_line(snap.errors))
+    return snap
+
+
+def _write_state_file(output: str | None, text: str) -> None:
+    """A file that a timer rewrites: stdout, or FILE replaced atomically (only a regular file
+    is ever replaced; a reader sees the old file or the new one, never a part)."""
+    if not output or output == "-":
+        emit(text)
+        return
+    from kvmprobe.render.output import write_new_file
+
+    write_new_file(output, text, force=True)
+
+
+def _feature_names(feature_list: str | None) -> dict[str, str] | None:
+    if feature_list is None:
+        return None
+    from kvmprobe.analysis.fleet_facts import resolve_features
+
+    words = [w.strip() for w in feature_list.split(",") if w.strip()]
+    if not words:
+        raise KvmprobeError(
+            "--features names no feature",
+            "give comma-separated names, e.g. avx2,x2apic",
+            ExitStatus.USAGE,
+        )
+    names, bad = resolve_features(words)
+    if bad:
+        raise _unknown_feature(bad[0])
+    return names
+
+
+_irqchip_choice = click.Choice([m.value for m in Irqchip])
+
+
+@main.command()
+@common_options
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write FILE atomically, replacing it if it is a regular file (node_exporter's "
+    "textfile collector reads *.prom files); default: stdout.",
+)
+@click.option(
+    "--irqchip",
+    "irqchips",
+    type=_irqchip_choice,
+    multiple=True,
+    help="VMM set-up the feature series describe; repeat for several (default: kernel).",
+)
+@click.option(
+    "--features",
+    "feature_list",
+    metavar="LIST",
+    help="Per-feature series only for these features (comma-separated names); default: "
+    "every named feature.",
+)
+@from_option
+@device_option
+def metrics(
+    output: str | None,
+    irqchips: tuple[str, ...],
+    feature_list: str | None,
+    from_file: str | None,
+    device: str,
+) -> None:
+    """This host in Prometheus' text format, for node_exporter's textfile collector.
+
+    Whether KVM is usable, the guest's and the host's x86-64 levels, every CPUID feature a
+    guest can be given (0/1 per feature and irqchip set-up; an unknown answer has no 0/1
+    sample but a kvmprobe_feature_unknown one), watched capability values, the doctor's
+    checks and verdict, failed probe steps and the kvmprobe versions. Exits 0 when the file
+    is written, also when KVM is not usable here (kvmprobe_kvm_usable is then 0).
+    """
+    from kvmprobe.analysis.fleet_facts import host_facts
+
+    names = _feature_names(feature_list)
+    if output and output != "-" and not output.endswith(".prom"):
+        _warn(f"{output} does not end in .prom: node_exporter's textfile collector skips it")
+    snap = _fleet_snapshot(from_file, device)
+    facts = host_facts(snap, [Irqchip(m) for m in irqchips] or [Irqchip.KERNEL])
+    from kvmprobe.render.metrics import exposition
+
+    _write_state_file(output, exposition(facts, None if names is None else set(names)))
+
+
+@main.command()
+@common_options
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write FILE atomically, replacing it if it is a regular file (e.g. "
+    "/etc/kubernetes/node-feature-discovery/features.d/kvmprobe); default: stdout.",
+)
+@click.option(
+    "--irqchip",
+    type=_irqchip_choice,
+    default=Irqchip.KERNEL.value,
+    show_default=True,
+    help="VMM set-up the guest labels describe.",
+)
+@click.option(
+    "--namespace",
+    default=None,
+    metavar="NS",
+    help="Label namespace (a DNS subdomain; default kvmprobe.feature.node.kubernetes.io, "
+    "which nfd-master always publishes).",
+)
+@from_option
+@device_option
+def nfd(
+    output: str | None, irqchip: str, namespace: str | None, from_file: str | None, device: str
+) -> None:
+    """A node-feature-discovery feature file: this host's guest features as node labels.
+
+    NFD's local source reads it from its features.d directory and labels the node, so VMs
+    (KubeVirt) can be scheduled with node selectors on what KVM can really give: the guest's
+    x86-64 level, each CPUID feature a guest can be given (absent when it cannot or when the
+    answer is unknown), whether KVM is usable. Exits 0 when the file is written, also when
+    KVM is not usable here (kvm-usable=false).
+    """
+    from kvmprobe.analysis.fleet_facts import host_facts
+    from kvmprobe.render import nfd as rn
+
+    ns = namespace if namespace is not None else rn.DEFAULT_NAMESPACE
+    problem = rn.namespace_problem(ns)
+    if problem:
+        raise KvmprobeError(
+            f"--namespace {ns!r}: {problem}",
+            f"use a domain you own (e.g. kvmprobe.example.com) or {rn.DEFAULT_NAMESPACE}",
+            ExitStatus.USAGE,
+        )
+    snap = _fleet_snapshot(from_file, device)
+    facts = host_facts(snap, [Irqchip(irqchip)])
+    labels = rn.nfd_labels(facts, facts.setups[0], ns)
+    if labels.skipped:
+        _warn(f"left out features whose names cannot be labels: {', '.join(labels.skipped)}")
+    text = labels.text(rn.header_lines(facts))
+    too_big = rn.check_size(text)
+    if too_big:
+        raise KvmprobeError(f"the feature file would be {too_big}", "use a shorter --namespace")
+    _write_state_file(output, text)
+
+
+@main.command()
+@common_options
+@click.option(
+    "--irqchip",
+    type=_irqchip_choice,
+    default=Irqchip.KERNEL.value,
+    show_default=True,
+    help="VMM set-up the guest facts describe.",
+)
+@from_option
+@device_option
+def fact(irqchip: str, from_file: str | None, device: str) -> None:
+    """This host as one small JSON document: an Ansible facts.d fact (ansible_local.kvmprobe).
+
+    Whether KVM is usable, the API version, the doctor's verdict, the guest's and the host's
+    x86-64 levels, the CPUID features a guest can be given and those whose answer is unknown,
+    failed probe steps. Prints JSON and exits 0 also when KVM is not usable here, so the fact
+    is always there; see contrib/ansible in the source tree for the facts.d executable.
+    """
+    from kvmprobe.analysis.fleet_facts import host_facts
+    from kvmprobe.render import json as rj
+    from kvmprobe.render.ansible_fact import fact_document
+
+    snap = _fleet_snapshot(from_file, device)
+    facts = host_facts(snap, [Irqchip(irqchip)])
+    emit(rj.dumps(fact_document(snap, facts, facts.setups[0])))
+
+
+@main.command()
+@common_options
+@click.argument("kind", required=False, metavar="[KIND]", shell_complete=schema_names)
+@click.option("--list", "list_all", is_flag=True, help="List the schemas kvmprobe ships.")
+def schema(kind: str | None, list_all: bool) -> None:
+    """Print the JSON Schema (draft 2020-12) of a document kvmprobe writes.
+
+    KIND is a kind (caps, cpuid, doctor, msr, hyperv, snapshot) or the document's own
+    "schema" value (kvmprobe.snapshot/1); without a major version, the newest. The schema's
+    $id is urn:kvmprobe:schema: followed by that value.
+    """
+    from kvmprobe import schemas
+
+    if list_all:
+        emit("".join(f"{n:<22} {schemas.load(n).get('title', '')}\n" for n in schemas.SCHEMAS))
+        return
+    name = schemas.resolve(kind) if kind else None
+    if name is None:
+        raise KvmprobeError(
+            f"no schema for {kind!r}" if kind else "which schema? (give a KIND or --list)",
+            f"choose from {', '.join(schemas.kinds())}, or a schema name such as "
+            "kvmprobe.snapshot/1; 'kvmprobe schema --list' lists them",
+            ExitStatus.USAGE,
+        )
+    emit(schemas.text(name))
+
+
 # -- fleets: diff and baseline -------------------------------------------------------------------
 
 irqchip_option = click.option(
@@ -545,7 +772,9 @@ exits_option = click.option(
     metavar="LIST",
     help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
 )
-require_option = click.option("--require", "require", metavar="LIST", help=REQUIRE_HELP)
+require_option = click.option(
+    "--require", "require", metavar="LIST", help=REQUIRE_HELP, shell_complete=require_list
+)
 
 
 def _load_snapshot(path: str) -> Snapshot:

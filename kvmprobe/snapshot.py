@@ -125,6 +125,10 @@ class SetAttempt:
     #: bits refused when tried one at a time (MSR bits; XCR0 state components)
     refused_bits: tuple[int, ...] = ()
 
+    @property
+    def errno_name(self) -> str | None:
+        return None if self.errno is None else errno_name(self.errno)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "what": self.what,

@@ -374,3 +374,13 @@ class RequireKind(StrEnum):
     FEATURE = "cpuid-feature"
     MSR_BIT = "msr-bit"
     LEVEL = "psabi-level"
+
+
+class LevelSource(StrEnum):
+    """Where the host CPU's own x86-64 level was read from (fleet facts, metrics, labels)."""
+
+    #: the host's CPUID (/dev/cpu/N/cpuid): every row of the level checked bit by bit
+    CPUID = "cpuid"
+    #: the /proc/cpuinfo flags, when the host's CPUID could not be read (not root): Linux lists
+    #: a flag only for a feature it enabled, XSAVE state included
+    CPUINFO = "cpuinfo"

@@ -54,3 +54,12 @@ def no_fd_leak():
     before = set(os.listdir("/proc/self/fd"))
     yield
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def schema_checked_documents():
+    """Every JSON document the code under test writes is validated against the schema it
+    names (kvmprobe/schemas), and must describe every field it carries there."""
+    from support.schema_check import watch
+
+    yield from watch()

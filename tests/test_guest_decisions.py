@@ -101,14 +101,6 @@ def test_host_level_from_cpuinfo_flags_when_host_cpuid_is_missing() -> None:
     assert "host CPU: unknown" in guest_lines(u)[0]
 
 
-def test_cpuinfo_answers_need_the_flag_for_state_rows() -> None:
-    answers = guest.cpuinfo_answers(("fpu", "sse", "sse2", "avx"))
-    assert answers is not None
-    assert answers["xcr0_avx"].yes
-    assert not answers["xcr0_avx512_opmask"].yes
-    assert guest.cpuinfo_answers(()) is None
-
-
 def test_emulated_only_never_meets_a_level() -> None:
     """A Haswell whose KVM only emulates MOVBE: x86-64-v3 is not met, MOVBE named."""
     c = hosts.cpuid(hosts.HASWELL)

@@ -6,9 +6,8 @@ KVM's own CPUID answer, and the ``--require`` subjects for a host, a profile or 
   emulated features do not meet a level (``levels.psabi_level``'s default; KVM traps every
   such instruction).
 * ``psabi_summary(a)``: the guest's level in the analysed set-up and the host CPU's own level,
-  from the host's CPUID, or, when that could not be read, from the /proc/cpuinfo flags (marked
-  so: Linux lists a flag only for a feature it enabled, so a flag stands for the feature and for
-  the XSAVE state it uses).
+  from the host's CPUID, or, when that could not be read, from the /proc/cpuinfo flags
+  (``fleet_facts.cpuinfo_answers``; marked so with ``LevelSource``).
 * ``cpuid_consistency(snap)``: contradictions inside KVM_GET_SUPPORTED_CPUID (a feature without
   one it depends on, XSAVE state without XSAVE, AVX-512 state without AVX512F...), as
   ``deps.Finding`` records with evidence: the function ``cpuid`` and ``doctor`` call.
@@ -24,18 +23,19 @@ from dataclasses import dataclass
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, answers_from_cpuid, no
 from kvmprobe.analysis.baseline import Baseline
-from kvmprobe.analysis.deps import Finding, components, consistency_findings
+from kvmprobe.analysis.deps import Finding, consistency_findings
 from kvmprobe.analysis.effective import CpuidAnalysis
+from kvmprobe.analysis.fleet_facts import cpuinfo_answers
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
 from kvmprobe.analysis.msr import BitRef, vendor_of
 from kvmprobe.analysis.profile import HostProfile, feature_space, verdict_answer
 from kvmprobe.analysis.require import Subject
 from kvmprobe.snapshot import Snapshot
-from kvmprobe.vocab import NotOfferedReason, Offered, RequirementKind, Vendor
+from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered, Vendor
 
-#: where the host's level came from
-HOST_FROM_CPUID = "cpuid"
-HOST_FROM_CPUINFO = "cpuinfo"
+#: where the host's level came from (kept as names for readers of this module)
+HOST_FROM_CPUID = LevelSource.CPUID
+HOST_FROM_CPUINFO = LevelSource.CPUINFO
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class PsabiSummary:
     guest: LevelReport
     #: None when neither the host's CPUID nor its /proc/cpuinfo flags are known
     host: LevelReport | None
-    #: HOST_FROM_CPUID, HOST_FROM_CPUINFO or None
-    host_source: str | None
+    #: the host's CPUID or its /proc/cpuinfo flags; None when neither is known
+    host_source: LevelSource | None
     #: why the host's CPUID is missing (when it is)
     host_cpuid_error: str | None
 
@@ -62,34 +62,6 @@ def guest_answers(a: CpuidAnalysis) -> dict[str, Answer]:
     return out
 
 
-def cpuinfo_answers(flags: tuple[str, ...]) -> dict[str, Answer] | None:
-    """The psABI rows' answers from /proc/cpuinfo flags; None when there are no flags."""
-    if not flags:
-        return None
-    have = set(flags)
-    out: dict[str, Answer] = {}
-    for req in requirements():
-        name = req.feature
-        if name in out:
-            continue
-        if req.kind is RequirementKind.XSAVE_STATE:
-            # Linux shows a feature only with its XSAVE state enabled; x87/SSE always are
-            user = _component_user(req.bit + (32 if req.register == "edx" else 0))
-            ok = user is None or user in have
-        else:
-            ok = name in have
-        out[name] = YES if ok else no(NotOfferedReason.UNSUPPORTED)
-    return out
-
-
-def _component_user(bit: int) -> str | None:
-    """The feature that uses XCR0 component ``bit`` (None for x87/SSE: always enabled)."""
-    for c in components():
-        if c.bit == bit and c.register == "xcr0":
-            return c.feature
-    return None
-
-
 def psabi_summary(a: CpuidAnalysis) -> PsabiSummary:
     guest = psabi_level(guest_answers(a))
     snap = a.snap
@@ -97,10 +69,10 @@ def psabi_summary(a: CpuidAnalysis) -> PsabiSummary:
         host = psabi_level(answers_from_cpuid(snap.host.cpuid))
         return PsabiSummary(guest, host, HOST_FROM_CPUID, None)
     error = snap.host.cpuid_error or "not recorded"
-    flags = cpuinfo_answers(snap.host.cpuinfo_flags)
-    if flags is None:
+    if not snap.host.cpuinfo_flags:
         return PsabiSummary(guest, None, None, error)
-    return PsabiSummary(guest, psabi_level(flags), HOST_FROM_CPUINFO, error)
+    flags = cpuinfo_answers(snap.host.cpuinfo_flags)
+    return PsabiSummary(guest, psabi_level(flags), LevelSource.CPUINFO, error)
 
 
 def cpuid_consistency(snap: Snapshot) -> tuple[Finding, ...]:

@@ -56,6 +56,10 @@ class Refusal:
             return f"{a.what}({a.target:#x} {msr_name(a.target)[0]})"
         if a.what == SET_XCRS:
             return f"{a.what}(XCR0 = {a.value:#x})" if a.value is not None else a.what
+        if a.what == SET_CPUID2:
+            return f"{a.what}(the {a.value} entries of KVM_GET_SUPPORTED_CPUID)"
+        if a.what == SETUP_MCE and a.value is not None:
+            return f"{a.what}(MCG_CAP = {a.value:#x})"
         return a.what
 
     @property

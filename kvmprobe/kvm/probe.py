@@ -130,10 +130,16 @@ def _verify(
         return None
     try:
         xcr0 = verify.xcr0_of(supported)
-        return verify.verify(dev, vm_fd, supported, feature_msrs, xcr0, mce, mce_banks)
+        attempts = verify.verify(dev, vm_fd, supported, feature_msrs, xcr0, mce, mce_banks)
     except OSError as e:
         rec.add(Steps.VERIFY, e)
         return None
+    for a in attempts:  # an attempt that could not be made is a failed step like any other
+        if a.accepted is None:
+            target = "" if a.target is None else f"({a.target:#x})"
+            code = a.errno or 0
+            rec.add(f"{Steps.VERIFY}: {a.what}{target}", OSError(code, os.strerror(code)))
+    return attempts
 
 
 def probe(

@@ -142,6 +142,15 @@ def _xcr0_attempt(dev: KvmDevice, vcpu_fd: int, irqchip: Irqchip, mask: int) -> 
     )
 
 
+#: errnos with which KVM says "no" to a value (the value is refused); any other errno is a
+#: fault of the call itself, recorded as "could not ask"
+REFUSALS = frozenset({errno.EINVAL, errno.E2BIG, errno.ENXIO})
+
+
+def _outcome(e: OSError) -> bool | None:
+    return False if e.errno in REFUSALS else None
+
+
 #: QEMU's default number of MCE banks (MCE_BANKS_DEF, target/i386/cpu.h)
 QEMU_MCE_BANKS = 10
 
@@ -187,7 +196,9 @@ def _on_vcpu(
         out.append(_attempt("KVM_SET_CPUID2", irqchip, None, len(supported), accepted=True))
     except OSError as e:
         out.append(
-            _attempt("KVM_SET_CPUID2", irqchip, None, len(supported), accepted=False, code=e.errno)
+            _attempt(
+                "KVM_SET_CPUID2", irqchip, None, len(supported), accepted=_outcome(e), code=e.errno
+            )
         )
         return out  # without a CPUID table the rest says nothing a VMM would meet
     out += _msr_attempts(dev, vcpu_fd, irqchip, feature_msrs)
@@ -199,6 +210,8 @@ def _on_vcpu(
             out.append(_attempt("KVM_X86_SETUP_MCE", irqchip, None, mce_cap, accepted=True))
         except OSError as e:
             out.append(
-                _attempt("KVM_X86_SETUP_MCE", irqchip, None, mce_cap, accepted=False, code=e.errno)
+                _attempt(
+                    "KVM_X86_SETUP_MCE", irqchip, None, mce_cap, accepted=_outcome(e), code=e.errno
+                )
             )
     return out

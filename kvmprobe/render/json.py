@@ -165,6 +165,7 @@ def cpuid_body(
             {"component": x.number, "size": x.size, "offset": x.offset, "supervisor": x.supervisor}
             for x in a.xsave_components
         ],
+        "verification": verification_json(snap),
         "leaf_notes": [
             {
                 "quirk": n.quirk.id,
@@ -436,7 +437,7 @@ def psabi_json(s: PsabiSummary) -> dict[str, Any]:
     return {
         "guest": str(s.guest.highest),
         "host": None if s.host is None else str(s.host.highest),
-        "host_source": s.host_source,
+        "host_source": None if s.host_source is None else str(s.host_source),
         "host_cpuid_error": s.host_cpuid_error,
         "count_emulated": s.guest.count_emulated,
         "missing": _missing(s.guest),
@@ -648,3 +649,31 @@ def baseline_document(
     if require is not None:
         doc["require"] = require_json(require)
     return doc
+
+
+def verification_json(snap: Snapshot) -> dict[str, Any]:
+    """What a real vCPU refused of KVM's advertisement (null ``refusals`` when not tried)."""
+    from kvmprobe.analysis.verify import verification
+
+    v = verification(snap)
+    return {
+        "tried": v.tried,
+        "refusals": None
+        if not v.tried
+        else [
+            {
+                "what": r.attempt.what,
+                "call": r.what,
+                "target": r.attempt.target,
+                "value": None if r.attempt.value is None else f"{r.attempt.value:#x}",
+                "errno_name": r.attempt.errno_name,
+                "refused_bits": [
+                    {"bit": b.position, "name": b.name, "qemu": b.qemu_name,
+                     "libvirt": b.libvirt_name}
+                    for b in r.bits
+                ],
+            }
+            for r in v.refusals
+        ],
+        "could_not_ask": list(v.could_not_ask),
+    }  # fmt: skip

@@ -101,7 +101,39 @@ class FakeKvm:
                 raise OSError(errno.EINVAL, "not supported")
             arg.value = self.snap.mce_cap_supported
             return 0
+        if request in (abi.KVM_SET_CPUID2, abi.KVM_SET_MSRS, abi.KVM_SET_XCRS,
+                       abi.KVM_X86_SETUP_MCE):  # fmt: skip
+            return self._vcpu_set(request, arg)
         raise OSError(errno.ENOTTY, "unexpected ioctl")
+
+    def _attempt(self, what: str, target: int | None = None):  # type: ignore[no-untyped-def]
+        """The recorded answer to this vCPU set-up call; None: accept (not recorded)."""
+        for a in self.snap.verification or ():
+            if a.what == what and (target is None or a.target == target):
+                return a
+        return None
+
+    def _vcpu_set(self, request: int, arg: Any) -> int:
+        """Replay the recorded verification: what the host accepted and refused."""
+        if request == abi.KVM_SET_MSRS:
+            index, value = arg.entries[0].index, int(arg.entries[0].data)
+            a = self._attempt("KVM_SET_MSRS", index)
+            if a is None or a.accepted:
+                return 1
+            bits = [b for b in range(64) if value >> b & 1]
+            if a.refused_bits:
+                return 0 if any(b in a.refused_bits for b in bits) else 1
+            return 0 if value == a.value else 1
+        what = {abi.KVM_SET_CPUID2: "KVM_SET_CPUID2", abi.KVM_SET_XCRS: "KVM_SET_XCRS",
+                abi.KVM_X86_SETUP_MCE: "KVM_X86_SETUP_MCE"}[request]  # fmt: skip
+        a = self._attempt(what)
+        if a is not None and a.accepted is False:
+            if what == "KVM_SET_XCRS" and a.refused_bits:
+                mask = int(arg.xcrs[0].value)
+                if not any(mask >> b & 1 for b in a.refused_bits):
+                    return 0
+            raise OSError(a.errno or errno.EINVAL, "refused")
+        return 0
 
 
 _NAMES = {

@@ -46,23 +46,26 @@ def _refusal_problem(snap: Snapshot, profile: VmmProfile) -> tuple[str, str] | N
     if not profile.sets_feature_msrs:
         return None
     v = verification(snap)
-    msr_refusals = [r for r in v.refusals if r.attempt.what == SET_MSRS]
-    if not msr_refusals:
+    if not v.refusals:
         return None
-    parts = [
-        f"{r.what} = {r.value_text} refused; bits refused alone: "
-        + (", ".join(b.name for b in r.bits) or "none alone (only the whole value)")
-        for r in msr_refusals
-    ]
+    parts = []
+    for r in v.refusals:
+        if r.attempt.what == SET_MSRS:
+            named = ", ".join(b.name for b in r.bits) or "none alone (only the whole value)"
+            parts.append(f"{r.what} = {r.value_text} refused; bits refused alone: {named}")
+        else:
+            errno = f" ({r.attempt.errno_name})" if r.attempt.errno_name else ""
+            parts.append(f"{r.what} refused{errno}")
     fix = qemu_host_fix(v) if profile.id == "qemu" else None
     evidence = (
-        f"{profile.name} -cpu host will stop at start-up: KVM refuses feature-MSR bits it "
-        f"advertises ({'; '.join(parts)})"
+        f"{profile.name} -cpu host will stop at start-up: KVM refuses values it advertises "
+        f"({'; '.join(parts)})"
     )
     hint = (
         f"start with {fix}, or a CPU model without these bits"
         if fix
-        else "use a CPU model that does not carry these bits"
+        else "use a CPU model that does not carry what KVM refuses; report the refusal to the "
+        "host kernel's maintainers"
     )
     return evidence, hint
 
@@ -101,6 +104,14 @@ def _vmm_check(snap: Snapshot, profile: VmmProfile) -> Check:
             f"all {len(required)} capabilities it requires are present {cited}; the values it "
             "writes at start-up were not tried on a vCPU (the snapshot predates that check)",
             "record a new snapshot, or run 'kvmprobe doctor' on the host itself",
+        )  # fmt: skip
+    v = verification(snap)
+    if profile.sets_feature_msrs and not problems and refusal is None and v.could_not_ask:
+        return warned(
+            cid, title,
+            f"all {len(required)} capabilities it requires are present {cited}; could not "
+            f"try the values it writes at start-up: {'; '.join(v.could_not_ask)}",
+            "the vCPU check itself failed (see the probe errors): run 'kvmprobe doctor' again",
         )  # fmt: skip
     if refusal is not None and not problems:
         evidence, hint = refusal

@@ -289,7 +289,12 @@ def base_verdict(c: Ctx, loc: Loc) -> Verdict:
     else:
         status = FeatureStatus.UNSUPPORTED
     v = Verdict(kvm=kvm, emulated=emulated, host=host, effective=kvm, status=status)
-    if unknown and not kvm:
+    if c.snap.supported_cpuid is None:
+        # Without KVM's own answer nothing about the guest is known.
+        failure = c.snap.failure(Steps.SUPPORTED_CPUID)
+        why = f"{failure.step} failed ({failure.errno_name or 'no errno'})" if failure else ""
+        v.make_unknown([why or "KVM_GET_SUPPORTED_CPUID was not answered"])
+    elif unknown and not kvm:
         # Not supported, and whether KVM emulates it is unknown: so is what a guest gets.
         v.make_unknown(unknown)
     return v

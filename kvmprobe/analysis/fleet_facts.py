@@ -1,0 +1,252 @@
+"""One host as fleet tools see it: the facts behind ``kvmprobe fact`` (Ansible's facts.d),
+``kvmprobe metrics`` (Prometheus) and ``kvmprobe nfd`` (node-feature-discovery labels).
+
+``host_facts(snap, irqchips)`` gathers, from one Snapshot:
+
+* whether KVM is usable (``doctor.usable``: the expected API version and a VM could be
+  created), the API version, the doctor's checks and verdict, the probe errors;
+* per VMM set-up (irqchip mode): every named CPUID feature with its effective answer (None:
+  unknown) and the guest's x86-64 psABI level (``levels.psabi_level`` over the effective
+  answers, ``answers.answer_from_status``);
+* the host CPU's own x86-64 level, from its CPUID, or from the /proc/cpuinfo flags when its
+  CPUID could not be read (``LevelSource`` says which);
+* the capability values of ``knowledge.fleet.FLEET_CAPS``.
+
+Unknown stays unknown. When KVM_GET_SUPPORTED_CPUID gave no answer (or the probe never ran),
+no feature is known: the set-up's ``cpuid_known`` is False and its features are empty, rather
+than answers derived from nothing. A level is known only when it is decided: the first level
+not reached has a row answered "no"; when every row keeping the guest from it is unknown,
+the level is None.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kvmprobe.analysis import cpuid as cp
+from kvmprobe.analysis.answers import YES, Answer, answer_from_status, answers_from_cpuid, no
+from kvmprobe.analysis.doctor import DoctorReport, diagnose, usable
+from kvmprobe.analysis.effective import analyse
+from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
+from kvmprobe.analysis.quirks import Options
+from kvmprobe.knowledge.fleet import FLEET_CAPS, FleetCap
+from kvmprobe.snapshot import ProbeError, Snapshot
+from kvmprobe.vocab import (
+    FeatureStatus,
+    Irqchip,
+    LevelSource,
+    NotOfferedReason,
+    Offered,
+    PsabiLevel,
+    RequirementKind,
+)
+
+
+@dataclass(frozen=True)
+class FeatureFact:
+    """One named CPUID feature in one set-up."""
+
+    name: str  # kvmprobe's feature name (the Linux /proc/cpuinfo flag where Linux has one)
+    qemu: str | None
+    status: FeatureStatus
+    effective: bool | None  # None: unknown
+
+
+@dataclass(frozen=True)
+class SetupFacts:
+    """What a guest can be given in one VMM set-up."""
+
+    irqchip: Irqchip
+    #: KVM_GET_SUPPORTED_CPUID answered; when False, ``features`` is empty and the level None
+    cpuid_known: bool
+    #: the guest's x86-64 level; None when it is not decided (an unknown answer could lift it)
+    level: PsabiLevel | None
+    features: tuple[FeatureFact, ...]
+
+    @property
+    def effective(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.effective is True)
+
+    @property
+    def not_effective(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.effective is False)
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.effective is None)
+
+
+@dataclass(frozen=True)
+class CapFact:
+    """A capability value a fleet watches; ``value`` None when it is unknown."""
+
+    cap: FleetCap
+    number: int
+    value: int | None
+    #: why the value is unknown (the failed step), or "not probed"; None when known
+    unknown_because: str | None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    usable: bool
+    api_version: int | None
+    #: the probe of the device ran (False: only host facts, e.g. /dev/kvm missing)
+    probed: bool
+    kernel_release: str
+    #: the kvmprobe version that recorded the snapshot
+    recorded_by: str
+    recorded_at: str
+    #: "live", or the snapshot file it was loaded from
+    source: str
+    device: str
+    setups: tuple[SetupFacts, ...]
+    #: the host CPU's own level; None when neither its CPUID nor its flags are known
+    host_level: PsabiLevel | None
+    host_level_source: LevelSource | None
+    caps: tuple[CapFact, ...]
+    doctor: DoctorReport
+    errors: tuple[ProbeError, ...]
+
+    def setup(self, irqchip: Irqchip) -> SetupFacts:
+        for s in self.setups:
+            if s.irqchip is irqchip:
+                return s
+        raise KeyError(irqchip)
+
+
+def decided_level(report: LevelReport) -> PsabiLevel | None:
+    """The level of a report when it is decided: the first level not reached has a row
+    answered "no" (not only unknown ones). None when an unknown answer could lift it."""
+    nxt = report.next_level
+    if nxt is None:
+        return report.highest
+    if any(s.answer.offered is Offered.NO for s in nxt.missing):
+        return report.highest
+    return None
+
+
+def setup_facts(snap: Snapshot, irqchip: Irqchip) -> SetupFacts:
+    """The effective features and the guest level for one irqchip mode."""
+    if snap.supported_cpuid is None:
+        # The effective analysis needs KVM's answer; without it nothing about the guest is known.
+        return SetupFacts(irqchip, False, None, ())
+    a = analyse(snap, Options(irqchip=irqchip))
+    feats = tuple(
+        FeatureFact(r.feature.name, r.feature.qemu_name, r.verdict.status, r.verdict.effective)
+        for r in a.features
+        if r.feature.known
+    )
+    answers = {f.name: answer_from_status(f.status, f.effective) for f in feats}
+    report = psabi_level(answers)
+    return SetupFacts(irqchip, True, decided_level(report), feats)
+
+
+# psABI rows that read XCR0 state, and the /proc/cpuinfo flag that stands for that state:
+# Linux shows avx and avx512f only when XSAVE enables their register state (it clears a
+# feature whose state components are not all enabled), and SSE state whenever it uses XSAVE.
+_STATE_FLAG = {
+    "xcr0_sse": "xsave",
+    "xcr0_avx": "avx",
+    "xcr0_avx512_opmask": "avx512f",
+    "xcr0_avx512_zmm_hi256": "avx512f",
+    "xcr0_avx512_hi16_zmm": "avx512f",
+}
+
+
+def cpuinfo_answers(flags: Iterable[str]) -> dict[str, Answer]:
+    """The psABI rows answered from /proc/cpuinfo flags: a flag Linux shows is yes, a flag it
+    does not show is no (Linux did not enable it). XCR0-state rows follow the flag that
+    stands for the state (``_STATE_FLAG``)."""
+    have = set(flags)
+    out: dict[str, Answer] = {}
+    for req in requirements():
+        flag = req.feature
+        if req.kind is RequirementKind.XSAVE_STATE:
+            flag = _STATE_FLAG.get(req.feature, req.feature)
+        out[req.feature] = YES if flag in have else no(NotOfferedReason.UNSUPPORTED)
+    return out
+
+
+def host_level(snap: Snapshot) -> tuple[PsabiLevel | None, LevelSource | None]:
+    """The host CPU's own level and where it was read from."""
+    if snap.host.cpuid is not None:
+        return decided_level(psabi_level(answers_from_cpuid(snap.host.cpuid))), LevelSource.CPUID
+    if snap.host.cpuinfo_flags:
+        report = psabi_level(cpuinfo_answers(snap.host.cpuinfo_flags))
+        return report.highest, LevelSource.CPUINFO
+    return None, None
+
+
+def cap_facts(snap: Snapshot, caps: Iterable[FleetCap] = FLEET_CAPS) -> tuple[CapFact, ...]:
+    from kvmprobe.tables import caps_data
+
+    out: list[CapFact] = []
+    for c in caps:
+        number = int(getattr(caps_data, c.name))
+        value = snap.cap(number, c.scope)
+        why: str | None = None
+        if value is None:
+            failure = snap.cap_failure(number, c.scope)
+            why = failure.step if failure is not None else "not probed"
+        out.append(CapFact(c, number, value, why))
+    return tuple(out)
+
+
+def host_facts(
+    snap: Snapshot,
+    irqchips: Iterable[Irqchip] = (Irqchip.KERNEL,),
+    doctor: DoctorReport | None = None,
+) -> HostFacts:
+    """Everything the fleet outputs show about one host."""
+    modes = tuple(dict.fromkeys(Irqchip(m) for m in irqchips)) or (Irqchip.KERNEL,)
+    probed = snap.api_version is not None
+    level, source = host_level(snap)
+    return HostFacts(
+        usable=usable(snap),
+        api_version=snap.api_version,
+        probed=probed,
+        kernel_release=snap.host.kernel_release,
+        recorded_by=snap.kvmprobe_version,
+        recorded_at=snap.recorded_at,
+        source=snap.source,
+        device=snap.device,
+        setups=tuple(setup_facts(snap, m) for m in modes),
+        host_level=level,
+        host_level_source=source,
+        caps=cap_facts(snap) if probed else (),
+        doctor=doctor if doctor is not None else diagnose(snap),
+        errors=snap.errors,
+    )
+
+
+def resolve_features(words: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Feature names from a user's words (Linux, QEMU or kernel names, or a location), and
+    the words that name no feature."""
+    found: dict[str, str] = {}
+    bad: list[str] = []
+    for w in words:
+        f = cp.lookup(w)
+        if f is None:
+            bad.append(w)
+        else:
+            found[f.name] = w
+    return found, bad
+
+
+__all__ = [
+    "CapFact",
+    "FeatureFact",
+    "HostFacts",
+    "SetupFacts",
+    "cap_facts",
+    "cpuinfo_answers",
+    "decided_level",
+    "host_facts",
+    "host_level",
+    "resolve_features",
+    "setup_facts",
+]
