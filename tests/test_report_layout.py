@@ -283,7 +283,7 @@ def test_filter_filters_every_section() -> None:
     assert len(out.splitlines()) < 30
     assert "topo_x2apic_id" in out  # the one value whose name matches
     assert "l1d_size_kb" not in out and "[pmu-leaf]" not in out and "XCR0 mask" not in out
-    assert "match 'x2apic'" in out
+    assert "1 feature matches 'x2apic'" in out
 
 
 def test_filter_applies_to_raw_and_json() -> None:
@@ -393,3 +393,28 @@ def test_module_parameters_count_what_they_list() -> None:
     flagged = int(check.evidence.split()[0])
     more = re.search(r"and (\d+) more", check.evidence)
     assert flagged + (int(more.group(1)) if more else 0) == len(check.details)
+
+
+def test_readme_states_each_commands_options() -> None:
+    """The README's table of options per command matches the commands themselves."""
+    from pathlib import Path
+
+    import click
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("Which options each command takes") :]
+    table = table[: table.index("\n\n", table.index("| --- |"))]
+    rows = {}
+    for line in table.splitlines():
+        m = re.match(r"\| `kvmprobe( [a-z]+)?[^`]*` \| (.*) \|$", line)
+        if m:
+            name = (m.group(1) or "").strip()
+            rows[name] = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", m.group(2)))
+    common = {"--no-color", "--debug", "--help", "-h"}
+    assert {"", "caps", "cpuid", "doctor", "record"} <= set(rows)
+    for name, listed in rows.items():
+        cmd = main if not name else main.commands[name]
+        assert isinstance(cmd, click.Command)
+        opts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts}
+        opts |= {"--help", "-h"}
+        assert listed == opts - common, (name, listed ^ (opts - common))

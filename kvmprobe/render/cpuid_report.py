@@ -401,7 +401,7 @@ def summary_lines(a: CpuidAnalysis, view: View, term: Term, values_left_out: int
     else:
         n = len(sel.features)
         head = Line.of("Summary: ", "bold").add(
-            f"{n} feature{'s' if n != 1 else ''} match {safe(view.flt.text)!r}, "
+            f"{n} feature{'s match' if n != 1 else ' matches'} {safe(view.flt.text)!r}, "
             f"{effective} of them a guest can be given"
         )
     parts = [

@@ -192,6 +192,8 @@ def wrap(line: Line, width: int, first: int | None = None) -> list[Line]:
     folded, never cut short; a newline in the text forces a break."""
     width = max(1, width)
     room = width if first is None else max(1, first)
+    if line.width <= room and not any("\n" in t for t, _ in line.spans):
+        return [Line(list(line.spans))]  # fits as it is: most lines do
     out: list[Line] = [Line()]
     used = 0
     pending: Span | None = None
