@@ -418,3 +418,34 @@ def test_readme_states_each_commands_options() -> None:
         opts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts}
         opts |= {"--help", "-h"}
         assert listed == opts - common, (name, listed ^ (opts - common))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cpuid"],
+        ["cpuid", "--json"],
+        ["cpuid", "--all", "avx"],
+        ["cpuid", "--explain", "x2apic"],
+        ["caps"],
+        ["caps", "--json"],
+        ["doctor"],
+    ],
+    ids=" ".join,
+)
+def test_these_commands_never_import_rich(args: list[str]) -> None:
+    """rich's console alone costs more to import than the rest of a report."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kvmprobe.cli import main\n"
+        "try:\n"
+        f"    main({[*args, '--from', FIX]!r}, standalone_mode=False)\n"
+        "finally:\n"
+        "    print('RICH' if any(m == 'rich' or m.startswith('rich.') for m in sys.modules)"
+        " else 'NORICH', file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().endswith("NORICH")
