@@ -392,9 +392,8 @@ def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
 class _Bad(Exception):
     """A shape problem at a JSON path; turned into a KvmprobeError naming the file."""
 
-    def __init__(self, where: str, what: str, hint: str = "") -> None:
+    def __init__(self, where: str, what: str) -> None:
         super().__init__(f"{where}: {what}")
-        self.hint = hint
 
 
 def _int(v: Any, where: str, lo: int = 0, hi: int = U64_MAX) -> int:
@@ -722,14 +721,6 @@ def _access(v: Any, where: str, warnings: list[str]) -> AccessFacts | None:
     )
 
 
-def _upgrade_hint(version: Any) -> str:
-    """What to do with a snapshot from a newer kvmprobe: upgrade (to the recording version
-    when the file names a plausible one)."""
-    if isinstance(version, str) and 0 < len(version) <= 32 and version.isprintable():
-        return f"upgrade kvmprobe to {version} or newer (the version that recorded it)"
-    return "upgrade kvmprobe to a version that reads this format"
-
-
 def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     """Build a Snapshot from parsed JSON. Returns it with warnings (unknown extra keys)."""
     o = _obj(doc, "top level")
@@ -745,7 +736,6 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
         raise _Bad(
             "schema",
             f"format version {major} is newer than this kvmprobe understands ({SCHEMA_MAJOR})",
-            _upgrade_hint(o.get("kvmprobe_version")),
         )
     if major < 1:
         raise _Bad("schema", f"unknown format version {major}")
@@ -865,7 +855,7 @@ def load(path: str) -> tuple[Snapshot, list[str]]:
     try:
         snap, warnings = from_json(doc)
     except _Bad as e:
-        raise KvmprobeError(f"{path}: invalid snapshot: {e}", e.hint or hint) from None
+        raise KvmprobeError(f"{path}: invalid snapshot: {e}", hint) from None
     except RecursionError:
         raise KvmprobeError(f"{path}: JSON nested too deeply", hint) from None
     return _with_source(snap, path), warnings
