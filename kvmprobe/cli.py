@@ -11,7 +11,7 @@ from kvmprobe.completion import cap_names, feature_names, require_list, schema_n
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.render.output import emit
-from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip
+from kvmprobe.vocab import CapArch, DisableExit, Irqchip
 
 if TYPE_CHECKING:
     from kvmprobe.snapshot import Snapshot
@@ -52,13 +52,23 @@ def _warn(message: str) -> None:
     click.echo(f"kvmprobe: warning: {message}", err=True)
 
 
+#: how kvmprobe.snapshot.load says a file's format is newer than this kvmprobe reads (its hint,
+#: "record a new one", cannot help with that)
+_NEWER_FORMAT = "is newer than this kvmprobe understands"
+
+
 def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snapshot:
     """The snapshot a command works on: a recorded file, or a live probe of the device. Failed
     probe steps are named on stderr: what depends on them is reported as unknown."""
     if from_file:
         from kvmprobe.snapshot import load
 
-        snap, warnings = load(from_file)
+        try:
+            snap, warnings = load(from_file)
+        except KvmprobeError as e:
+            if _NEWER_FORMAT in e.message:
+                e.hint = "upgrade kvmprobe: this file was written by a newer one"
+            raise
         for w in warnings:
             _warn(f"{from_file}: {w}")
     else:
@@ -114,7 +124,11 @@ device_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout.")
 
 
-@click.group(cls=KvmprobeGroup, invoke_without_command=True)
+@click.group(
+    cls=KvmprobeGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.option("--no-color", is_flag=True, help="No colour (also: the NO_COLOR variable).")
 @click.version_option(__version__, prog_name="kvmprobe")
@@ -147,6 +161,12 @@ def _summary(device: str) -> None:
 @common_options
 @click.argument("name_filter", required=False, metavar="[NAME-FILTER]", shell_complete=cap_names)
 @click.option("--all", "include_zero", is_flag=True, help="Also list known caps answered 0.")
+@click.option(
+    "--arch",
+    type=click.Choice([*(a.value for a in CapArch if a is not CapArch.GENERIC), "all"]),
+    help="With --all, whose caps answered 0 to list besides the generic ones: this host's "
+    "architecture (default) or another, or all.",
+)
 @json_option
 @from_option
 @device_option
@@ -155,6 +175,7 @@ def caps(
     ctx: click.Context,
     name_filter: str | None,
     include_zero: bool,
+    arch: str | None,
     as_json: bool,
     from_file: str | None,
     device: str,
@@ -163,32 +184,40 @@ def caps(
 
     Values are shown for the /dev/kvm fd, a fresh VM fd, and a VM fd with a split irqchip.
     NAME-FILTER is a case-insensitive substring of the name (with or without KVM_CAP_), or a
-    capability number.
+    capability number. Capabilities answered non-zero are always listed; --all adds the known
+    ones answered 0 for this host's architecture (JSON: for every architecture, unless --arch
+    names one).
     """
     from kvmprobe.analysis.caps import cap_rows
 
     snap = get_snapshot(from_file, device, full=False)
     rows = cap_rows(snap, name_filter, include_zero)
-    if as_json:
-        from kvmprobe.render import json as rj
-
-        emit(rj.dumps(rj.document("caps", snap, rj.caps_body(rows, include_zero))))
-    else:
-        from kvmprobe.render.caps_report import print_caps
-
-        print_caps(_console(ctx), snap, rows, include_zero)
     if name_filter and not rows:
         from kvmprobe.analysis.caps import known_caps, matches
 
-        if any(matches(c, name_filter) for c in known_caps()):
-            _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
-        else:
+        if not any(matches(c, name_filter) for c in known_caps()):
             raise KvmprobeError(
                 f"no capability matches {name_filter!r}",
                 "give part of a KVM_CAP_* name (e.g. x2apic) or a number; "
                 "'kvmprobe caps --all' lists them all",
                 ExitStatus.USAGE,
             )
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        if arch not in (None, "all"):
+            from kvmprobe.render.caps_report import arch_shown
+
+            rows = [r for r in rows if arch_shown(r, CapArch(arch))]
+        emit(rj.dumps(rj.document("caps", snap, rj.caps_body(rows, include_zero))))
+    elif rows:
+        from kvmprobe.render.caps_report import caps_lines
+
+        lines = caps_lines(snap, rows, _term(ctx), include_zero=include_zero, arch=arch,
+                           filtered=bool(name_filter))  # fmt: skip
+        _emit_lines(ctx, lines)
+    if name_filter and not rows:
+        _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
 
 
 @main.command()
@@ -230,16 +259,32 @@ def _parse_exits(value: str | None) -> frozenset[DisableExit]:
 
 
 def _unknown_feature(name: str) -> KvmprobeError:
-    from kvmprobe.analysis.cpuid import suggestions
+    from kvmprobe.analysis.cpuid_query import suggestions
 
     close = suggestions(name)
     hint = (
         f"did you mean: {', '.join(close)}?"
         if close
         else "use a Linux name (x2apic), a QEMU name (tsc-deadline), a kernel name "
-        "(X86_FEATURE_..., KVM_FEATURE_...) or a location such as 0x1.0.ecx[24]"
+        "(X86_FEATURE_..., KVM_FEATURE_...) or a location such as 0x1.0.ecx[24] or 0x40000001"
     )
     return KvmprobeError(f"unknown CPUID feature {name!r}", hint, ExitStatus.USAGE)
+
+
+def _term(ctx: click.Context) -> Any:
+    """The terminal a text report is laid out for (width, colour), once per command."""
+    root = ctx.find_root()
+    term = root.meta.get("kvmprobe.term")
+    if term is None:
+        from kvmprobe.render.term import terminal
+
+        no_color = bool(root.params.get("no_color") or root.meta.get("kvmprobe.no_color"))
+        term = root.meta["kvmprobe.term"] = terminal(no_color=no_color)
+    return term
+
+
+def _emit_lines(ctx: click.Context, lines: Any) -> None:
+    emit(_term(ctx).render(lines))
 
 
 REQUIRE_HELP = (
@@ -285,9 +330,9 @@ def _check_cpuid_require(a: Any, reqs: Any) -> Any:
 def _print_require(ctx: click.Context, results: Any) -> None:
     if results is None:
         return
-    from kvmprobe.render.guest_report import print_require
+    from kvmprobe.render.guest_report import require_report
 
-    print_require(_console(ctx), results)
+    _emit_lines(ctx, require_report(results, _term(ctx)))
 
 
 def _require_exit(ctx: click.Context, results: Any) -> None:
@@ -323,9 +368,18 @@ def _require_exit(ctx: click.Context, results: Any) -> None:
     metavar="LIST",
     help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
 )
-@click.option("--host", "show_host", is_flag=True, help="Show the host's own CPUID next to KVM's.")
-@click.option("--all", "show_all", is_flag=True, help="Also list unsupported features.")
-@click.option("--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries as registers.")
+@click.option(
+    "--host", "show_host", is_flag=True, help="Show the host's own CPUID and host-only features."
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also list unsupported and host-only features, zero values and what values mean.",
+)
+@click.option(
+    "--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries (filtered) as registers."
+)
 @click.option(
     "--explain",
     metavar="NAME",
@@ -355,11 +409,16 @@ def cpuid(
 ) -> None:
     """The CPUID features a guest can really be given, with documented quirks applied.
 
-    FEATURE-FILTER is part of a Linux, QEMU or kernel feature name. The report ends with the
-    x86-64 level a guest can be given (and the host's own), and warns where KVM's answer
-    contradicts itself. With --require, exit status 5 when the guest lacks an item.
+    FEATURE-FILTER selects features, values, leaf notes and --raw entries: a name in any
+    spelling --explain accepts (x2apic, tsc-deadline, X86_FEATURE_AVX, sse3) is always shown
+    with everything whose name contains it; a location selects a bit, a register or a leaf
+    (0x1.0.ecx[24], 0x1.0.ecx, 0x40000001).
+
+    The report ends with the x86-64 level a guest can be given (and the host's own) and warns
+    where KVM's answer contradicts itself. With --require, exit status 5 when the guest lacks
+    an item.
     """
-    from kvmprobe.analysis import cpuid as cp
+    from kvmprobe.analysis import cpuid_query as cq
     from kvmprobe.analysis import effective
     from kvmprobe.analysis.quirks import Options
 
@@ -367,15 +426,31 @@ def cpuid(
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     target = None
     if explain:
-        target = cp.lookup(explain)
+        target, alias_of = cq.resolve(explain)
         if target is None:
             raise _unknown_feature(explain)
+    flt = None
+    if feature_filter:
+        flt = cq.parse_filter(feature_filter)
+        if flt.exact is None and flt.location is None and not _names_anything(flt):
+            raise _unknown_feature(feature_filter)
     snap = get_snapshot(from_file, device)
     if snap.supported_cpuid is None:
         raise KvmprobeError(
             "no KVM_GET_SUPPORTED_CPUID answer in "
             + ("the snapshot" if from_file else "the probe"),
             "see the 'errors' list in 'kvmprobe record' output",
+        )
+    refused, exits_known = cq.refused_exits(snap, opts.disable_exits)
+    for x in refused:
+        _warn(
+            f"--disable-exits {x}: "
+            + (
+                f"KVM_CAP_X86_DISABLE_EXITS does not allow disabling {x.upper()} exits here; "
+                "analysed as if they stay enabled"
+                if exits_known
+                else "KVM_CAP_X86_DISABLE_EXITS could not be read; this exit may stay enabled"
+            )
         )
     a = effective.analyse(snap, opts)
     required = _check_cpuid_require(a, reqs)
@@ -390,22 +465,32 @@ def cpuid(
                 body["require"] = rj.require_json(required)
             emit(rj.dumps(rj.document("cpuid", snap, body)))
         else:
-            from kvmprobe.render.cpuid_report import print_explain
+            from kvmprobe.render.cpuid_report import explain_lines
+            from kvmprobe.render.text import safe as safe_text
 
-            print_explain(_console(ctx), a, story)
+            typed = safe_text(explain) if explain and alias_of is not None else None
+            _emit_lines(ctx, explain_lines(a, story, _term(ctx), typed))
             _print_require(ctx, required)
         _require_exit(ctx, required)
         return
-    features = list(a.features)
-    if feature_filter:
-        features = [r for r in features if cp.matches(r.feature, feature_filter)]
-        if not features:
-            raise _unknown_feature(feature_filter)
+    sel = cq.select(a, flt)
+    if flt is not None and sel.empty:
+        raise KvmprobeError(
+            f"nothing in KVM's CPUID answer matches {feature_filter!r}",
+            "a location must name a leaf KVM answers: see 'kvmprobe cpuid --raw'",
+            ExitStatus.USAGE,
+        )
     if as_json:
-        from kvmprobe.analysis.guest import cpuid_consistency, psabi_summary
         from kvmprobe.render import json as rj
 
-        body = rj.cpuid_body(a, features)
+        body = rj.cpuid_body(a, list(sel.features))
+        if flt is not None:
+            body["filter"] = flt.text
+            body["fields"] = [f for f in body["fields"] if _field_selected(f, sel)]
+            ids = {n.quirk.id for n in sel.notes}
+            body["leaf_notes"] = [n for n in body["leaf_notes"] if n["quirk"] in ids]
+        from kvmprobe.analysis.guest import cpuid_consistency, psabi_summary
+
         body["psabi"] = rj.psabi_json(psabi_summary(a))
         body["consistency"] = rj.consistency_json(cpuid_consistency(snap))
         if required is not None:
@@ -415,19 +500,37 @@ def cpuid(
         return
     from kvmprobe.render import cpuid_report as cr
 
-    console = _console(ctx)
+    term = _term(ctx)
     if raw:
-        cr.print_raw(console, a)
+        _emit_lines(ctx, cr.raw_lines(sel, term, "KVM_GET_SUPPORTED_CPUID entries"))
         _print_require(ctx, required)
         _require_exit(ctx, required)
         return
-    hidden = {FeatureStatus.UNSUPPORTED} | (set() if show_host else {FeatureStatus.HOST_ONLY})
-    shown = features if show_all else [r for r in features if r.verdict.status not in hidden]
-    cr.print_cpuid(console, a, shown, show_host=show_host, show_all=show_all)
-    if feature_filter and not shown:
-        _warn(f"features matching {feature_filter!r} are all unsupported here (see --all)")
+    view = cr.View(
+        selection=sel,
+        flt=flt,
+        show_host=show_host,
+        show_all=show_all,
+        refused=tuple(refused),
+        exits_known=exits_known,
+    )
+    _emit_lines(ctx, cr.cpuid_lines(a, view, term))
     _print_require(ctx, required)
     _require_exit(ctx, required)
+
+
+def _names_anything(flt: Any) -> bool:
+    """Does a name filter match any feature or value name in the tables?"""
+    from kvmprobe.analysis import cpuid as cp
+
+    return any(flt.matches_feature(f) for f in cp.features()) or any(
+        flt.matches_field(fd) for fd in cp.fields()
+    )
+
+
+def _field_selected(item: dict[str, Any], sel: Any) -> bool:
+    return any(fr.field.where == item["where"] and fr.field.name == item["name"]
+               for fr in sel.fields)  # fmt: skip
 
 
 @main.command()
@@ -457,9 +560,9 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
 
         emit(rj.dumps(rj.doctor_document(snap, report)))
     else:
-        from kvmprobe.render.doctor_report import print_doctor
+        from kvmprobe.render.doctor_report import doctor_lines
 
-        print_doctor(_console(ctx), snap, report)
+        _emit_lines(ctx, doctor_lines(snap, report, _term(ctx)))
     ctx.exit(report.verdict.exit_status)
 
 

@@ -384,3 +384,41 @@ class LevelSource(StrEnum):
     #: the /proc/cpuinfo flags, when the host's CPUID could not be read (not root): Linux lists
     #: a flag only for a feature it enabled, XSAVE state included
     CPUINFO = "cpuinfo"
+
+
+class CapArch(StrEnum):
+    """The architectures the capability table files its capabilities under (generic ones
+    apply everywhere)."""
+
+    GENERIC = "generic"
+    X86 = "x86"
+    ARM64 = "arm64"
+    S390 = "s390"
+    POWERPC = "powerpc"
+    RISCV = "riscv"
+    MIPS = "mips"
+    LOONGARCH = "loongarch"
+
+    @classmethod
+    def of_machine(cls, machine: str) -> CapArch | None:
+        """The architecture of a ``uname -m`` answer (None: not one KVM runs on)."""
+        for prefix, arch in _MACHINE_PREFIXES:
+            if machine.startswith(prefix):
+                return arch
+        return None
+
+
+_MACHINE_PREFIXES: tuple[tuple[str, CapArch], ...] = (
+    ("x86_64", CapArch.X86),
+    ("i386", CapArch.X86),
+    ("i486", CapArch.X86),
+    ("i586", CapArch.X86),
+    ("i686", CapArch.X86),
+    ("aarch64", CapArch.ARM64),
+    ("arm64", CapArch.ARM64),
+    ("s390", CapArch.S390),
+    ("ppc", CapArch.POWERPC),
+    ("riscv", CapArch.RISCV),
+    ("mips", CapArch.MIPS),
+    ("loongarch", CapArch.LOONGARCH),
+)

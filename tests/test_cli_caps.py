@@ -279,7 +279,7 @@ def test_record_unwritable_directory(tmp_path, fake_probe, monkeypatch) -> None:
         def denied(*a, **k):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr("kvmprobe.render.output.tempfile.mkstemp", denied)
+        monkeypatch.setattr("tempfile.mkstemp", denied)
     try:
         r = run("record", "-o", str(d / "host.json"))
         assert r.exit_code == 4 and "not writable" in r.stderr

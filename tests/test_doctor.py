@@ -802,16 +802,10 @@ def test_text_report(capsys) -> None:
 
 
 def _coloured(snap: Snapshot) -> str:
-    import io
+    from kvmprobe.render.doctor_report import doctor_text
+    from kvmprobe.render.term import Term
 
-    from rich.console import Console
-
-    from kvmprobe.render.doctor_report import print_doctor
-
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, color_system="standard")
-    print_doctor(console, snap, diagnose(snap))
-    return out.getvalue()
+    return doctor_text(snap, diagnose(snap), Term(width=100, color=True))
 
 
 def test_text_report_colours() -> None:

@@ -16,32 +16,55 @@ from kvmprobe.cli import main
 
 UPDATE = os.environ.get("KVMPROBE_UPDATE_GOLDEN") == "1"
 
-CASES = {
-    "caps.json": ["caps", "--json", "--all"],
-    "caps.txt": ["caps", "--no-color"],
-    "cpuid-kernel.json": ["cpuid", "--json", "--irqchip", "kernel"],
-    "cpuid-split.json": ["cpuid", "--json", "--irqchip", "split"],
-    "cpuid-userspace.json": ["cpuid", "--json", "--irqchip", "userspace"],
-    "cpuid-kernel.txt": ["cpuid", "--no-color", "--host"],
-    "cpuid-split.txt": ["cpuid", "--no-color", "--irqchip", "split"],
-    "cpuid-userspace.txt": ["cpuid", "--no-color", "--irqchip", "userspace"],
-    "explain-tsc-deadline-userspace.txt": [
-        "cpuid", "--no-color", "--explain", "tsc-deadline", "--irqchip", "userspace",
-    ],
-    "doctor.json": ["doctor", "--json"],
-    "doctor.txt": ["doctor", "--no-color"],
-    "fact.json": ["fact"],  # always JSON (an Ansible fact)
+#: golden name -> (arguments, terminal width); text reports at 80 and 120 columns and the
+#: stacked layout at 60, as a person sees them
+CASES: dict[str, tuple[list[str], int]] = {
+    "caps.json": (["caps", "--json", "--all"], 120),
+    "cpuid-kernel.json": (["cpuid", "--json", "--irqchip", "kernel"], 120),
+    "cpuid-split.json": (["cpuid", "--json", "--irqchip", "split"], 120),
+    "cpuid-userspace.json": (["cpuid", "--json", "--irqchip", "userspace"], 120),
+    "doctor.json": (["doctor", "--json"], 120),
+    "caps-60.txt": (["caps", "--no-color"], 60),
+    "caps-80.txt": (["caps", "--no-color"], 80),
+    "caps-120.txt": (["caps", "--no-color"], 120),
+    "cpuid-60.txt": (["cpuid", "--no-color"], 60),
+    "cpuid-80.txt": (["cpuid", "--no-color"], 80),
+    "cpuid-120.txt": (["cpuid", "--no-color"], 120),
+    "cpuid-host-80.txt": (["cpuid", "--no-color", "--host"], 80),
+    "cpuid-host-120.txt": (["cpuid", "--no-color", "--host"], 120),
+    "cpuid-split-80.txt": (["cpuid", "--no-color", "--irqchip", "split"], 80),
+    "cpuid-userspace-80.txt": (["cpuid", "--no-color", "--irqchip", "userspace"], 80),
+    "cpuid-userspace-120.txt": (["cpuid", "--no-color", "--irqchip", "userspace"], 120),
+    "cpuid-mwait-80.txt": (["cpuid", "--no-color", "--disable-exits", "mwait,hlt"], 80),
+    "cpuid-avx-80.txt": (["cpuid", "--no-color", "avx"], 80),
+    "cpuid-sse3-60.txt": (["cpuid", "--no-color", "sse3"], 60),
+    "cpuid-0x40000001-userspace-80.txt": (
+        ["cpuid", "--no-color", "0x40000001", "--irqchip", "userspace"], 80,
+    ),
+    "cpuid-0x80000008-120.txt": (["cpuid", "--no-color", "0x80000008", "--host"], 120),
+    "cpuid-raw-x2apic-80.txt": (["cpuid", "--no-color", "--raw", "x2apic"], 80),
+    "cpuid-raw-60.txt": (["cpuid", "--no-color", "--raw"], 60),
+    "explain-tsc-deadline-userspace-80.txt": (
+        ["cpuid", "--no-color", "--explain", "tsc-deadline", "--irqchip", "userspace"], 80,
+    ),
+    "explain-tsc-deadline-userspace-120.txt": (
+        ["cpuid", "--no-color", "--explain", "tsc-deadline", "--irqchip", "userspace"], 120,
+    ),
+    "doctor-60.txt": (["doctor", "--no-color"], 60),
+    "doctor-80.txt": (["doctor", "--no-color"], 80),
+    "doctor-120.txt": (["doctor", "--no-color"], 120),
+    "fact.json": (["fact"], 120),  # always JSON (an Ansible fact)
 }  # fmt: skip
 # doctor's exit status is its verdict (0, 3, 4 or 5); every other command here exits 0
 DOCTOR_STATUSES = (0, 3, 4, 5)
 
 
-def _render(host: str, args: list[str]) -> str:
+def _render(host: str, args: list[str], columns: int = 120) -> str:
     cwd = os.getcwd()
     os.chdir(FIXTURES)  # so the recorded file is named by its base name in every output
     try:
         r = CliRunner().invoke(
-            main, [*args, "--from", host], env={"COLUMNS": "120", "NO_COLOR": None},
+            main, [*args, "--from", host], env={"COLUMNS": str(columns), "NO_COLOR": None},
             catch_exceptions=False,
         )  # fmt: skip
     finally:
@@ -56,13 +79,15 @@ def _render(host: str, args: list[str]) -> str:
         assert doc["source"]["kvmprobe_version"] == __version__
         doc["source"]["kvmprobe_version"] = "<version>"  # golden files outlive releases
         out = json.dumps(doc, indent=2) + "\n"
-    return "\n".join(line.rstrip() for line in out.splitlines()) + "\n"
+    else:
+        assert all(line == line.rstrip() for line in out.splitlines()), "a line ends in blanks"
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("host", [p.name for p in RECORDED_HOSTS])
 def test_golden(host: str, name: str) -> None:
-    got = _render(host, CASES[name])
+    got = _render(host, *CASES[name])
     path = GOLDEN / host.removesuffix(".json") / name
     if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
-import io
 import json
 import os
 import pwd
@@ -450,20 +449,21 @@ def _write(path: Path, content: str | bytes) -> str:
 
 def _render_everything(snap) -> None:
     """What the commands do with an accepted snapshot must not raise either."""
-    from rich.console import Console
-
     from kvmprobe.analysis.caps import cap_rows
     from kvmprobe.render import json as rj
-    from kvmprobe.render.doctor_report import print_doctor
+    from kvmprobe.render.caps_report import caps_lines
+    from kvmprobe.render.doctor_report import doctor_text
+    from kvmprobe.render.term import Term
 
     rows = cap_rows(snap, None, True)
     json.dumps(rj.document("caps", snap, rj.caps_body(rows, True)))
     report = diagnose(snap)
     assert report.verdict.exit_status in (0, 3, 4, 5)
     json.loads(rj.dumps(rj.doctor_document(snap, report)))
-    out = io.StringIO()
-    print_doctor(Console(file=out, width=100), snap, report)
-    out.getvalue().encode("utf-8")  # nothing unencodable reaches the terminal
+    for term in (Term(width=100, color=True), Term(width=60)):
+        text = doctor_text(snap, report, term)
+        text += term.render(caps_lines(snap, rows, term, include_zero=True, arch="all"))
+        text.encode("utf-8")  # nothing unencodable reaches the terminal
 
 
 def assert_loads_or_clean_error(path: str) -> None:

@@ -1,95 +1,139 @@
-"""Coloured table for ``kvmprobe caps``."""
+"""The text report of ``kvmprobe caps``: one row per capability with its value in each fd
+scope, the meaning beside it (or under it when the terminal is narrow), a summary, and what
+was left out. Built on render.term (no rich)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich import box
-from rich.table import Table
-from rich.text import Text
-
+from kvmprobe.analysis.caps import known_caps
+from kvmprobe.render.term import Column, Line, Table, Term
 from kvmprobe.render.text import safe
-from kvmprobe.snapshot import Snapshot
-from kvmprobe.vocab import Scope
+from kvmprobe.vocab import CapArch, Scope
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from kvmprobe.analysis.caps import CapRow
+    from kvmprobe.snapshot import Snapshot
 
 
-def _value_cell(value: int | None, differs: bool) -> Text:
+def arch_shown(row: CapRow, arch: CapArch | None) -> bool:
+    """Is a row shown when the report is limited to ``arch`` (None: every architecture)?
+    A capability answered non-zero, or unknown to the tables, is always shown."""
+    info = row.info
+    return (
+        arch is None
+        or row.supported
+        or not info.known
+        or info.arch in (CapArch.GENERIC, arch, "unknown")
+    )
+
+
+def _value_cell(value: int | None, differs: bool) -> Line:
     if value is None:
-        return Text("n/a", style="dim")
+        return Line.of("n/a", "dim")
     shown = str(value) if value < 0x10000 else f"{value:#x}"
     if differs:
-        return Text(shown, style="bold yellow")
-    return Text(shown, style="green" if value else "dim")
+        return Line.of(shown, "bold yellow")
+    return Line.of(shown, "green" if value else "dim")
 
 
-def _meaning(row: CapRow) -> Text:
-    text = Text()
+def _meaning(row: CapRow) -> Line:
+    text = Line()
     scopes = [s for s in Scope if s in row.decoded]
-    if not scopes:
-        return text
-    first = row.decoded[scopes[0]]
-    if row.differs:
-        for scope in scopes:
-            d = row.decoded[scope]
-            text.append(f"{scope.label}: ", style="yellow")
-            text.append(d.text or "0")
-            text.append("\n")
-    elif first.names or first.remainder or row.info.kind not in ("boolean",):
-        text.append(first.text)
-        text.append("\n")
+    if scopes:
+        first = row.decoded[scopes[0]]
+        if row.differs:
+            for scope in scopes:
+                d = row.decoded[scope]
+                text.add(f"{scope.label}: ", "yellow").add(d.text or "0").add("\n")
+        elif first.names or first.remainder or row.info.kind not in ("boolean",):
+            text.add(first.text).add("\n")
     if row.info.description:
-        text.append(row.info.description, style="dim")
+        text.add(row.info.description, "dim")
     elif not row.info.known:
-        text.append("not in kvmprobe's tables (newer than v7.2?)", style="magenta")
-    text.rstrip()
+        text.add("not in kvmprobe's tables (newer than v7.2?)", "magenta")
+    if text.spans and text.spans[-1][0] == "\n":
+        text.spans.pop()
     return text
 
 
-def print_caps(console: Console, snap: Snapshot, rows: list[CapRow], include_zero: bool) -> None:
-    title = f"KVM capabilities - {safe(snap.device)}"
+def caps_lines(
+    snap: Snapshot,
+    rows: list[CapRow],
+    term: Term,
+    *,
+    include_zero: bool,
+    arch: str | None,
+    filtered: bool = False,
+) -> list[Line]:
+    """The report on ``rows``. ``arch``: "all", one CapArch, or None for the host's own
+    architecture (the one the snapshot names); capabilities answered 0 that belong to other
+    architectures are left out and counted, and so, without ``include_zero`` and a filter,
+    are the known ones answered 0."""
+    shown_arch = None if arch == "all" else CapArch(arch) if arch else None
+    if arch is None:
+        shown_arch = CapArch.of_machine(snap.host.machine)
+    shown = [r for r in rows if arch_shown(r, shown_arch)]
+    left: list[str] = []
+    if not include_zero and not filtered:
+        answered = {r.info.number for r in rows}
+        zeros = sum(
+            1
+            for c in known_caps()
+            if c.number not in answered
+            and (shown_arch is None or c.arch in ("generic", shown_arch))
+        )
+        if zeros:
+            left.append(f"{zeros} known capabilities answered 0 (--all)")
+    if len(shown) < len(rows):
+        left.append(
+            f"{len(rows) - len(shown)} capabilities of other architectures than {shown_arch} "
+            "(--all --arch all)"
+        )
+    rows = shown
+    title = Line.of("KVM capabilities", "bold").add(f" - {safe(snap.device)}")
     if snap.source != "live":
-        title += f" (recorded in {safe(snap.source)})"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("#", justify="right", style="cyan", no_wrap=True)
-    table.add_column("capability", no_wrap=True)
-    for scope in Scope:
-        table.add_column(scope.label, justify="right", no_wrap=True)
-    table.add_column("meaning", ratio=1, overflow="fold")
+        title.add(f" (recorded in {safe(snap.source)})")
+    out = term.hanging(Line(), title, 2)
+    cols = [
+        Column("#", right=True, style="cyan"),
+        Column("capability"),
+        *(Column(scope.label, right=True, label=scope.label) for scope in Scope),
+    ]
+    table = Table(term, cols, text_header="meaning", lead=2, shrink=1, min_text=36, under=6)
+    cells_of = []
     for row in rows:
         info = row.info
-        name = Text(info.name.removeprefix("KVM_CAP_"))
-        if not info.known:
-            name.stylize("magenta")
-        elif not row.supported:
-            name.stylize("dim")
-        table.add_row(
-            str(info.number),
-            name,
+        name_style = "magenta" if not info.known else ("" if row.supported else "dim")
+        cells = [
+            Line.of(str(info.number)),
+            Line.of(safe(info.name.removeprefix("KVM_CAP_")), name_style),
             *(_value_cell(row.values.get(s), row.differs) for s in Scope),
-            _meaning(row),
-        )
-    console.print(table)
+        ]
+        cells_of.append((cells, _meaning(row)))
+    table.measure(c for c, _ in cells_of)
+    out += table.header()
+    for cells, meaning in cells_of:
+        out += table.row(cells, meaning)
+    out.append(Line())
     supported = sum(1 for r in rows if r.supported)
     differing = [r.info.name.removeprefix("KVM_CAP_") for r in rows if r.differs]
     unknown = sum(1 for r in rows if not r.info.known)
-    summary = Text()
-    summary.append(f"{supported} supported", style="green")
+    summary = Line.of("Summary: ", "bold").add(f"{supported} supported", "green")
     if include_zero:
-        summary.append(f", {len(rows) - supported} not supported", style="dim")
+        summary.add(f", {len(rows) - supported} not supported", "dim")
     if unknown:
-        summary.append(f", {unknown} unknown to kvmprobe", style="magenta")
+        summary.add(f", {unknown} unknown to kvmprobe", "magenta")
     if differing:
-        summary.append(f"; differ between scopes: {', '.join(differing)}", style="yellow")
+        summary.add(f"; differ between scopes: {', '.join(differing)}", "yellow")
     api = snap.api_version if snap.api_version is not None else "?"
     kernel = safe(snap.host.kernel_release) or "?"
-    summary.append(f"  (API version {api}, kernel {kernel})", style="dim")
-    console.print(summary)
+    summary.add(f" (API version {api}, kernel {kernel})", "dim")
+    out += term.hanging(Line(), summary, 2)
+    if left:
+        out += term.hanging(Line(), Line.of("Not shown: " + "; ".join(left), "dim"), 2)
     if snap.caps.get(Scope.VM) is None:
-        console.print(
-            Text("VM-fd values unavailable: see 'errors' in 'kvmprobe record'.", style="yellow")
+        out += term.para(
+            Line.of("VM-fd values unavailable: see 'errors' in 'kvmprobe record'.", "yellow")
         )
+    return out

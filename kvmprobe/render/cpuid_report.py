@@ -1,20 +1,30 @@
-"""Coloured report for ``kvmprobe cpuid``: features by area, fields, leaf notes, legend."""
+"""The text report of ``kvmprobe cpuid``: the features a guest gets, by area, with the reason
+for every change; the values that matter; notes on whole leaves; a one-line legend and a
+summary that says what was left out and how to see it. Also ``--raw`` and ``--explain``.
+
+Built on render.term (no rich): every function returns lines; the command renders and emits
+them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from rich import box
-from rich.table import Table
-from rich.text import Text
-
+from kvmprobe.render.term import Column, Line, Table, Term, join
 from kvmprobe.render.text import safe
-from kvmprobe.vocab import FeatureStatus
+from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from kvmprobe.analysis.effective import CpuidAnalysis, Explanation, FeatureResult
+    from kvmprobe.analysis.cpuid_query import CpuidFilter, Selection
+    from kvmprobe.analysis.effective import (
+        CpuidAnalysis,
+        Explanation,
+        FeatureResult,
+        FieldResult,
+        LeafNote,
+    )
+    from kvmprobe.vocab import DisableExit
 
 STATUS_STYLE: dict[FeatureStatus, tuple[str, str]] = {
     FeatureStatus.SUPPORTED: ("green", "+"),
@@ -27,20 +37,18 @@ STATUS_STYLE: dict[FeatureStatus, tuple[str, str]] = {
     FeatureStatus.UNSUPPORTED: ("dim", "-"),
     FeatureStatus.UNKNOWN: ("bold yellow", "?"),
 }
+#: the legend's words for each status a row may show (supported and unsupported say
+#: themselves); only the statuses on screen are explained
 LEGEND: dict[FeatureStatus, str] = {
-    FeatureStatus.SUPPORTED: "KVM reports it and nothing takes it away",
-    FeatureStatus.ADDED_BY_QUIRK: (
-        "KVM does not report it, but a documented quirk says a guest can have it"
-    ),
-    FeatureStatus.REMOVED_BY_QUIRK: "KVM reports it, but it cannot work in this set-up",
-    FeatureStatus.OPT_IN: "available if the VMM asks for it or promises something",
-    FeatureStatus.RUNTIME: "KVM computes it while the guest runs; not a VMM choice",
-    FeatureStatus.EMULATED: "only via KVM's instruction emulator (works, slowly)",
-    FeatureStatus.HOST_ONLY: "the host CPU has it; KVM does not pass it on",
-    FeatureStatus.UNSUPPORTED: "not available",
-    FeatureStatus.UNKNOWN: "a probe step it depends on failed: kvmprobe cannot tell",
+    FeatureStatus.ADDED_BY_QUIRK: "a quirk adds it",
+    FeatureStatus.REMOVED_BY_QUIRK: "a quirk takes it away",
+    FeatureStatus.OPT_IN: "the VMM must ask",
+    FeatureStatus.RUNTIME: "set as the guest runs",
+    FeatureStatus.EMULATED: "trapped, slow",
+    FeatureStatus.HOST_ONLY: "KVM does not pass it on",
+    FeatureStatus.UNKNOWN: "a probe step failed",
 }
-#: the summary line's order and wording (unsupported is counted apart)
+#: the summary's order and wording
 SUMMARY: tuple[tuple[FeatureStatus, str], ...] = (
     (FeatureStatus.SUPPORTED, "supported"),
     (FeatureStatus.ADDED_BY_QUIRK, "added by quirks"),
@@ -48,7 +56,9 @@ SUMMARY: tuple[tuple[FeatureStatus, str], ...] = (
     (FeatureStatus.OPT_IN, "opt-in"),
     (FeatureStatus.RUNTIME, "runtime"),
     (FeatureStatus.EMULATED, "emulated"),
+    (FeatureStatus.UNKNOWN, "unknown"),
     (FeatureStatus.HOST_ONLY, "host-only"),
+    (FeatureStatus.UNSUPPORTED, "unsupported"),
 )
 AREA_TITLES = {
     "base": "Base ISA",
@@ -62,238 +72,449 @@ AREA_TITLES = {
     "perf-debug": "Performance monitoring and debug",
     "xsave": "XSAVE state",
     "cache-topology": "Cache and topology",
+    "qos": "Resource monitoring and allocation",
     "other": "Other",
 }
+_AREA_ORDER = {area: i for i, area in enumerate(AREA_TITLES)}
+T = TypeVar("T")
+#: how far a reason under its row (or a block's later lines) is indented
+HANG = 5
 
 
-def _yn(b: bool | None, style_true: str = "green") -> Text:
+class View:
+    """What the report shows: the selection, the filter, which statuses it hides, and the
+    exits the set-up asked for that KVM refuses (``exits_known``: whether KVM's answer about
+    them is known at all)."""
+
+    __slots__ = ("exits_known", "flt", "refused", "selection", "show_all", "show_host")
+
+    def __init__(
+        self,
+        selection: Selection,
+        flt: CpuidFilter | None,
+        show_host: bool,
+        show_all: bool,
+        refused: tuple[DisableExit, ...] = (),
+        exits_known: bool = True,
+    ) -> None:
+        self.selection = selection
+        self.flt = flt
+        self.show_host = show_host
+        self.show_all = show_all
+        self.refused = refused
+        self.exits_known = exits_known
+
+    @property
+    def hidden(self) -> frozenset[FeatureStatus]:
+        if self.show_all:
+            return frozenset()
+        if self.show_host:
+            return frozenset({FeatureStatus.UNSUPPORTED})
+        return frozenset({FeatureStatus.UNSUPPORTED, FeatureStatus.HOST_ONLY})
+
+    def shown(self) -> list[FeatureResult]:
+        exact = self.flt.exact if self.flt is not None else None
+        hidden = self.hidden
+        return [
+            r
+            for r in self.selection.features
+            if r.verdict.status not in hidden or (exact is not None and r.feature.loc == exact.loc)
+        ]
+
+
+def _yn(b: bool | None, style_true: str = "green") -> Line:
     if b is None:
-        return Text("?", style="dim")
-    return Text("yes", style=style_true) if b else Text("no", style="dim")
+        return Line.of("?", "dim")
+    return Line.of("yes", style_true) if b else Line.of("no", "dim")
 
 
-def _status(status: FeatureStatus) -> Text:
+def status_line(status: FeatureStatus) -> Line:
     style, mark = STATUS_STYLE[status]
-    return Text(f"{mark} {status}", style=style)
+    return Line.of(f"{mark} {status}", style)
 
 
-def _name_cell(r: FeatureResult) -> Text:
-    f = r.feature
-    t = Text(f.name, style="bold" if r.changed else "")
-    if not f.known:
-        t.stylize("magenta")
-    return t
+def ordered_reasons(r: FeatureResult) -> list[tuple[str, str]]:
+    """(quirk id, reason) of every applied quirk, the one that decided the status first (a
+    removed feature leads with why it is removed; notes follow)."""
+    v = r.verdict
+    pairs = list(zip(v.quirks, v.reasons, strict=False))
+    deciding = None
+    for step in v.steps:
+        if step.applied and step.effect is not QuirkEffect.NOTE:
+            deciding = step.quirk
+    for i, (qid, _) in enumerate(pairs):
+        if qid == deciding:
+            pairs.insert(0, pairs.pop(i))
+            break
+    return pairs
 
 
-def print_cpuid(
-    console: Console,
-    a: CpuidAnalysis,
-    features: list[FeatureResult],
-    *,
-    show_host: bool,
-    show_all: bool,
-) -> None:
-    snap = a.snap
-    head = Text("Effective guest CPUID", style="bold")
-    head.append(
-        f" - {safe(snap.device)}" + ("" if snap.source == "live" else f" ({safe(snap.source)})")
-    )
-    exits = ",".join(sorted(a.options.disable_exits)) or "none"
-    head.append(f"\nset-up: irqchip={a.options.irqchip}, exits disabled: {exits}; ", style="dim")
-    head.append(
-        f"kernel {safe(snap.host.kernel_release) or '?'}; "
-        f"{safe(a.strings.get('vendor') or '?')} {a.strings.get('signature') or ''}",
-        style="dim",
-    )
-    console.print(head)
-    if show_host and a.host_cpuid_error is not None:
-        console.print(Text(f"host CPUID unavailable: {safe(a.host_cpuid_error)}", style="yellow"))
-    by_area: dict[str, list[FeatureResult]] = {}
-    for r in features:
-        by_area.setdefault(r.feature.area, []).append(r)
-    for area in sorted(by_area, key=lambda x: list(AREA_TITLES).index(x) if x in AREA_TITLES
-                       else 99):  # fmt: skip
-        rows = by_area[area]
-        table = Table(
-            title=AREA_TITLES.get(area, area), title_justify="left", title_style="bold",
-            pad_edge=False, expand=False, box=box.SIMPLE_HEAD,
-        )  # fmt: skip
-        table.add_column("feature", no_wrap=True)
-        table.add_column("where", style="dim", no_wrap=True)
-        table.add_column("KVM", no_wrap=True)
-        if show_host:
-            table.add_column("host", no_wrap=True)
-        table.add_column("guest", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("why", overflow="fold", ratio=1)
-        for r in rows:
-            v = r.verdict
-            why = Text()
-            if v.quirks:
-                why.append(v.reason)
-                why.append(f"  [{', '.join(v.quirks)}]", style="dim")
-            elif v.status is FeatureStatus.HOST_ONLY:
-                why.append(v.reason, style="magenta")
-            elif show_all or not r.feature.known:
-                why.append(r.feature.description, style="dim")
-            cells: list[Text | str] = [_name_cell(r), r.feature.where, _yn(v.kvm)]
-            if show_host:
-                cells.append(_yn(v.host, "cyan"))
-            cells += [_yn(v.effective, "bold green"), _status(v.status), why]
-            table.add_row(*cells)
-        console.print(table)
-    _print_fields(console, a, show_host)
-    _print_notes(console, a)
-    _print_legend(console, a, show_all, show_host)
-    from kvmprobe.render.guest_report import print_guest_decisions
-
-    print_guest_decisions(console, a)
+def _why(r: FeatureResult, show_all: bool, typed: bool) -> Line:
+    v = r.verdict
+    why = Line()
+    pairs = ordered_reasons(r)
+    if pairs:
+        why.add("; ".join(reason for _, reason in pairs))
+        why.add(f"  [{', '.join(qid for qid, _ in pairs)}]", "dim")
+    elif v.status is FeatureStatus.UNKNOWN:
+        why.add(v.reason, "yellow")
+    elif typed and v.status in (FeatureStatus.HOST_ONLY, FeatureStatus.UNSUPPORTED):
+        why.add(v.reason, STATUS_STYLE[v.status][0])
+        why.add(f" ({r.feature.description})", "dim")
+    elif show_all or not r.feature.known or typed:
+        why.add(r.feature.description, "dim")
+    return why
 
 
-def _print_fields(console: Console, a: CpuidAnalysis, show_host: bool) -> None:
-    rows = [fr for fr in a.fields if fr.kvm is not None]
-    if not rows:
-        return
-    table = Table(title="Values (multi-bit fields)", title_justify="left", title_style="bold",
-                  pad_edge=False, box=box.SIMPLE_HEAD)  # fmt: skip
-    table.add_column("field", no_wrap=True)
-    table.add_column("where", style="dim", no_wrap=True)
-    table.add_column("KVM", justify="right", no_wrap=True)
+def _name(r: FeatureResult) -> Line:
+    style = "bold" if r.changed else ""
+    if not r.feature.known:
+        style = "magenta"
+    return Line.of(r.feature.name, style)
+
+
+def feature_table(term: Term, show_host: bool) -> Table:
+    cols = [
+        Column("feature"),
+        Column("where", style="dim"),
+        Column("KVM", label="KVM"),
+    ]
     if show_host:
-        table.add_column("host", justify="right", no_wrap=True)
-    table.add_column("meaning", overflow="fold", style="dim")
+        cols.append(Column("host", label="host"))
+    cols += [Column("guest", label="guest"), Column("status")]
+    # stacked: name and status first, then where / KVM / host / guest
+    return Table(term, cols, text_header="why", under=HANG)
+
+
+def _feature_cells(r: FeatureResult, show_host: bool) -> list[Line]:
+    v = r.verdict
+    cells = [_name(r), Line.of(r.feature.where), _yn(v.kvm)]
+    if show_host:
+        cells.append(_yn(v.host, "cyan"))
+    cells += [_yn(v.effective, "bold green"), status_line(v.status)]
+    return cells
+
+
+def _stack_order(cells: Sequence[T]) -> list[T]:
+    """Stacked rows lead with the name and the status, then the rest."""
+    return [cells[0], cells[-1], *cells[1:-1]]
+
+
+def header(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
+    snap = a.snap
+    title = Line.of("Effective guest CPUID", "bold")
+    title.add(f" - {safe(snap.device)}")
+    if snap.source != "live":
+        title.add(f" ({safe(snap.source)})")
+    asked = sorted(a.options.disable_exits)
+    refused = set(view.refused)
+    granted = [x for x in asked if x not in refused]
+    setup = Line.of(f"set-up: irqchip={a.options.irqchip}, exits disabled: ", "dim")
+    setup.add(",".join(granted) or "none", "dim")
+    if refused:
+        why = "KVM does not allow it here" if view.exits_known else "KVM's answer is unknown"
+        setup.add(f" ({','.join(refused)} asked for: {why})", "bold yellow")
+    setup.add(
+        f"; kernel {safe(snap.host.kernel_release) or '?'}; "
+        f"{safe(a.strings.get('vendor') or '?')} {a.strings.get('signature') or ''}".rstrip(),
+        "dim",
+    )
+    out = [*term.hanging(Line(), title, 2), *term.hanging(Line(), setup, 2)]
+    if view.flt is not None and view.flt.alias_of is not None:
+        out.append(
+            Line.of(f"{safe(view.flt.text)} is called {view.flt.alias_of} by Linux and here", "dim")
+        )
+    if view.show_host and a.host_cpuid_error is not None:
+        out += term.hanging(
+            Line(), Line.of(f"host CPUID unavailable: {safe(a.host_cpuid_error)}", "yellow"), 2
+        )
+    return out
+
+
+def features_section(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
+    shown = view.shown()
+    if not shown:
+        return []
+    exact = view.flt.exact if view.flt is not None else None
+    table = feature_table(term, view.show_host)
+    rows: list[tuple[str, list[Line], Line]] = []
+    for r in shown:
+        typed = exact is not None and r.feature.loc == exact.loc
+        cells = _feature_cells(r, view.show_host)
+        rows.append((r.feature.area, cells, _why(r, view.show_all, typed)))
+    table.measure(cells for _, cells, _ in rows)
+    stacked = table.mode == "stacked"
+    if stacked:
+        table = Table(term, _stack_order(table.columns), lead=2, under=HANG)
+        table.measure(_stack_order(cells) for _, cells, _ in rows)
+    by_area: dict[str, list[tuple[list[Line], Line]]] = {}
+    for area, cells, why in rows:
+        by_area.setdefault(area, []).append((cells, why))
+    out: list[Line] = []
+    for area in sorted(by_area, key=lambda x: _AREA_ORDER.get(x, 99)):
+        if out:
+            out.append(Line())
+        out += term.para(Line.of(AREA_TITLES.get(area, area), "bold"))
+        out += table.header()
+        for cells, why in by_area[area]:
+            out += table.row(_stack_order(cells) if stacked else cells, why)
+    return out
+
+
+def _fmt(x: int | None) -> str:
+    if x is None:
+        return "?"
+    return str(x) if x < 1024 else f"{x:#x}"
+
+
+def values_section(a: CpuidAnalysis, view: View, term: Term) -> tuple[list[Line], int]:
+    """The multi-bit values: with a filter or --all every selected one in a table with its
+    meaning; otherwise the non-zero ones, compactly, by leaf. Also how many were left out."""
+    answered = [
+        fr
+        for fr in view.selection.fields
+        if fr.kvm is not None or (view.show_host and fr.host is not None)
+    ]
+    full = view.show_all or view.flt is not None
+    rows = answered if full else [fr for fr in answered if fr.kvm or (view.show_host and fr.host)]
+    left_out = len(answered) - len(rows)
+    if not rows:
+        return [], left_out
+    if full:
+        return _values_table(rows, view.show_host, term), left_out
+    title = Line.of("Values", "bold").add(" (non-zero multi-bit fields)", "dim")
+    out = [title]
+    groups: dict[str, list[FieldResult]] = {}
     for fr in rows:
+        key = f"{fr.field.leaf:#x}.{fr.field.subleaf}"
+        groups.setdefault(key, []).append(fr)
+    head_w = max(len(k) for k in groups) + 3
+    for key, frs in groups.items():
+        pairs = []
+        for fr in frs:
+            pair = Line.of(fr.field.name, "").add("=", "dim").add(_fmt(fr.kvm), "bold")
+            if view.show_host and fr.host != fr.kvm:
+                pair.add(f" (host {_fmt(fr.host)})", "cyan")
+            pairs.append(pair)
+        head = Line.of(" ").add(key, "cyan").add(" " * (head_w - len(key) - 1))
+        out += term.hanging(head, join(pairs), head_w if head_w <= term.width // 3 else HANG)
+    return out, left_out
 
-        def fmt(x: int | None) -> str:
-            if x is None:
-                return "?"
-            return str(x) if x < 1024 else f"{x:#x}"
 
-        cells = [fr.field.name, fr.field.where, fmt(fr.kvm)]
+def _values_table(rows: Sequence[FieldResult], show_host: bool, term: Term) -> list[Line]:
+    cols = [Column("field"), Column("where", style="dim"), Column("KVM", right=True, label="KVM")]
+    if show_host:
+        cols.append(Column("host", right=True, label="host"))
+    table = Table(term, cols, text_header="meaning", lead=1, under=HANG)
+    cells_of = []
+    for fr in rows:
+        cells = [Line.of(fr.field.name), Line.of(fr.field.where), Line.of(_fmt(fr.kvm), "bold")]
         if show_host:
-            cells.append(fmt(fr.host))
-        cells.append(fr.field.description)
-        table.add_row(*cells)
-    console.print(table)
+            cells.append(Line.of(_fmt(fr.host)))
+        cells_of.append((cells, Line.of(fr.field.description, "dim")))
+    table.measure(c for c, _ in cells_of)
+    out = [*term.para(Line.of("Values (multi-bit fields)", "bold")), *table.header()]
+    for cells, meaning in cells_of:
+        out += table.row(cells, meaning)
+    return out
+
+
+def xsave_lines(a: CpuidAnalysis, term: Term) -> list[Line]:
+    out: list[Line] = []
     xcr0, supp = a.strings.get("xcr0_mask"), a.strings.get("xcomp_guest_supp")
     if xcr0 is not None:
-        line = f"XCR0 mask in 0xD.0: {xcr0}"
+        line = Line.of(f"XCR0 mask in 0xD.0: {xcr0}", "dim")
         if supp is not None:
-            line += f"; KVM_X86_XCOMP_GUEST_SUPP: {supp}"
+            line.add(f"; KVM_X86_XCOMP_GUEST_SUPP: {supp}", "dim")
         if a.xsave_components:
             parts = [
                 f"{x.number}:{x.size}B@{x.offset}" + ("(S)" if x.supervisor else "")
                 for x in a.xsave_components
             ]
-            line += "; components (size@offset): " + " ".join(parts)
-        console.print(Text(line, style="dim"))
+            line.add("; components (size@offset): " + " ".join(parts), "dim")
+        out += term.hanging(Line(), line, 2)
     sig = a.strings.get("kvm_signature")
     if sig is not None:
-        console.print(Text(f"KVM signature at 0x40000000: {safe(repr(sig))}", style="dim"))
+        out += term.para(Line.of(f"KVM signature at 0x40000000: {safe(repr(sig))}", "dim"))
+    return out
 
 
-def _print_notes(console: Console, a: CpuidAnalysis) -> None:
-    notes = [n for n in a.leaf_notes if n.shown]
-    if not notes:
-        return
-    console.print(Text("Leaves the VMM must build or treat with care", style="bold"))
-    for n in notes:
+def notes_section(notes: Iterable[LeafNote], term: Term) -> list[Line]:
+    shown = [n for n in notes if n.shown]
+    if not shown:
+        return []
+    out = term.para(Line.of("Leaves the VMM must build or treat with care", "bold"))
+    for n in shown:
         leaves = ", ".join(f"{x:#x}" for x in n.quirk.leaves)
-        line = Text(f"  {leaves}: ", style="cyan")
-        line.append(n.quirk.reason)
+        body = Line.of(f"{leaves}: ", "cyan").add(n.quirk.reason)
         if n.evidence:
-            line.append(f" ({safe(n.evidence)})", style="dim")
-        line.append(f"  [{n.quirk.id}]", style="dim")
-        console.print(line)
+            body.add(f" ({safe(n.evidence)})", "dim")
+        body.add(f"  [{n.quirk.id}]", "dim")
+        out += term.hanging(Line.of(" "), body, HANG)
+    return out
 
 
-def _print_legend(console: Console, a: CpuidAnalysis, show_all: bool, show_host: bool) -> None:
-    counts = a.counts()
-    legend = Text("Legend: ", style="bold")
-    for status, (style, mark) in STATUS_STYLE.items():
-        legend.append(f"{mark} {status}", style=style)
-        legend.append(f" = {LEGEND[status]}.  ", style="dim")
-    console.print(legend)
-    summary = Text("Summary: ", style="bold")
-    shown = [
-        *SUMMARY,
-        *([(FeatureStatus.UNKNOWN, "unknown")] if counts[FeatureStatus.UNKNOWN] else []),
+def legend_line(shown: Iterable[FeatureResult], term: Term) -> list[Line]:
+    """One line: the words for the statuses on screen that do not say themselves."""
+    present = {r.verdict.status for r in shown}
+    parts = [
+        Line.of(str(s), STATUS_STYLE[s][0]).add(f" = {text}", "dim")
+        for s, text in LEGEND.items()
+        if s in present
     ]
-    for i, (status, label) in enumerate(shown):
-        if i:
-            summary.append(", ")
-        summary.append(f"{counts[status]} {label}", style=STATUS_STYLE[status][0])
-    summary.append(f"; {a.effective_count} features a guest can be given")
-    if not show_all:
-        hidden = f"{counts[FeatureStatus.UNSUPPORTED]} unsupported"
-        if not show_host:
-            hidden += f" and {counts[FeatureStatus.HOST_ONLY]} host-only"
-        summary.append(f" ({hidden} not listed: --all, --host)", style="dim")
-    console.print(summary)
-    console.print(Text("Why a feature is what it is: kvmprobe cpuid --explain NAME", style="dim"))
+    if not parts:
+        return []
+    return term.hanging(Line.of("Legend: ", "bold"), join(parts, "; ", "dim"), 2)
 
 
-def print_raw(console: Console, a: CpuidAnalysis) -> None:
-    table = Table(
-        title="KVM_GET_SUPPORTED_CPUID entries",
-        title_justify="left",
-        pad_edge=False,
-        box=box.SIMPLE_HEAD,
-    )
-    for col in ("function", "index", "flags", "eax", "ebx", "ecx", "edx"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for e in a.snap.supported_cpuid or ():
-        table.add_row(
-            f"{e.function:#010x}", str(e.index), str(e.flags),
-            *(f"{x:#010x}" for x in (e.eax, e.ebx, e.ecx, e.edx)),
+def level_line(a: CpuidAnalysis, term: Term) -> list[Line]:
+    """The x86-64 psABI level a guest in this set-up reaches, the host's own, what the next
+    level lacks and why, and the contradictions in KVM's own answer. (The hook for the level
+    line: one function, one place; the text is render.guest_report's.)"""
+    from kvmprobe.render.guest_report import decision_lines
+
+    return decision_lines(a, term)
+
+
+def summary_lines(a: CpuidAnalysis, view: View, term: Term, values_left_out: int) -> list[Line]:
+    sel = view.selection
+    counts = sel.counts()
+    effective = sum(1 for r in sel.features if r.verdict.effective)
+    out: list[Line] = []
+    out += legend_line(view.shown(), term)
+    if view.flt is None:
+        head = Line.of("Summary: ", "bold").add(f"{effective} features a guest can be given")
+    else:
+        n = len(sel.features)
+        head = Line.of("Summary: ", "bold").add(
+            f"{n} feature{'s match' if n != 1 else ' matches'} {safe(view.flt.text)!r}, "
+            f"{effective} of them a guest can be given"
+        )
+    parts = [
+        Line.of(f"{counts[s]} {label}", STATUS_STYLE[s][0]) for s, label in SUMMARY if counts[s]
+    ]
+    if parts:
+        head.add("; ")
+        head.extend(join(parts, ", "))
+    out += term.hanging(Line(), head, 2)
+    if view.flt is None:
+        out += level_line(a, term)
+    left: list[str] = []
+    shown_set = {id(r) for r in view.shown()}
+    hidden = [r for r in sel.features if id(r) not in shown_set]
+    n_uns = sum(1 for r in hidden if r.verdict.status is FeatureStatus.UNSUPPORTED)
+    n_host = sum(1 for r in hidden if r.verdict.status is FeatureStatus.HOST_ONLY)
+    if n_uns or n_host:
+        kinds = " and ".join(
+            x for x in (f"{n_uns} unsupported" if n_uns else "", f"{n_host} host-only" if n_host
+                        else "") if x
         )  # fmt: skip
-    console.print(table)
+        flags = ", ".join(x for x in ("--host" if n_host else "", "--all" if n_uns else "") if x)
+        left.append(f"{kinds} feature{'s' if n_uns + n_host > 1 else ''} ({flags})")
+    if values_left_out:
+        left.append(f"{values_left_out} zero values and what each value means (--all)")
+    if left:
+        out += term.hanging(Line(), Line.of("Not shown: " + "; ".join(left), "dim"), 2)
+    out += term.para(Line.of("Why a feature is what it is: kvmprobe cpuid --explain NAME", "dim"))
+    return out
 
 
-def print_explain(console: Console, a: CpuidAnalysis, ex: Explanation) -> None:
+def cpuid_lines(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
+    """The whole report."""
+    out = header(a, view, term)
+    sections: list[list[Line]] = [features_section(a, view, term)]
+    values, values_left_out = values_section(a, view, term)
+    sections.append(values)
+    if view.flt is None:
+        sections.append(xsave_lines(a, term))
+    sections.append(notes_section(view.selection.notes, term))
+    for section in sections:
+        if section:
+            out.append(Line())
+            out += section
+    out.append(Line())
+    out += summary_lines(a, view, term, values_left_out)
+    return out
+
+
+def raw_lines(selection: Selection, term: Term, title: str) -> list[Line]:
+    cols = [
+        Column("function", right=True),
+        Column("index", right=True, label="index"),
+        Column("flags", right=True, label="flags"),
+        *(Column(r, right=True, label=r) for r in ("eax", "ebx", "ecx", "edx")),
+    ]
+    table = Table(term, cols, lead=1)
+    rows = [
+        [
+            Line.of(f"{e.function:#010x}", "cyan"),
+            Line.of(str(e.index)),
+            Line.of(str(e.flags)),
+            *(Line.of(f"{x:#010x}") for x in (e.eax, e.ebx, e.ecx, e.edx)),
+        ]
+        for e in selection.entries
+    ]
+    table.measure(rows)
+    out = [*term.para(Line.of(title, "bold")), *table.header()]
+    for cells in rows:
+        out += table.row(cells)
+    if not rows:
+        out.append(Line.of(" no entry", "dim"))
+    return out
+
+
+def explain_lines(
+    a: CpuidAnalysis, ex: Explanation, term: Term, typed: str | None = None
+) -> list[Line]:
+    """One feature's whole story: the verdict and why first, then KVM's answers and every
+    quirk considered. ``typed``: the spelling the user gave, when it is none of the
+    feature's own names (``sse3`` for ``pni``)."""
     r = ex.result
     f, v = r.feature, r.verdict
-    title = Text(f.name, style="bold")
-    alias = [x for x in (f.qemu_name, f.kernel_name) if x]
+    title = Line.of(f.name, "bold")
+    alias = [x for x in (f.qemu_name, f.kernel_name) if x and x != f.name]
+    if typed:
+        alias.append(f"also called {typed}")
     if alias:
-        title.append(f"  ({', '.join(alias)})", style="dim")
-    console.print(title)
-    console.print(f"  {f.description}")
+        title.add(f"  ({', '.join(alias)})", "dim")
+    out = term.hanging(Line(), title, 2)
+    out += term.indented(Line.of(f.description), 2)
     raw_s = "leaf absent" if ex.kvm_register is None else f"{ex.kvm_register:#010x}"
-    console.print(f"  where: CPUID {f.where}  (KVM's {f.register.upper()} = {raw_s})")
-    console.print(Text("  KVM_GET_SUPPORTED_CPUID: ").append(_yn(v.kvm)))
+    out += term.hanging(
+        Line.of("  where: "), Line.of(f"CPUID {f.where}  (KVM's {f.register.upper()} = {raw_s})")
+    )
+    verdict = Line.of("  result: ", "bold").extend(status_line(v.status))
+    verdict.add("; a guest in this set-up ")
+    verdict.add("can" if v.effective else "cannot", "bold green" if v.effective else "bold red")
+    verdict.add(" be given it")
+    out += term.hanging(Line(), verdict, 10)
+    reasons = ordered_reasons(r)
+    because = "; ".join(reason for _, reason in reasons) if reasons else v.reason
+    if because:
+        out += term.hanging(Line.of("  because: "), Line.of(because), 11)
+    out += term.para(Line.of("  KVM_GET_SUPPORTED_CPUID: ").extend(_yn(v.kvm)), 4)
     if a.emulated_probed:
-        console.print(Text("  KVM_GET_EMULATED_CPUID:  ").append(_yn(v.emulated)))
+        out += term.para(Line.of("  KVM_GET_EMULATED_CPUID:  ").extend(_yn(v.emulated)), 4)
     host = (
         _yn(v.host)
         if a.host_cpuid_error is None
-        else Text(f"unknown ({safe(a.host_cpuid_error)})", style="dim")
+        else Line.of(f"unknown ({safe(a.host_cpuid_error)})", "dim")
     )
-    console.print(Text("  host CPUID:              ").append(host))
+    out += term.hanging(Line.of("  host CPUID:              "), host, 27)
     exits = ",".join(sorted(a.options.disable_exits)) or "none"
-    console.print(f"  set-up: irqchip={a.options.irqchip}, exits disabled: {exits}")
+    out += term.para(Line.of(f"  set-up: irqchip={a.options.irqchip}, exits disabled: {exits}"), 4)
     if not ex.steps:
-        console.print(Text("  no documented quirk concerns this feature", style="dim"))
+        out += term.para(Line.of("  no documented quirk concerns this feature", "dim"), 4)
     for s in ex.steps:
         q = s.record
-        mark = (
-            Text("  applied  ", style="bold yellow")
-            if s.applied
-            else Text("  skipped  ", style="dim")
-        )
-        line = mark.append(Text(s.quirk, style="bold")).append(f" ({s.effect})")
-        console.print(line)
+        mark = Line.of("  applied  ", "bold yellow") if s.applied else Line.of("  skipped  ", "dim")
+        out += term.para(mark.add(s.quirk, "bold").add(f" ({s.effect})"), 11)
         scope = "" if q.vendor is None else f"  ({q.vendor.display} hosts only)"
-        console.print(Text(f"      when:     {q.when}{scope}", style="dim"))
-        console.print(Text(f"      here:     {safe(s.evidence)}"))
+        out += term.hanging(Line.of("      when:     ", "dim"), Line.of(q.when + scope, "dim"))
+        out += term.hanging(Line.of("      here:     "), Line.of(safe(s.evidence)))
         if s.applied:
-            console.print(Text(f"      so:       {q.reason}"))
-        console.print(Text(f"      source:   {'; '.join(q.citation)}", style="dim"))
-    verdict = Text("  result: ", style="bold").append(_status(v.status))
-    verdict.append("; a guest in this set-up ")
-    verdict.append("can" if v.effective else "cannot", style="bold green" if v.effective
-                   else "bold red")  # fmt: skip
-    verdict.append(" be given it")
-    console.print(verdict)
-    if not v.quirks:
-        console.print(Text(f"  because: {v.reason}", style="dim"))
+            out += term.hanging(Line.of("      so:       "), Line.of(q.reason))
+        out += term.hanging(
+            Line.of("      source:   ", "dim"), Line.of("; ".join(q.citation), "dim")
+        )
+    return out

@@ -1,27 +1,25 @@
-"""Coloured report for ``kvmprobe doctor``: one line per check, the fix under anything not
+"""The text report of ``kvmprobe doctor``: one line per check, the fix under anything not
 PASS, and a closing verdict line.
 
-Every string shown comes from the system or a snapshot file, so it is printed as plain
-``Text`` (never parsed as rich markup) after control characters and lone surrogates are
-escaped.
+At 80 columns and more, the evidence sits beside the check's title and wraps under itself;
+narrower, it goes under the title. Every string shown comes from the system or a snapshot
+file, so it goes through ``safe`` (control characters and lone surrogates escaped); the
+report is built on render.term, which never interprets markup.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
+from kvmprobe.render.term import STACK_BELOW, Line, Term, cell_len
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import CheckStatus
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from kvmprobe.analysis.doctor import Check, DoctorReport
     from kvmprobe.snapshot import Snapshot
 
-__all__ = ["GROUP_TITLES", "print_doctor", "safe"]
+__all__ = ["GROUP_TITLES", "doctor_lines", "safe"]
 
 STYLES = {
     CheckStatus.PASS: "bold green",
@@ -36,69 +34,70 @@ GROUP_TITLES = {
     "vmm": "VMM readiness",
     "nested": "Nested virtualization",
 }
-TITLE_WIDTH = 25
+#: where the evidence starts when it is beside the title (" PASS  " is 7 cells)
+STATUS_WIDTH = 7
 
 
-def _header(report: DoctorReport, snap: Snapshot) -> Text:
-    text = Text("kvmprobe doctor", style="bold")
+def _header(report: DoctorReport, snap: Snapshot) -> Line:
+    text = Line.of("kvmprobe doctor", "bold")
     where = f" - {safe(snap.device)}"
     if report.recorded:
         where += f" (recorded in {safe(snap.source)})"
     if snap.host.kernel_release:
         where += f", kernel {safe(snap.host.kernel_release)}"
-    text.append(where)
-    return text
+    return text.add(where)
 
 
-def _print_hanging(console: Console, head: Text, body: Text) -> None:
-    """``head`` then ``body``, wrapped so that continuation lines line up under the body."""
-    indent = head.cell_len
-    width = max(20, console.width - indent)
-    for i, line in enumerate(body.wrap(console, width, overflow="fold")):
-        line.rstrip()
-        out = head.copy() if i == 0 else Text(" " * indent)
-        out.append_text(line)
-        console.print(out, soft_wrap=True)
-
-
-def _print_check(console: Console, check: Check) -> None:
+def _check_lines(check: Check, term: Term, title_width: int) -> list[Line]:
     dim = "dim" if check.status == CheckStatus.SKIP else ""
-    head = Text(" ")
-    head.append(f"{check.status:<4}", style=STYLES.get(check.status, ""))
-    head.append(f"  {safe(check.title):<{TITLE_WIDTH}}  ", style=dim)
-    _print_hanging(console, head, Text(safe(check.evidence), style=dim))
-    pad = Text(" " * head.cell_len)
+    head = Line.of(" ").add(f"{check.status:<4}", STYLES.get(check.status, "")).add("  ")
+    evidence = Line.of(safe(check.evidence), dim)
+    if term.width >= STACK_BELOW:
+        title = safe(check.title)
+        head.add(title + " " * (title_width - cell_len(title) + 2), dim)
+        out = term.hanging(head, evidence)
+        indent = head.width
+    else:
+        head.add(safe(check.title), dim)
+        out = [*term.hanging(Line(), head, STATUS_WIDTH), *term.indented(evidence, STATUS_WIDTH)]
+        indent = STATUS_WIDTH
     if check.hint and check.status != CheckStatus.PASS:
-        fix = Text("fix: ", style=STYLES.get(check.status, ""))
-        fix.append(safe(check.hint))
-        _print_hanging(console, pad, fix)
+        fix = Line.of("fix: ", STYLES.get(check.status, "")).add(safe(check.hint))
+        out += term.hanging(Line.of(" " * indent), fix, indent + 5)
     for detail in check.details:
-        _print_hanging(console, pad, Text(f"- {safe(detail)}", style="dim"))
+        out += term.hanging(Line.of(" " * indent), Line.of(f"- {safe(detail)}", "dim"), indent + 2)
+    return out
 
 
-def _verdict_line(report: DoctorReport) -> Text:
+def _verdict_line(report: DoctorReport) -> Line:
     v = report.verdict
     style = "bold green" if v.exit_status == 0 else "bold red"
-    text = Text("verdict: ", style="bold")
-    text.append(v.outcome.upper(), style=style)
-    text.append(f" - {safe(v.message)}")
+    text = Line.of("verdict: ", "bold").add(v.outcome.upper(), style)
+    text.add(f" - {safe(v.message)}")
     c = report.counts
-    text.append(
+    text.add(
         f"  [{c[CheckStatus.PASS]} pass, {c[CheckStatus.WARN]} warn, "
         f"{c[CheckStatus.FAIL]} fail, {c[CheckStatus.SKIP]} skip; exit {v.exit_status}]",
-        style="dim",
+        "dim",
     )
     return text
 
 
-def print_doctor(console: Console, snap: Snapshot, report: DoctorReport) -> None:
+def doctor_lines(snap: Snapshot, report: DoctorReport, term: Term) -> list[Line]:
     """The report on ``snap`` (its device, where it came from, its kernel)."""
-    _print_hanging(console, Text(), _header(report, snap))
+    out = term.hanging(Line(), _header(report, snap), 2)
+    title_width = max((cell_len(safe(c.title)) for c in report.checks), default=0)
     groups: dict[str, list[Check]] = {}
     for check in report.checks:
         groups.setdefault(check.group, []).append(check)
     for group, checks in groups.items():
-        console.print(Text(GROUP_TITLES.get(group, group), style="bold cyan"))
+        out += term.para(Line.of(GROUP_TITLES.get(group, group), "bold cyan"))
         for check in checks:
-            _print_check(console, check)
-    _print_hanging(console, Text(), _verdict_line(report))
+            out += _check_lines(check, term, title_width)
+    out += term.hanging(Line(), _verdict_line(report), 2)
+    return out
+
+
+def doctor_text(snap: Snapshot, report: DoctorReport, term: Term) -> str:
+    """The whole report as text (ANSI colour when ``term.color``)."""
+    return term.render(doctor_lines(snap, report, term))

@@ -1,24 +1,36 @@
 """Text for the guest's x86-64 level, the consistency warnings and ``--require`` results.
 
-``print_guest_decisions`` is what the ``cpuid`` report prints at its end; ``guest_lines`` and
-``consistency_lines`` give the same text as plain strings (for other reports: doctor)."""
+Built on render.term (no rich). ``decision_lines`` is what the ``cpuid`` report shows at its
+end (its ``level_line`` hook calls it); ``guest_lines`` and ``consistency_lines`` give the same
+text as plain strings, for other reports (doctor) and tests."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
+from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from kvmprobe.analysis.deps import Finding
     from kvmprobe.analysis.effective import CpuidAnalysis
     from kvmprobe.analysis.guest import PsabiSummary
     from kvmprobe.analysis.levels import LevelReport
     from kvmprobe.analysis.require import RequireResult
+    from kvmprobe.render.term import Term
+
+
+def _host_text(s: PsabiSummary) -> str:
+    from kvmprobe.vocab import LevelSource
+
+    if s.host is None:
+        return f"host CPU: unknown ({safe(s.host_cpuid_error or 'no CPUID, no flags')})"
+    if s.host_source is LevelSource.CPUINFO:
+        return (
+            f"host CPU: {s.host.highest}, from /proc/cpuinfo flags "
+            f"(host CPUID not read: {safe(s.host_cpuid_error or '?')})"
+        )
+    return f"host CPU: {s.host.highest}"
 
 
 def _next_missing(report: LevelReport) -> list[str]:
@@ -26,33 +38,27 @@ def _next_missing(report: LevelReport) -> list[str]:
     if nxt is None:
         return []
     lines = [f"  {nxt.level} needs:" + (" nothing more" if not nxt.missing else "")]
-    for s in nxt.missing:
-        lines.append(f"    {s.describe()}")
+    lines += [f"    {s.describe()}" for s in nxt.missing]
     return lines
+
+
+def _emulated_note(s: PsabiSummary) -> str | None:
+    emulated = [q.feature for r in s.guest.levels for q in r.emulated]
+    if not emulated or s.guest.count_emulated:
+        return None
+    return "  emulated-only features do not count towards a level (each use traps): " + ", ".join(
+        emulated
+    )
 
 
 def guest_lines(s: PsabiSummary) -> list[str]:
     """The level summary: the guest's level and the host's, then, for the next level up,
     each missing row with where it lives and why it is missing."""
-    from kvmprobe.analysis.guest import HOST_FROM_CPUINFO
-
-    if s.host is None:
-        host = f"host CPU: unknown ({safe(s.host_cpuid_error or 'no CPUID, no flags')})"
-    elif s.host_source == HOST_FROM_CPUINFO:
-        host = (
-            f"host CPU: {s.host.highest}, from /proc/cpuinfo flags "
-            f"(host CPUID not read: {safe(s.host_cpuid_error or '?')})"
-        )
-    else:
-        host = f"host CPU: {s.host.highest}"
-    lines = [f"x86-64 level a guest can be given: {s.guest.highest} ({host})"]
+    lines = [f"x86-64 level a guest can be given: {s.guest.highest} ({_host_text(s)})"]
     lines += _next_missing(s.guest)
-    emulated = [q.feature for r in s.guest.levels for q in r.emulated]
-    if emulated and not s.guest.count_emulated:
-        lines.append(
-            f"  emulated-only features do not count towards a level (each use traps): "
-            f"{', '.join(emulated)}"
-        )
+    note = _emulated_note(s)
+    if note:
+        lines.append(note)
     return lines
 
 
@@ -62,17 +68,26 @@ def consistency_lines(findings: tuple[Finding, ...]) -> list[str]:
             for f in findings]  # fmt: skip
 
 
-def print_guest_decisions(console: Console, a: CpuidAnalysis) -> None:
+def decision_lines(a: CpuidAnalysis, term: Term) -> list[Line]:
     """The cpuid report's last lines: the x86-64 levels and the consistency warnings."""
     from kvmprobe.analysis.guest import cpuid_consistency, psabi_summary
 
     s = psabi_summary(a)
-    lines = guest_lines(s)
-    console.print(Text(lines[0], style="bold"))
-    for line in lines[1:]:
-        console.print(Text(line))
-    for line in consistency_lines(cpuid_consistency(a.snap)):
-        console.print(Text(line, style="yellow"))
+    out: list[Line] = []
+    head = Line.of("x86-64 level: ", "bold").add(str(s.guest.highest), "bold")
+    head.add(f" a guest can be given ({_host_text(s)})")
+    out += term.para(head)
+    nxt = s.guest.next_level
+    if nxt is not None:
+        out += term.para(Line.of(f"  {nxt.level} needs:" + ("" if nxt.missing else " nothing")))
+        for sh in nxt.missing:
+            out += term.hanging(Line.of("    "), Line.of(sh.describe(), "dim"), 6)
+    note = _emulated_note(s)
+    if note:
+        out += term.hanging(Line(), Line.of(note, "dim"), 4)
+    for text in consistency_lines(cpuid_consistency(a.snap)):
+        out += term.hanging(Line(), Line.of(text, "yellow"), 2)
+    return out
 
 
 def require_lines(results: list[RequireResult]) -> list[tuple[bool, str]]:
@@ -88,9 +103,11 @@ def require_lines(results: list[RequireResult]) -> list[tuple[bool, str]]:
     return out
 
 
-def print_require(console: Console, results: list[RequireResult]) -> None:
+def require_report(results: list[RequireResult], term: Term) -> list[Line]:
+    """The --require section of a report."""
     met = all(r.met for r in results)
-    head = "Requirements: all met" if met else "Requirements: NOT met"
-    console.print(Text(head, style="bold green" if met else "bold red"))
-    for ok, line in require_lines(results):
-        console.print(Text(line, style="" if ok else "red"))
+    out = [Line.of("Requirements: all met" if met else "Requirements: NOT met",
+                   "bold green" if met else "bold red")]  # fmt: skip
+    for ok, text in require_lines(results):
+        out += term.hanging(Line(), Line.of(text, "" if ok else "red"), 10)
+    return out

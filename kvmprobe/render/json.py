@@ -44,8 +44,32 @@ def document(kind: str, snap: Snapshot, body: dict[str, Any], major: int = 1) ->
     }
 
 
-def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2) + "\n"
+def dumps(doc: dict[str, Any], terminal: bool | None = None) -> str:
+    """The document as text: indented two spaces per level for a person at a terminal;
+    otherwise (a pipe, a file) the top two levels indented and everything deeper on one line,
+    one list item per line -- still easy to diff and read, and written by json's C encoder,
+    several times faster than its indenting one (``terminal`` None: ask standard output)."""
+    if terminal is None:
+        import sys
+
+        try:
+            terminal = sys.stdout is not None and sys.stdout.isatty()
+        except (OSError, ValueError, AttributeError):
+            terminal = False
+    if terminal:
+        return json.dumps(doc, indent=2) + "\n"
+    return _layered(doc, 0, json.JSONEncoder(separators=(", ", ": ")).encode) + "\n"
+
+
+def _layered(value: Any, depth: int, enc: Any) -> str:
+    if depth >= 2 or not isinstance(value, dict | list) or not value:
+        return str(enc(value))
+    pad = "  " * (depth + 1)
+    if isinstance(value, dict):
+        body = ",\n".join(f"{pad}{enc(k)}: {_layered(v, depth + 1, enc)}" for k, v in value.items())
+        return "{\n" + body + "\n" + "  " * depth + "}"
+    body = ",\n".join(pad + _layered(v, depth + 1, enc) for v in value)
+    return "[\n" + body + "\n" + "  " * depth + "]"
 
 
 def decoded_json(d: DecodedValue) -> list[str]:

@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 import threading
 from typing import TextIO
 
@@ -101,6 +100,8 @@ def write_new_file(path: str, text: str, *, force: bool = False) -> None:
     tmp: str | None = None
     reserved = False
     try:
+        import tempfile  # here, not at the top: every command imports this module to emit
+
         fd, tmp = tempfile.mkstemp(prefix=".kvmprobe-", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -148,10 +148,10 @@ def watch() -> Iterator[None]:
             violations.append(str(e))
             raise
 
-    def dumps(doc: dict[str, Any]) -> str:
+    def dumps(doc: dict[str, Any], terminal: bool | None = None) -> str:
         if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("kvmprobe."):
             checked(doc)
-        return real_dumps(doc)
+        return real_dumps(doc, terminal)
 
     def snapshot_dumps(self: Snapshot) -> str:
         text = real_snapshot_dumps(self)

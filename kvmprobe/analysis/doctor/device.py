@@ -9,6 +9,7 @@ gatherer takes for KVM's), never from a constant here.
 from __future__ import annotations
 
 from kvmprobe.analysis.doctor.report import Check, failed, passed, skipped, warned
+from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.snapshot import AccessFacts, ModuleInfo, NodeStat
 from kvmprobe.vocab import AclTag, DoctorOutcome, NodeKind
 
@@ -111,7 +112,13 @@ def _check_exists(access: AccessFacts, modules: dict[str, ModuleInfo]) -> Check:
             f"{path} does not exist, but the kernel has a KVM device "
             f"({access.sysfs_dev} in /sys/class/misc/kvm/dev)"
         )
-        if in_container(access):
+        if path != DEFAULT_DEVICE:
+            major, minor = kvm_numbers(access)
+            hint = (
+                f"check the path: KVM's node is normally {DEFAULT_DEVICE} (character device "
+                f"{major}:{minor}); try 'kvmprobe doctor --device {DEFAULT_DEVICE}'"
+            )
+        elif in_container(access):
             hint = _container_hint()
         else:
             major, minor = kvm_numbers(access)
@@ -130,6 +137,8 @@ def _check_exists(access: AccessFacts, modules: dict[str, ModuleInfo]) -> Check:
     )
     if in_container(access):
         hint += "; in a container, KVM must be loaded on the host and the device passed in"
+    if path != DEFAULT_DEVICE:
+        hint = f"check the path (KVM's node is normally {DEFAULT_DEVICE}); otherwise " + hint
     return failed(cid, title, evidence, hint, DoctorOutcome.UNAVAILABLE)
 
 
@@ -366,7 +375,9 @@ def _container_may_be_why(access: AccessFacts) -> bool:
     """Is the container set-up a likely cause: no node, a cgroup rule, or a denial the mode
     does not explain?"""
     if not access.exists:
-        return True
+        # a path other than the usual node that is missing is a wrong path, not a
+        # container that lacks the device
+        return access.path == DEFAULT_DEVICE
     if _cgroup_denies(access):
         return True
     if access.open_error in _DENIED and access.node is not None:

@@ -105,6 +105,8 @@ def _check_params(host: HostInfo) -> Check:
     details = tuple(flagged_lines + key_lines)
     if flagged:
         evidence = f"{len(flagged)} differ from the usual value: {', '.join(flagged)}"
+        if key_lines:
+            evidence += f" (and {len(key_lines)} more worth knowing, listed below)"
         hint = (
             "usually a deliberate choice of whoever set up the host; if guests need it, set "
             "the parameter (modprobe.d 'options <module> <param>=<value>', or kvm.<param>= on "

@@ -64,7 +64,7 @@ FAST_STRING_PASSTHROUGH = Quirk(
 def tsx_broken(c: Ctx, loc: Loc) -> tuple[bool, str]:
     fms = family_model_stepping(c.kgsc)
     if fms is None or c.vendor is not Vendor.INTEL:
-        return False, f"vendor={c.vendor}; family/model from KGSC leaf 1: {fms}"
+        return False, f"vendor {c.vendor.display}; family/model in KVM's leaf 1: {fms}"
     fam, model, step = fms
     broken = fam == 6 and (model in (60, 69, 70) or (model == 63 and step < 4))
     return broken and c.kvm(loc), f"Intel family {fam} model {model} stepping {step}"
@@ -97,8 +97,8 @@ ARCH_CAPABILITIES_SVM = Quirk(
     id="arch-capabilities-svm",
     bits=(ARCH_CAPABILITIES,),
     effect=QuirkEffect.REMOVE,
-    when=f"reported in KGSC but MSR {MSR_IA32_ARCH_CAPABILITIES:#x} is in neither of KVM's MSR "
-    "lists",
+    when="reported in KVM_GET_SUPPORTED_CPUID but MSR "
+    f"{MSR_IA32_ARCH_CAPABILITIES:#x} is in neither of KVM's MSR lists",
     reason="Linux 4.17-4.20 reported ARCH_CAPABILITIES on AMD without emulating the MSR",
     citation=(cite.COMMIT_ARCH_CAP, cite.QEMU_KVM),
     test=arch_cap_msr_missing,

@@ -18,12 +18,12 @@ AVX10 = feature_loc("X86_FEATURE_AVX10")
 def topology_state(c: Ctx) -> tuple[bool, str]:
     e = c.kgsc.entry(0xB, 0)
     if e is None:
-        return True, "leaf 0xB not in KGSC"
+        return True, "leaf 0xB not in KVM_GET_SUPPORTED_CPUID"
     zero = e.eax == 0 and e.ebx == 0 and e.ecx == 0
     return True, (
-        "KGSC 0xB.0 EAX/EBX/ECX are zero (kernel hides host topology)"
+        "KVM's 0xB.0 EAX/EBX/ECX are zero: the kernel hides the host topology"
         if zero
-        else "KGSC 0xB.0 carries the host's topology (old kernel): do not pass it through"
+        else "KVM's 0xB.0 carries the host's topology (an old kernel): do not pass it through"
     )
 
 
@@ -78,7 +78,7 @@ AVX10_VERSION = LeafQuirk(
 def pmu_state(c: Ctx) -> tuple[bool, str]:
     eax = c.kgsc.reg(0xA, 0, "eax") or 0
     cap = c.cap(KVM_CAP_PMU_CAPABILITY)
-    return True, f"KGSC 0xA.0.eax={eax:#x} (version {eax & 0xFF}); KVM_CAP_PMU_CAPABILITY={cap}"
+    return True, f"KVM's 0xA.0.eax={eax:#x}, PMU version {eax & 0xFF}; KVM_CAP_PMU_CAPABILITY={cap}"
 
 
 PMU_LEAF = LeafQuirk(
@@ -96,7 +96,7 @@ PMU_LEAF = LeafQuirk(
 def guest_phys_bits(c: Ctx) -> tuple[bool, str]:
     eax = c.kgsc.reg(0x80000008, 0, "eax")
     if eax is None:
-        return False, "leaf 0x80000008 not in KGSC"
+        return False, "leaf 0x80000008 not in KVM_GET_SUPPORTED_CPUID"
     return True, f"PhysAddrSize={eax & 0xFF}, GuestPhysBits={(eax >> 16) & 0xFF}"
 
 

@@ -131,7 +131,7 @@ def nested_missing(c: Ctx, loc: Loc) -> tuple[bool, str]:
         loc == SVM and c.vendor is Vendor.AMD
     )
     return (not c.kvm(loc) and vendor_bit), (
-        f"{in_kgsc(c, loc)}; vendor={c.vendor}; {_nested_param(c)}"
+        f"{in_kgsc(c, loc)}; vendor {c.vendor.display}; {_nested_param(c)}"
     )
 
 
@@ -185,7 +185,7 @@ HTT_VMM_DECIDES = Quirk(
 def amd_alias_missing(c: Ctx, loc: Loc) -> tuple[bool, str]:
     base: Loc = (*_LEAF1_EDX, loc[3])
     ok = c.vendor is Vendor.INTEL and not c.kvm(loc) and c.kvm(base)
-    return ok, f"vendor={c.vendor}; {in_kgsc(c, loc)}; {fmt_loc(*base)}: {yn(c.kvm(base))}"
+    return ok, f"vendor {c.vendor.display}; {in_kgsc(c, loc)}; {fmt_loc(*base)}: {yn(c.kvm(base))}"
 
 
 AMD_ALIASES = Quirk(
@@ -207,7 +207,7 @@ def pmu_off(c: Ctx, loc: Loc) -> tuple[bool, str]:
     p = c.module_param("enable_pmu", ("kvm",))
     ps = f"; kvm.enable_pmu={p[1]}" if p else ""
     return c.vendor is Vendor.INTEL and version == 0 and c.kvm(loc), (
-        f"vendor={c.vendor}; KGSC 0xA.0.eax version={version}{ps}"
+        f"vendor {c.vendor.display}; PMU version in KVM's 0xA.0.eax={version}{ps}"
     )
 
 
@@ -215,7 +215,7 @@ PMU_OFF = Quirk(
     id="pmu-off",
     bits=(PDCM,),
     effect=QuirkEffect.NOTE,
-    when="Intel host whose KGSC leaf 0xA reports no PMU",
+    when="Intel host whose leaf 0xA in KVM_GET_SUPPORTED_CPUID reports no PMU",
     reason="no vPMU for guests (kvm.enable_pmu=N or no architectural PMU on the host): PDCM "
     "points at an MSR the guest cannot use",
     citation=(cite.FC_NORMALIZE,),

@@ -35,7 +35,7 @@ def amx_not_permitted(c: Ctx, loc: Loc) -> tuple[bool, str]:
     perm = c.snap.xcomp.get("guest_perm_after")
     return ok, (
         f"KVM_X86_XCOMP_GUEST_SUPP={hex_or_unknown(supp)}; "
-        f"0xD.0 XCR0 mask in KGSC={hex_or_unknown(kg)}; "
+        f"XCR0 mask in KVM's 0xD.0={hex_or_unknown(kg)}; "
         f"guest permission of the probing process={hex_or_unknown(perm)}"
     )
 
@@ -44,7 +44,7 @@ AMX_NEEDS_PERMISSION = Quirk(
     id="amx-needs-permission",
     bits=(AMX_TILE, AMX_BF16, AMX_INT8),
     effect=QuirkEffect.OPT_IN,
-    when="KVM_X86_XCOMP_GUEST_SUPP has AMX but KGSC of this process does not",
+    when="KVM_X86_XCOMP_GUEST_SUPP has AMX but KVM_GET_SUPPORTED_CPUID for this process does not",
     reason="AMX state is dynamically enabled: the VMM must call arch_prctl(ARCH_REQ_XCOMP_"
     "GUEST_PERM) before creating vCPUs, or KVM hides it",
     citation=(cite.API_4_46, cite.FC_XSTATE),

@@ -1,0 +1,109 @@
+"""Where a ``kvmprobe cpuid`` process spends its time, phase by phase, and how much of the
+import time is spent creating dataclasses and enums, module by module.
+
+    python benchmarks/where_time_goes.py [--runs N] [--device PATH | --from FILE]
+
+Each run is a fresh interpreter (imports are what this measures); the smallest time of each
+phase over the runs is shown, the one least disturbed by other work on the machine. Not a
+test: the numbers depend on the machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+CHILD = r"""
+import json, sys, time
+marks = []
+t0 = time.perf_counter()
+def mark(name):
+    marks.append((name, time.perf_counter()))
+
+import dataclasses, enum
+spent = {}
+_process = dataclasses._process_class
+def _timed(cls, *a, **k):
+    t = time.perf_counter()
+    try:
+        return _process(cls, *a, **k)
+    finally:
+        key = "dataclasses in " + cls.__module__
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+dataclasses._process_class = _timed
+mark("import dataclasses, enum (stdlib)")
+import click
+mark("import click")
+import kvmprobe.cli
+mark("import kvmprobe.cli")
+from kvmprobe.kvm import probe as pr
+from kvmprobe.snapshot import load
+mark("import kvmprobe.kvm.probe (snapshot, ctypes)")
+from kvmprobe.analysis import cpuid_query, effective
+mark("import analysis (cpuid table, quirks)")
+from kvmprobe.render import cpuid_report, term
+mark("import render (report, layout)")
+source = sys.argv[1]
+snap = load(source)[0] if source.endswith(".json") else pr.probe(source)
+mark("probe the device" if not source.endswith(".json") else "load the snapshot")
+a = effective.analyse(snap)
+mark("analyse (quirks applied)")
+view = cpuid_report.View(cpuid_query.select(a, None), None, False, False)
+t = term.Term(80, False)
+text = t.render(cpuid_report.cpuid_lines(a, view, t))
+mark("lay out the report (incl. the x86-64 level)")
+from kvmprobe.render import json as rj
+doc = rj.document("cpuid", snap, rj.cpuid_body(a, list(a.features)))
+out = rj.dumps(doc, terminal=False)
+mark("build and write the JSON document")
+phases, prev = [], t0
+for name, at in marks:
+    phases.append((name, at - prev))
+    prev = at
+print(json.dumps({"phases": phases, "dataclasses": spent}))
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--device", default="/dev/kvm")
+    ap.add_argument("--from", dest="from_file")
+    args = ap.parse_args()
+    source = args.from_file or args.device
+    best: dict[str, float] = {}
+    dc: dict[str, float] = {}
+    order: list[str] = []
+    for i in range(args.runs + 1):
+        r = subprocess.run(
+            [sys.executable, "-c", CHILD, source], capture_output=True, text=True, env=ENV
+        )
+        if r.returncode != 0:
+            print(r.stderr, file=sys.stderr)
+            return 1
+        if i == 0:
+            continue  # the first run writes bytecode
+        got = json.loads(r.stdout)
+        for name, t in got["phases"]:
+            if name not in best:
+                order.append(name)
+            best[name] = min(best.get(name, t), t)
+        for name, t in got["dataclasses"].items():
+            dc[name] = min(dc.get(name, t), t)
+    print(f"smallest of {args.runs} fresh interpreters, after the interpreter's own start-up")
+    for name in order:
+        print(f"  {best[name] * 1000:6.1f} ms  {name}")
+    print(f"  {sum(best.values()) * 1000:6.1f} ms  in all (the phases' smallest times, summed)")
+    print("of the imports, creating dataclasses (smallest per module):")
+    for name, t in sorted(dc.items(), key=lambda kv: -kv[1]):
+        print(f"  {t * 1000:6.1f} ms  {name}")
+    print(f"  {sum(dc.values()) * 1000:6.1f} ms  in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

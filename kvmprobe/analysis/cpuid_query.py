@@ -1,0 +1,285 @@
+"""What a user asks of ``kvmprobe cpuid``: which features, values, leaf notes and raw entries a
+filter selects, the spellings people use for a feature, and whether the set-up asked for can
+be had.
+
+Pure: the analysis in, selections out. A filter is one of
+
+* a name kvmprobe knows exactly (Linux ``x2apic``, QEMU ``tsc-deadline``, kernel
+  ``X86_FEATURE_AVX``, a well-known spelling such as ``sse3``) -- that feature is always
+  selected, whatever its status, and so is every other feature whose names contain the text;
+* a location: ``0x1.0.ecx[24]`` (one bit), ``0x80000008.0.eax[23:16]`` (bits),
+  ``0x1.0.ecx`` (a register), ``0x7.1`` (a subleaf) or ``0x40000001`` (a whole leaf);
+* any other text: every feature and value whose names contain it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING
+
+from kvmprobe.analysis import cpuid as cp
+from kvmprobe.vocab import DisableExit, FeatureStatus
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, FieldResult, LeafNote
+    from kvmprobe.snapshot import CpuidEntry, Snapshot
+
+#: Spellings people type that are neither kvmprobe's (Linux's) name nor QEMU's nor the
+#: kernel's, each -> kvmprobe's name. Kept small on purpose; the x86-64 psABI's own names
+#: (SSE3, LZCNT, CMPXCHG16B, LAHF-SAHF) are added from the generated psABI table, which cites
+#: the psABI. Sources for these: Intel SDM vol. 2A, CPUID "Feature Information" (ECX[0] is
+#: "SSE3", EDX[20] of 0x80000001 is "XD": Execute Disable); AMD APM vol. 3, appendix E
+#: (CPUID Fn8000_0001_ECX[5] "ABM: advanced bit manipulation, LZCNT"); Linux
+#: arch/x86/include/asm/cpufeatures.h (X86_FEATURE_XMM3 is shown as "pni", X86_FEATURE_ABM as
+#: "abm", X86_FEATURE_SHA_NI as "sha_ni"); Intel SDM vol. 3C chapter 23 (VMX, "VT-x") and AMD
+#: APM vol. 2 chapter 15 (SVM, "AMD-V").
+ALIASES: Mapping[str, str] = {
+    "sse3": "pni",
+    "xd": "nx",
+    "lzcnt": "abm",
+    "sha": "sha_ni",
+    "vt_x": "vmx",
+    "amd_v": "svm",
+}
+
+_HEX_LEAF = re.compile(r"0x[0-9a-f]+")
+_LOCATION = re.compile(
+    r"(?P<leaf>(?:0x)?[0-9a-f]+)"
+    r"(?:\.(?P<sub>(?:0x)?[0-9a-f]+)"
+    r"(?:\.(?P<reg>e[abcd]x)"
+    r"(?:\[(?P<hi>\d+)(?::(?P<lo>\d+))?\])?)?)?"
+)
+
+
+def _norm(text: str) -> str:
+    return text.strip().lower().replace("-", "_").replace(".", "_").replace(" ", "")
+
+
+@cache
+def aliases() -> dict[str, str]:
+    """Every accepted extra spelling (normalised) -> kvmprobe's feature name: the psABI's
+    names for its level rows, then ALIASES. Names the CPUID table itself knows are never
+    shadowed."""
+    from kvmprobe.analysis.levels import requirements
+    from kvmprobe.vocab import RequirementKind
+
+    out: dict[str, str] = {}
+    for req in requirements():
+        if req.psabi_name and req.kind is RequirementKind.CPUID:
+            out[_norm(req.psabi_name)] = req.feature
+    for spelling, name in ALIASES.items():
+        out[_norm(spelling)] = name
+    return {k: v for k, v in out.items() if cp.lookup(k) is None and cp.lookup(v) is not None}
+
+
+def resolve(name: str) -> tuple[cp.FeatureDef | None, str | None]:
+    """The feature ``name`` names exactly (any accepted spelling or a one-bit location), and
+    the kvmprobe name when ``name`` was a spelling of another's (``sse3`` -> ``pni``)."""
+    hit = cp.lookup(name)
+    if hit is not None:
+        return hit, None
+    target = aliases().get(_norm(name))
+    if target is None:
+        return None, None
+    return cp.lookup(target), target
+
+
+def suggestions(name: str, limit: int = 5) -> list[str]:
+    """Close spellings for a name nothing matches, the well-known spellings first."""
+    import difflib
+
+    n = _norm(name)
+    out = [f"{v} ({k})" for k, v in aliases().items() if k.startswith(n) or n.startswith(k)]
+    close = difflib.get_close_matches(n, list(aliases()), n=2, cutoff=0.8)
+    out += [f"{aliases()[k]} ({k})" for k in close if f"{aliases()[k]} ({k})" not in out]
+    for s in cp.suggestions(name, limit):
+        if s not in out:
+            out.append(s)
+    return out[:limit]
+
+
+class Location:
+    """A leaf, optionally narrowed to a subleaf, a register and bits."""
+
+    __slots__ = ("hi", "leaf", "lo", "register", "subleaf")
+
+    def __init__(
+        self,
+        leaf: int,
+        subleaf: int | None = None,
+        register: str | None = None,
+        lo: int | None = None,
+        hi: int | None = None,
+    ) -> None:
+        self.leaf = leaf
+        self.subleaf = subleaf
+        self.register = register
+        self.lo = lo
+        self.hi = hi
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Location{self._key()!r}"
+
+    def _key(self) -> tuple[int, int | None, str | None, int | None, int | None]:
+        return (self.leaf, self.subleaf, self.register, self.lo, self.hi)
+
+    def covers(self, leaf: int, subleaf: int, register: str, lo: int, hi: int) -> bool:
+        if leaf != self.leaf:
+            return False
+        if self.subleaf is not None and subleaf != self.subleaf:
+            return False
+        if self.register is not None and register != self.register:
+            return False
+        if self.lo is None or self.hi is None:
+            return True
+        return lo <= self.hi and self.lo <= hi
+
+
+def parse_location(text: str) -> Location | None:
+    """``0x1.0.ecx[24]``, ``0x1.0.eax[11:8]``, ``0x1.0.ecx``, ``0x7.1`` or ``0x40000001``
+    (leaf and subleaf in hex, ``0x`` optional once a subleaf is given); None for anything
+    else."""
+    t = text.strip().lower()
+    m = _LOCATION.fullmatch(t)
+    if m is None:
+        return None
+    leaf_s, sub_s = m.group("leaf"), m.group("sub")
+    if sub_s is None and not _HEX_LEAF.fullmatch(leaf_s):
+        return None  # a bare word such as "abm" or "ace" is a name, not a leaf
+    leaf = int(leaf_s, 16)
+    sub = None if sub_s is None else int(sub_s, 16)
+    hi_s, lo_s = m.group("hi"), m.group("lo")
+    hi = None if hi_s is None else int(hi_s)
+    lo = hi if lo_s is None else int(lo_s)
+    if hi is not None and lo is not None and (hi > 31 or lo > hi):
+        return None
+    if leaf > 0xFFFFFFFF or (sub is not None and sub > 0xFFFFFFFF):
+        return None
+    return Location(leaf, sub, m.group("reg"), lo, hi)
+
+
+class CpuidFilter:
+    """A parsed FEATURE-FILTER: the text; the feature it names exactly (always shown,
+    whatever its status); kvmprobe's name when the text was another spelling of it ("sse3"
+    -> "pni"); the location it gives, when it is one."""
+
+    __slots__ = ("alias_of", "exact", "location", "text")
+
+    def __init__(
+        self,
+        text: str,
+        exact: cp.FeatureDef | None,
+        alias_of: str | None,
+        location: Location | None,
+    ) -> None:
+        self.text = text
+        self.exact = exact
+        self.alias_of = alias_of
+        self.location = location
+
+    def matches_feature(self, f: cp.FeatureDef) -> bool:
+        if self.exact is not None and f.loc == self.exact.loc:
+            return True
+        if self.location is not None:
+            return self.location.covers(f.leaf, f.subleaf, f.register, f.bit, f.bit)
+        return cp.matches(f, self.text)
+
+    def matches_field(self, fd: cp.FieldDef) -> bool:
+        if self.location is not None:
+            return self.location.covers(fd.leaf, fd.subleaf, fd.register, fd.lo, fd.hi)
+        return _norm(self.text) in _norm(fd.name)
+
+
+def parse_filter(text: str) -> CpuidFilter:
+    exact, alias_of = resolve(text)
+    location = parse_location(text)
+    if exact is not None and location is not None and location.lo is not None:
+        location = None  # one bit that names a feature: the feature says it all
+    return CpuidFilter(text=text, exact=exact, alias_of=alias_of, location=location)
+
+
+class Selection:
+    """What a filter selects from an analysis, section by section (``leaves``: every leaf a
+    selected feature or value lives in)."""
+
+    __slots__ = ("entries", "features", "fields", "leaves", "notes")
+
+    def __init__(
+        self,
+        features: tuple[FeatureResult, ...],
+        fields: tuple[FieldResult, ...],
+        notes: tuple[LeafNote, ...],
+        entries: tuple[CpuidEntry, ...],
+        leaves: frozenset[int],
+    ) -> None:
+        self.features = features
+        self.fields = fields
+        self.notes = notes
+        self.entries = entries
+        self.leaves = leaves
+
+    @property
+    def empty(self) -> bool:
+        return not (self.features or self.fields or self.entries)
+
+    def counts(self) -> dict[FeatureStatus, int]:
+        out = dict.fromkeys(FeatureStatus, 0)
+        for r in self.features:
+            out[r.verdict.status] += 1
+        return out
+
+
+def select(a: CpuidAnalysis, flt: CpuidFilter | None) -> Selection:
+    """Everything when ``flt`` is None; else what it selects in every section."""
+    entries = tuple(a.snap.supported_cpuid or ())
+    if flt is None:
+        leaves = frozenset(r.feature.leaf for r in a.features)
+        return Selection(a.features, a.fields, a.leaf_notes, entries, leaves)
+    features = tuple(r for r in a.features if flt.matches_feature(r.feature))
+    fields = tuple(fr for fr in a.fields if flt.matches_field(fr.field))
+    places = {(r.feature.leaf, r.feature.subleaf) for r in features}
+    places |= {(fr.field.leaf, fr.field.subleaf) for fr in fields}
+    loc = flt.location
+    if loc is not None:
+        places.add((loc.leaf, loc.subleaf if loc.subleaf is not None else -1))
+    leaves = frozenset(leaf for leaf, _ in places)
+    notes = tuple(n for n in a.leaf_notes if leaves.intersection(n.quirk.leaves))
+    return Selection(features, fields, notes, _entries(entries, places, loc), leaves)
+
+
+def _entries(
+    entries: Iterable[CpuidEntry], places: set[tuple[int, int]], loc: Location | None
+) -> tuple[CpuidEntry, ...]:
+    out = []
+    for e in entries:
+        if loc is not None and loc.lo is None:
+            if e.function == loc.leaf and (loc.subleaf is None or e.index == loc.subleaf):
+                out.append(e)
+            continue
+        significant = e.flags & cp.SIGNIFICANT_INDEX
+        if (e.function, e.index) in places or (
+            not significant and any(leaf == e.function for leaf, _ in places)
+        ):
+            out.append(e)
+    return tuple(out)
+
+
+def refused_exits(snap: Snapshot, exits: Iterable[DisableExit]) -> tuple[list[DisableExit], bool]:
+    """The exits the set-up asks to disable that KVM_CAP_X86_DISABLE_EXITS does not allow
+    here, and whether the capability's answer is known at all (False: every one is in
+    doubt)."""
+    from kvmprobe.tables.caps_data import KVM_CAP_X86_DISABLE_EXITS
+
+    value = snap.cap(KVM_CAP_X86_DISABLE_EXITS, "system")
+    asked = sorted(exits)
+    if value is None:
+        return asked, False
+    return [x for x in asked if not value & x.flag], True
