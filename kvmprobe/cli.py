@@ -137,7 +137,8 @@ def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
     """Ask /dev/kvm what a KVM guest on this host can really be given, and explain why.
 
     Without a command: a short summary of this host. Commands: caps, cpuid, doctor, record,
-    msr, hyperv, fact, metrics, nfd, schema; for fleets of recorded hosts: diff, baseline.
+    msr, hyperv, fact, metrics, nfd, schema, export; for fleets of recorded hosts: diff,
+    baseline.
     """
     if ctx.invoked_subcommand is None:
         _summary(DEFAULT_DEVICE)
@@ -859,6 +860,101 @@ def schema(kind: str | None, list_all: bool) -> None:
             ExitStatus.USAGE,
         )
     emit(schemas.text(name))
+
+
+EXPORT_FORMATS = ("cpuid2", "qemu")
+
+
+@main.command("export")
+@common_options
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
+@click.option(
+    "--irqchip",
+    type=_irqchip_choice,
+    default=Irqchip.KERNEL.value,
+    show_default=True,
+    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
+)
+@click.option(
+    "--disable-exits",
+    metavar="LIST",
+    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
+)
+@click.option(
+    "--with-opt-in",
+    is_flag=True,
+    help="Also include opt-in and emulated bits (they need the VMM's help; see the README).",
+)
+@click.option("--cpuid-r", "cpuid_r", is_flag=True, help="cpuid2: the 'cpuid -r' text format.")
+@click.option(
+    "--qemu-base",
+    type=click.Choice(["host"]),
+    default="host",
+    show_default=True,
+    help="qemu: the base model ('host': QEMU's host model with explicit removals).",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option(
+    "--from",
+    "from_files",
+    metavar="FILE",
+    multiple=True,
+    help="Export a snapshot recorded with 'kvmprobe record' instead of the live device.",
+)
+@device_option
+def export(
+    fmt: str,
+    irqchip: str,
+    disable_exits: str | None,
+    with_opt_in: bool,
+    cpuid_r: bool,
+    qemu_base: str,
+    output: str | None,
+    force: bool,
+    from_files: tuple[str, ...],
+    device: str,
+) -> None:
+    """The effective guest CPU in a format a VMM takes.
+
+    FORMAT cpuid2: the KVM_SET_CPUID2 table as JSON (--cpuid-r: as 'cpuid -r' text).
+    qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot).
+    """
+    from kvmprobe.analysis import effective
+    from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
+    from kvmprobe.analysis.quirks import Options
+
+    if len(from_files) > 1:
+        raise KvmprobeError(
+            "exporting the baseline of several snapshots is not available yet",
+            "give --from once (or not at all for the live host)",
+            ExitStatus.USAGE,
+        )
+    if cpuid_r and fmt != "cpuid2":
+        raise KvmprobeError(
+            "--cpuid-r applies to the cpuid2 format only", "drop --cpuid-r", ExitStatus.USAGE
+        )
+    if force and not output:
+        _warn("--force has no effect without -o FILE")
+    opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
+    snap = get_snapshot(from_files[0] if from_files else None, device)
+    guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
+    if fmt == "qemu":
+        from kvmprobe.analysis.export import qemu_host
+        from kvmprobe.render.export_qemu import qemu_text
+
+        text = qemu_text(guest, qemu_host(guest))
+    else:
+        from kvmprobe.render import export_cpuid2 as ec
+
+        text = ec.cpuid_r_text(guest) if cpuid_r else ec.cpuid2_json(snap, guest)
+    if not output or output == "-":
+        emit(text)
+        return
+    from kvmprobe.render.output import write_new_file
+
+    write_new_file(output, text, force=force)
+    click.echo(f"kvmprobe: wrote {output}", err=True)
 
 
 # -- fleets: diff and baseline -------------------------------------------------------------------

@@ -54,6 +54,9 @@ CASES: dict[str, tuple[list[str], int]] = {
     "doctor-80.txt": (["doctor", "--no-color"], 80),
     "doctor-120.txt": (["doctor", "--no-color"], 120),
     "fact.json": (["fact"], 120),  # always JSON (an Ansible fact)
+    "export-cpuid2.json": (["export", "cpuid2"], 120),  # always JSON
+    "export-cpuid2.txt": (["export", "cpuid2", "--cpuid-r"], 120),
+    "export-qemu-userspace.txt": (["export", "qemu", "--irqchip", "userspace"], 120),
 }  # fmt: skip
 # doctor's exit status is its verdict (0, 3, 4 or 5); every other command here exits 0
 DOCTOR_STATUSES = (0, 3, 4, 5)
@@ -72,7 +75,11 @@ def _render(host: str, args: list[str], columns: int = 120) -> str:
     ok = DOCTOR_STATUSES if args[0] == "doctor" else (0,)
     assert r.exit_code in ok, r.stderr
     out = r.stdout
-    if "--json" in args or args[0] == "fact":
+    if (
+        "--json" in args
+        or args[0] == "fact"
+        or (args[:2] == ["export", "cpuid2"] and "--cpuid-r" not in args)
+    ):
         doc = json.loads(out)
         if args[0] == "doctor":
             assert doc["verdict"]["exit_status"] == r.exit_code

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from kvmprobe import __version__
-from kvmprobe.snapshot import ProbeError, Snapshot
+from kvmprobe.snapshot import JSON_SAFE_MAX, ProbeError, Snapshot
 from kvmprobe.vocab import MsrLayoutKind, Scope
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def caps_body(rows: list[CapRow], include_zero: bool) -> dict[str, Any]:
                 "arch": info.arch,
                 "kind": info.kind,
                 "unit": info.unit,
-                **{str(scope): row.values.get(scope) for scope in Scope},
+                **{str(scope): _safe_int(row.values.get(scope)) for scope in Scope},
                 "differs": row.differs,
                 "decoded": {str(scope): decoded_json(d) for scope, d in row.decoded.items()},
                 "text": {str(scope): d.text for scope, d in row.decoded.items()},
@@ -701,3 +701,10 @@ def verification_json(snap: Snapshot) -> dict[str, Any]:
         ],
         "could_not_ask": list(v.could_not_ask),
     }  # fmt: skip
+
+
+def _safe_int(value: int | None) -> int | str | None:
+    """A number JSON readers hold exactly, or a hex string above 2^53 (no reader loses it)."""
+    if value is None or abs(value) <= JSON_SAFE_MAX:
+        return value
+    return f"{value:#x}"

@@ -20,6 +20,18 @@ NEXT_STEPS = (
 )
 
 
+def guest_mitigations(snap: Snapshot) -> str | None:
+    """The one-line speculation picture a guest is given, with what the vCPU check found."""
+    from kvmprobe.analysis.msr import mitigation_summary
+    from kvmprobe.analysis.verify import verification
+    from kvmprobe.tables.msr_data import MSR_IA32_ARCH_CAPABILITIES
+
+    text = mitigation_summary(snap)
+    if text and verification(snap).refused_msr(MSR_IA32_ARCH_CAPABILITIES) is not None:
+        text += "; but a vCPU refuses these bits, so a guest can be told none of it"
+    return text
+
+
 def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None) -> str:
     """The summary of a live probe of ``snap.device``; ``analysis`` is the in-kernel irqchip
     CPUID analysis (None when KVM_GET_SUPPORTED_CPUID gave no answer)."""
@@ -43,6 +55,9 @@ def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None) -> str:
             f"{counts[FeatureStatus.RUNTIME]} runtime); "
             f"{counts[FeatureStatus.HOST_ONLY]} host features not passed on"
         )
+    mitigations = guest_mitigations(snap)
+    if mitigations:
+        lines.append(f"  guest speculation picture: {safe(mitigations)}")
     if snap.errors:
         lines.append(f"  {len(snap.errors)} probe step(s) failed: see 'kvmprobe record'")
     return "\n".join([*lines, "", *NEXT_STEPS])

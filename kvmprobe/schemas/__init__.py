@@ -25,6 +25,7 @@ SCHEMAS: tuple[str, ...] = (
     "kvmprobe.msr/1",
     "kvmprobe.hyperv/1",
     "kvmprobe.fact/1",
+    "kvmprobe.export-cpuid2/1",
     "kvmprobe.diff/1",
     "kvmprobe.baseline/1",
 )

@@ -1,0 +1,65 @@
+"""``kvmprobe export cpuid2``: the effective table as KVM_SET_CPUID2 entries (a JSON document)
+or in the text format of the ``cpuid`` tool's ``-r`` output (``cpuid -f FILE`` decodes it).
+Stdlib only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvmprobe.analysis.guest_cpuid import Change, GuestCpu
+from kvmprobe.render import json as rj
+from kvmprobe.snapshot import Snapshot
+
+
+def change_json(c: Change) -> dict[str, Any]:
+    return {
+        "where": c.where,
+        "name": c.name,
+        "action": c.action,
+        "status": c.status,
+        "reason": c.reason,
+    }
+
+
+def guest_json(g: GuestCpu) -> dict[str, Any]:
+    fms = g.signature
+    return {
+        "vendor": g.vendor,
+        "family": None if fms is None else fms[0],
+        "model": None if fms is None else fms[1],
+        "stepping": None if fms is None else fms[2],
+        "irqchip": g.irqchip,
+        "disable_exits": list(g.disable_exits),
+        "with_opt_in": g.with_opt_in,
+        "features": g.names(),
+        "refused_msrs": [
+            {"index": f"{index:#x}", "refused_bits": list(bits)}
+            for index, bits in sorted(g.refused_msrs.items())
+        ],
+    }
+
+
+def cpuid2_document(snap: Snapshot, g: GuestCpu) -> dict[str, Any]:
+    body = {
+        "guest": guest_json(g),
+        "nent": len(g.entries),
+        "entries": [e.to_json() for e in g.entries],
+        "changes": [change_json(c) for c in g.changes],
+    }
+    return rj.document("export-cpuid2", snap, body)
+
+
+def cpuid2_json(snap: Snapshot, g: GuestCpu) -> str:
+    return rj.dumps(cpuid2_document(snap, g))
+
+
+def cpuid_r_text(g: GuestCpu) -> str:
+    """The table as ``cpuid -r`` prints one CPU: a ``CPU 0:`` header, then one line per
+    (leaf, subleaf) with the four registers in hex."""
+    lines = ["CPU 0:"]
+    for e in g.entries:
+        lines.append(
+            f"   {e.function:#010x} {e.index:#04x}: eax={e.eax:#010x} ebx={e.ebx:#010x} "
+            f"ecx={e.ecx:#010x} edx={e.edx:#010x}"
+        )
+    return "\n".join(lines) + "\n"

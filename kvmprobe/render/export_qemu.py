@@ -1,0 +1,34 @@
+"""``kvmprobe export qemu``: a QEMU ``-cpu`` argument, with comment lines for what it cannot
+say. Stdlib only."""
+
+from __future__ import annotations
+
+from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu
+from kvmprobe.analysis.guest_cpuid import GuestCpu
+
+
+def qemu_text(g: GuestCpu, q: QemuCpu) -> str:
+    fms = g.signature
+    sig = "" if fms is None else " family {} model {} stepping {}".format(*fms)
+    lines = [
+        f"# kvmprobe export qemu: {g.vendor or 'unknown vendor'}{sig}, irqchip {g.irqchip}"
+        + (f", disable-exits {','.join(g.disable_exits)}" if g.disable_exits else ""),
+    ]
+    lines.append(f"# QEMU feature names as of {QEMU_NAMES_FROM} (target/i386/cpu.c)")
+    if q.base == "host":
+        lines.append(
+            "# base: QEMU's host model (what KVM_GET_SUPPORTED_CPUID offers), minus what this "
+            "guest must not have; enforce: QEMU stops rather than give less"
+        )
+    if q.not_addable:
+        lines.append(
+            "# effective but not offered by KVM, so QEMU's enforce would refuse them (set them "
+            "in KVM_SET_CPUID2 yourself, see 'kvmprobe export cpuid2'): " + " ".join(q.not_addable)
+        )
+    if q.unnamed:
+        lines.append(
+            "# differences QEMU has no property name for (+: effective, not in the base; -: in "
+            "the base, not effective): " + " ".join(q.unnamed)
+        )
+    lines.append(f"-cpu {q.value}")
+    return "\n".join(lines) + "\n"
