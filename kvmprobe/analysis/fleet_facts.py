@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kvmprobe.analysis import cpuid as cp
-from kvmprobe.analysis.answers import YES, Answer, answer_from_status, answers_from_cpuid, no
+from kvmprobe.analysis.answers import YES, Answer, answers_from_cpuid, no
 from kvmprobe.analysis.doctor import DoctorReport, diagnose, usable
 from kvmprobe.analysis.effective import analyse
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
@@ -140,8 +140,11 @@ def setup_facts(snap: Snapshot, irqchip: Irqchip) -> SetupFacts:
         for r in a.features
         if r.feature.known
     )
-    answers = {f.name: answer_from_status(f.status, f.effective) for f in feats}
-    report = psabi_level(answers)
+    # The same answers as the cpuid report's level: a feature KVM only emulates does not meet
+    # a level (KVM traps every use).
+    from kvmprobe.analysis.guest import guest_answers
+
+    report = psabi_level(guest_answers(a))
     return SetupFacts(irqchip, True, decided_level(report), feats)
 
 

@@ -135,6 +135,27 @@ def _check_probe_errors(snap: Snapshot) -> Check:
     return warned(cid, title, evidence, hint, details=details)
 
 
+def _check_consistency(snap: Snapshot) -> Check:
+    """Contradictions inside KVM's own CPUID answer (a feature without one it depends on,
+    XSAVE state without XSAVE...): a guest built from it may misbehave."""
+    from kvmprobe.analysis.guest import cpuid_consistency
+
+    cid, title = "api.cpuid_consistency", "CPUID answer consistent"
+    if snap.supported_cpuid is None:
+        return skipped(cid, title, "no KVM_GET_SUPPORTED_CPUID answer: nothing to check")
+    findings = cpuid_consistency(snap)
+    if not findings:
+        return passed(cid, title, "no feature without what it depends on, no stray XSAVE state")
+    evidence = f"{len(findings)} contradiction(s) in KVM_GET_SUPPORTED_CPUID: " + "; ".join(
+        str(f.check) for f in findings
+    )
+    hint = (
+        "a guest given this table may see state it cannot use; a VMM should clear what "
+        "depends on a missing feature ('kvmprobe cpuid' shows each with its evidence)"
+    )
+    return warned(cid, title, evidence, hint, details=tuple(f.evidence for f in findings))
+
+
 def api_checks(snap: Snapshot) -> list[Check]:
     return [
         _check_api_version(snap),
@@ -142,4 +163,5 @@ def api_checks(snap: Snapshot) -> list[Check]:
         _check_create(snap, "vcpu", "api.create_vcpu", "create a vCPU", "KVM_CREATE_VCPU"),
         _check_mmap_size(snap),
         _check_probe_errors(snap),
+        _check_consistency(snap),
     ]
