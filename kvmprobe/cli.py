@@ -122,6 +122,18 @@ device_option = click.option(
     help="KVM device node to probe.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout.")
+irqchip_option = click.option(
+    "--irqchip",
+    type=click.Choice([m.value for m in Irqchip]),
+    default=Irqchip.KERNEL.value,
+    show_default=True,
+    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
+)
+exits_option = click.option(
+    "--disable-exits",
+    metavar="LIST",
+    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
+)
 
 
 @click.group(
@@ -357,18 +369,8 @@ def _require_exit(ctx: click.Context, results: Any) -> None:
 @click.argument(
     "feature_filter", required=False, metavar="[FEATURE-FILTER]", shell_complete=feature_names
 )
-@click.option(
-    "--irqchip",
-    type=click.Choice([m.value for m in Irqchip]),
-    default=Irqchip.KERNEL.value,
-    show_default=True,
-    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
-)
-@click.option(
-    "--disable-exits",
-    metavar="LIST",
-    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
-)
+@irqchip_option
+@exits_option
 @click.option(
     "--host", "show_host", is_flag=True, help="Show the host's own CPUID and host-only features."
 )
@@ -868,18 +870,8 @@ EXPORT_FORMATS = ("cpuid2", "qemu")
 @main.command("export")
 @common_options
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
-@click.option(
-    "--irqchip",
-    type=_irqchip_choice,
-    default=Irqchip.KERNEL.value,
-    show_default=True,
-    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
-)
-@click.option(
-    "--disable-exits",
-    metavar="LIST",
-    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
-)
+@irqchip_option
+@exits_option
 @click.option(
     "--with-opt-in",
     is_flag=True,
@@ -959,18 +951,6 @@ def export(
 
 # -- fleets: diff and baseline -------------------------------------------------------------------
 
-irqchip_option = click.option(
-    "--irqchip",
-    type=click.Choice([m.value for m in Irqchip]),
-    default=Irqchip.KERNEL.value,
-    show_default=True,
-    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
-)
-exits_option = click.option(
-    "--disable-exits",
-    metavar="LIST",
-    help=f"Exits the VMM disables with KVM_CAP_X86_DISABLE_EXITS: {','.join(DisableExit)}.",
-)
 require_option = click.option(
     "--require", "require", metavar="LIST", help=REQUIRE_HELP, shell_complete=require_list
 )
