@@ -273,7 +273,17 @@ def _parse_exits(value: str | None) -> frozenset[DisableExit]:
 
 def _unknown_feature(name: str) -> KvmprobeError:
     from kvmprobe.analysis.cpuid_query import suggestions
+    from kvmprobe.analysis.msr import lookup_bit, msr_name
 
+    refs = lookup_bit(name)
+    if refs:  # a feature-MSR bit (mds-no, vmx-ept): it has its own command
+        ref = refs[0]
+        where = ", ".join(f"{i:#x} {msr_name(i)[0]}" for i in ref.msrs) or "a feature MSR"
+        return KvmprobeError(
+            f"{name!r} is bit {ref.bit.position} of MSR {where}, not a CPUID feature",
+            f"see 'kvmprobe msr {name}'",
+            ExitStatus.USAGE,
+        )
     close = suggestions(name)
     hint = (
         f"did you mean: {', '.join(close)}?"

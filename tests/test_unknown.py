@@ -150,3 +150,11 @@ def test_every_json_document_has_probe_errors(command: str) -> None:
     r = CliRunner().invoke(main, [command, "--json", "--from", str(FIXTURE)])
     doc = json.loads(r.stdout)
     assert doc["probe_errors"] == []
+
+
+@pytest.mark.parametrize("name", ["mds-no", "MDS_NO", "rdctl-no"])
+def test_an_msr_bit_given_to_cpuid_points_at_msr(name: str) -> None:
+    r = CliRunner().invoke(main, ["cpuid", "--explain", name, "--from", str(FIXTURE)])
+    assert r.exit_code == 2
+    assert "of MSR 0x10a MSR_IA32_ARCH_CAPABILITIES, not a CPUID feature" in r.stderr
+    assert f"hint: see 'kvmprobe msr {name}'" in r.stderr
