@@ -874,7 +874,7 @@ def schema(kind: str | None, list_all: bool) -> None:
     emit(schemas.text(name))
 
 
-EXPORT_FORMATS = ("cpuid2", "qemu")
+EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker")
 
 
 @main.command("export")
@@ -921,6 +921,7 @@ def export(
 
     FORMAT cpuid2: the KVM_SET_CPUID2 table as JSON (--cpuid-r: as 'cpuid -r' text).
     qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot).
+    firecracker: a Firecracker custom CPU template (JSON, Firecracker's own format).
     """
     from kvmprobe.analysis import effective
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
@@ -946,6 +947,11 @@ def export(
         from kvmprobe.render.export_qemu import qemu_text
 
         text = qemu_text(guest, qemu_host(guest))
+    elif fmt == "firecracker":
+        from kvmprobe.analysis.export import firecracker_cpuid
+        from kvmprobe.render.export_firecracker import firecracker_json
+
+        text = firecracker_json(firecracker_cpuid(guest))
     else:
         from kvmprobe.render import export_cpuid2 as ec
 

@@ -57,6 +57,7 @@ CASES: dict[str, tuple[list[str], int]] = {
     "export-cpuid2.json": (["export", "cpuid2"], 120),  # always JSON
     "export-cpuid2.txt": (["export", "cpuid2", "--cpuid-r"], 120),
     "export-qemu-userspace.txt": (["export", "qemu", "--irqchip", "userspace"], 120),
+    "export-firecracker.json": (["export", "firecracker"], 120),  # Firecracker's JSON
 }  # fmt: skip
 # doctor's exit status is its verdict (0, 3, 4 or 5); every other command here exits 0
 DOCTOR_STATUSES = (0, 3, 4, 5)
@@ -75,7 +76,9 @@ def _render(host: str, args: list[str], columns: int = 120) -> str:
     ok = DOCTOR_STATUSES if args[0] == "doctor" else (0,)
     assert r.exit_code in ok, r.stderr
     out = r.stdout
-    if (
+    if args[:2] == ["export", "firecracker"]:
+        out = json.dumps(json.loads(out), indent=2) + "\n"  # Firecracker's format: no source
+    elif (
         "--json" in args
         or args[0] == "fact"
         or (args[:2] == ["export", "cpuid2"] and "--cpuid-r" not in args)

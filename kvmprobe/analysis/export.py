@@ -66,3 +66,67 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
         else:
             not_addable.append(f.qemu_name)
     return QemuCpu("host", (), tuple(minus), tuple(not_addable), tuple(unnamed))
+
+
+# -- Firecracker -----------------------------------------------------------------------------
+
+#: where the custom CPU template format comes from (docs/cpu_templates/schema.json and
+#: cpu-templates.md); tests/peers/firecracker-cpu-template.schema.json holds its facts
+FIRECRACKER_FORMAT_FROM = (
+    "firecracker-microvm/firecracker @ c34ed6c8a27bd699a82cc6cf2d1f07b5c9f5b7ce"
+)
+
+
+@dataclass(frozen=True)
+class FirecrackerLeaf:
+    """One ``cpuid_modifiers`` item: a bitmap (MSB first, ``0``/``1``/``x``) per register."""
+
+    leaf: int
+    subleaf: int
+    flags: int
+    bitmaps: tuple[tuple[str, str], ...]  # (register, 32-character bitmap), eax..edx order
+
+
+def firecracker_cpuid(g: GuestCpu) -> tuple[FirecrackerLeaf, ...]:
+    """The CPUID part of a Firecracker custom CPU template.
+
+    Firecracker starts every vCPU from KVM_GET_SUPPORTED_CPUID, applies the template, then its
+    own normalization. For every feature bit kvmprobe knows (the feature table, plus any bit
+    the export changed): ``0`` where the effective guest lacks it, ``1`` where the guest has
+    it and KVM's offer does not (set by a quirk, or opt-in with --with-opt-in), ``x`` where
+    KVM's offer already matches, and ``x`` for ``runtime`` bits (KVM keeps those itself).
+    Every other bit (counts, sizes, topology, unnamed bits) is ``x``: left as KVM gives it.
+    A bit whose leaf KVM's table does not carry is left out (Firecracker cannot modify it).
+    """
+    final = cp.CpuidView(g.entries)
+    offered = cp.CpuidView(g.offered)
+    locs = set(cp.by_loc()) | set(g.features)
+    locs |= {c.loc for c in g.changes if c.action in ("set", "cleared")}
+    marks: dict[tuple[int, int], dict[str, list[str]]] = {}
+    flags: dict[tuple[int, int], int] = {}
+    for loc in sorted(locs):
+        if loc in g.runtime:
+            continue
+        e = final.entry(loc[0], loc[1])
+        if e is None:
+            continue
+        want = final.has_loc(loc)
+        if want and offered.has_loc(loc):
+            continue
+        key = (e.function, e.index)
+        flags[key] = e.flags
+        regs = marks.setdefault(key, {})
+        bits = regs.setdefault(loc[2], ["x"] * 32)
+        bits[31 - loc[3]] = "1" if want else "0"
+    out: list[FirecrackerLeaf] = []
+    for key in sorted(marks):
+        regs = marks[key]
+        out.append(
+            FirecrackerLeaf(
+                key[0],
+                key[1],
+                flags[key],
+                tuple((r, "".join(regs[r])) for r in cp.REGISTERS if r in regs),
+            )
+        )
+    return tuple(out)

@@ -77,6 +77,9 @@ class GuestCpu:
     refused_msrs: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: what KVM offers (KVM_GET_SUPPORTED_CPUID): where a VMM's host model starts from
     offered: tuple[CpuidEntry, ...] = ()
+    #: feature locations KVM itself changes while the guest runs (``runtime``): an exporter
+    #: leaves them to KVM
+    runtime: frozenset[cp.Loc] = frozenset()
 
     def has(self, loc: cp.Loc) -> bool:
         return loc in self.features
@@ -212,4 +215,7 @@ def guest_cpu_from_analysis(a: CpuidAnalysis, *, with_opt_in: bool = False) -> G
         disable_exits=tuple(sorted(x.value for x in a.options.disable_exits)),
         refused_msrs=refused,
         offered=tuple(snap.supported_cpuid),
+        runtime=frozenset(
+            x.feature.loc for x in a.features if x.verdict.status is FeatureStatus.RUNTIME
+        ),
     )
