@@ -874,7 +874,7 @@ def schema(kind: str | None, list_all: bool) -> None:
     emit(schemas.text(name))
 
 
-EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker")
+EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 
 
 @main.command("export")
@@ -922,6 +922,8 @@ def export(
     FORMAT cpuid2: the KVM_SET_CPUID2 table as JSON (--cpuid-r: as 'cpuid -r' text).
     qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot).
     firecracker: a Firecracker custom CPU template (JSON, Firecracker's own format).
+    libvirt: a libvirt <cpu mode='custom' match='exact'> element (XML comments say what it
+    cannot).
     """
     from kvmprobe.analysis import effective
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
@@ -952,6 +954,11 @@ def export(
         from kvmprobe.render.export_firecracker import firecracker_json
 
         text = firecracker_json(firecracker_cpuid(guest))
+    elif fmt == "libvirt":
+        from kvmprobe.analysis.export import libvirt_custom
+        from kvmprobe.render.export_libvirt import libvirt_xml
+
+        text = libvirt_xml(guest, libvirt_custom(guest))
     else:
         from kvmprobe.render import export_cpuid2 as ec
 

@@ -58,6 +58,7 @@ CASES: dict[str, tuple[list[str], int]] = {
     "export-cpuid2.txt": (["export", "cpuid2", "--cpuid-r"], 120),
     "export-qemu-userspace.txt": (["export", "qemu", "--irqchip", "userspace"], 120),
     "export-firecracker.json": (["export", "firecracker"], 120),  # Firecracker's JSON
+    "export-libvirt.xml": (["export", "libvirt"], 120),
 }  # fmt: skip
 # doctor's exit status is its verdict (0, 3, 4 or 5); every other command here exits 0
 DOCTOR_STATUSES = (0, 3, 4, 5)

@@ -130,3 +130,65 @@ def firecracker_cpuid(g: GuestCpu) -> tuple[FirecrackerLeaf, ...]:
             )
         )
     return tuple(out)
+
+
+# -- libvirt ---------------------------------------------------------------------------------
+
+#: the libvirt CPU model the export starts from: small, and every x86-64 host has most of it
+#: (what the guest lacks of it is disabled by name)
+LIBVIRT_BASE = "qemu64"
+#: where the libvirt names come from (kvmprobe.tables.libvirt_data.SOURCE says it in full)
+LIBVIRT_NAMES_FROM = "libvirt 9.0.0 src/cpu_map (x86_features.xml, x86_qemu64.xml)"
+
+
+@dataclass(frozen=True)
+class LibvirtCpu:
+    """A libvirt ``<cpu mode='custom' match='exact'>`` and what it could not say."""
+
+    model: str
+    vendor: str | None  # libvirt's vendor name, None when the CPUID vendor has none
+    require: tuple[str, ...]  # libvirt names added to the model
+    disable: tuple[str, ...]  # libvirt names of the model the guest must not have
+    #: effective features libvirt names but KVM does not offer: requiring them would make
+    #: libvirt refuse the CPU (QEMU cannot give what KVM does not offer)
+    not_addable: tuple[str, ...]
+    #: effective features libvirt has no CPUID name for (Linux names / locations)
+    unnamed: tuple[str, ...]
+
+
+def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
+    """libvirt's ``qemu64`` model plus, by libvirt's names, every effective feature KVM offers
+    and minus every model feature the guest lacks. With ``match='exact'`` the guest gets no
+    other named feature. ``runtime`` bits are neither required nor disabled (KVM keeps them,
+    the APIC bit for one)."""
+    from kvmprobe.tables import libvirt_data as lv
+
+    final = cp.CpuidView(g.entries)
+    offered = cp.CpuidView(g.offered)
+    model = lv.MODELS[LIBVIRT_BASE]
+    require: list[str] = []
+    disable: list[str] = []
+    not_addable: list[str] = []
+    for loc, name in sorted(lv.FEATURES.items()):
+        if loc in g.runtime:
+            continue  # KVM sets these itself while the guest runs: the model's say stands
+        eff = final.has_loc(loc)
+        if name in model:
+            if not eff:
+                disable.append(name)
+        elif eff:
+            (require if offered.has_loc(loc) else not_addable).append(name)
+    table = cp.by_loc()
+    unnamed = [
+        table[loc].name if loc in table else cp.fmt_loc(*loc)
+        for loc in sorted(g.features)
+        if loc not in lv.FEATURES and loc not in g.runtime
+    ]
+    return LibvirtCpu(
+        LIBVIRT_BASE,
+        lv.VENDORS.get(g.vendor or ""),
+        tuple(sorted(require)),
+        tuple(sorted(disable)),
+        tuple(sorted(not_addable)),
+        tuple(unnamed),
+    )

@@ -5,7 +5,9 @@ scripts/data/kvm-abi/; ``cpuid_data.py`` by scripts/gen_cpuid_tables.py from the
 scripts/data/cpuid_facts.tsv and our overlay; ``deps_data.py`` by scripts/gen_deps_tables.py
 from the feature dependencies, x86-64 psABI levels and XSAVE components in scripts/data/;
 ``msr_data.py`` and ``hyperv_data.py`` by scripts/gen_msr_tables.py from the MSR and Hyper-V
-facts in scripts/data/msr_facts.json and our overlay scripts/data/msr_overlay.tsv. Each
+facts in scripts/data/msr_facts.json and our overlay scripts/data/msr_overlay.tsv;
+``libvirt_data.py`` by scripts/gen_libvirt_tables.py from libvirt's CPU feature names in
+scripts/data/libvirt_cpuid.tsv. Each
 module's header names its generator, its inputs and their sha256; every generator's
 ``--check`` runs in CI.
 """

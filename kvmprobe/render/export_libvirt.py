@@ -1,0 +1,42 @@
+"""``kvmprobe export libvirt``: a libvirt ``<cpu>`` element, with XML comments for what it
+cannot say. Stdlib only."""
+
+from __future__ import annotations
+
+from kvmprobe.analysis.export import LIBVIRT_NAMES_FROM, LibvirtCpu
+from kvmprobe.analysis.guest_cpuid import GuestCpu
+
+
+def _comment(text: str) -> str:
+    return "<!-- " + text.replace("--", "- -") + " -->"
+
+
+def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:
+    fms = g.signature
+    sig = "" if fms is None else " family {} model {} stepping {}".format(*fms)
+    setup = f"irqchip {g.irqchip}" + (
+        f", disable-exits {','.join(g.disable_exits)}" if g.disable_exits else ""
+    )
+    lines = [
+        _comment(f"kvmprobe export libvirt: {g.vendor or 'unknown vendor'}{sig}, {setup}"),
+        _comment(f"libvirt feature and model names as of {LIBVIRT_NAMES_FROM}"),
+    ]
+    if c.not_addable:
+        lines.append(
+            _comment(
+                "effective but not offered by KVM, so libvirt could not give them (set them in "
+                "KVM_SET_CPUID2 yourself, see 'kvmprobe export cpuid2'): " + " ".join(c.not_addable)
+            )
+        )
+    if c.unnamed:
+        lines.append(
+            _comment("effective, but libvirt has no CPUID feature name for: " + " ".join(c.unnamed))
+        )
+    lines.append("<cpu mode='custom' match='exact'>")
+    lines.append(f"  <model fallback='forbid'>{c.model}</model>")
+    if c.vendor is not None:
+        lines.append(f"  <vendor>{c.vendor}</vendor>")
+    for policy, names in (("require", c.require), ("disable", c.disable)):
+        lines += [f"  <feature policy='{policy}' name='{n}'/>" for n in names]
+    lines.append("</cpu>")
+    return "\n".join(lines) + "\n"
