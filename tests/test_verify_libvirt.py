@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from kvmprobe.kvm.probe import probe
 from kvmprobe.vocab import CheckStatus
 
 URI = "qemu:///system"
-NAME = "kvmprobe-verify-test"
+#: unique per run: two test runs on one libvirtd (or a leftover of a killed run) never collide
+NAME = f"kvmprobe-verify-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 DOMAIN = """<domain type='kvm'>
   <name>{name}</name>
   <memory unit='MiB'>64</memory>
