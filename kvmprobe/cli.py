@@ -52,23 +52,13 @@ def _warn(message: str) -> None:
     click.echo(f"kvmprobe: warning: {message}", err=True)
 
 
-#: how kvmprobe.snapshot.load says a file's format is newer than this kvmprobe reads (its hint,
-#: "record a new one", cannot help with that)
-_NEWER_FORMAT = "is newer than this kvmprobe understands"
-
-
 def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snapshot:
     """The snapshot a command works on: a recorded file, or a live probe of the device. Failed
     probe steps are named on stderr: what depends on them is reported as unknown."""
     if from_file:
         from kvmprobe.snapshot import load
 
-        try:
-            snap, warnings = load(from_file)
-        except KvmprobeError as e:
-            if _NEWER_FORMAT in e.message:
-                e.hint = "upgrade kvmprobe: this file was written by a newer one"
-            raise
+        snap, warnings = load(from_file)  # a newer format's error already says "upgrade"
         for w in warnings:
             _warn(f"{from_file}: {w}")
     else:

@@ -11,6 +11,7 @@ from kvmprobe.vocab import MsrLayoutKind, Scope
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.caps import CapRow, DecodedValue
+    from kvmprobe.analysis.cpuid import FeatureDef
     from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
     from kvmprobe.analysis.hyperv import HvProperty, HyperVAnalysis
     from kvmprobe.analysis.msr import DecodedBit, DecodedMsr, MsrAnalysis, Selection
@@ -117,8 +118,8 @@ def caps_body(rows: list[CapRow], include_zero: bool) -> dict[str, Any]:
     return {"all": include_zero, "count": len(items), "caps": items}
 
 
-def feature_json(r: FeatureResult) -> dict[str, Any]:
-    f, v = r.feature, r.verdict
+def feature_identity(f: FeatureDef) -> dict[str, Any]:
+    """Which feature: its names and its place in CPUID (every document says it the same way)."""
     return {
         "name": f.name,
         "qemu": f.qemu_name,
@@ -129,6 +130,13 @@ def feature_json(r: FeatureResult) -> dict[str, Any]:
         "register": f.register,
         "bit": f.bit,
         "where": f.where,
+    }
+
+
+def feature_json(r: FeatureResult) -> dict[str, Any]:
+    f, v = r.feature, r.verdict
+    return {
+        **feature_identity(f),
         "area": f.area,
         "description": f.description,
         "kvm": v.kvm,
@@ -586,19 +594,7 @@ def baseline_document(
     feats = []
     for pos in positions(b.features):
         f = space.feature(pos)
-        feats.append(
-            {
-                "name": f.name,
-                "qemu": f.qemu_name,
-                "kernel_name": f.kernel_name,
-                "known": f.known,
-                "leaf": f.leaf,
-                "subleaf": f.subleaf,
-                "register": f.register,
-                "bit": f.bit,
-                "where": f.where,
-            }
-        )
+        feats.append(feature_identity(f))
     left = []
     for lo in b.left_out:
         hosts: dict[str, list[str]] = {}
