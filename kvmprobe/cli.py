@@ -427,15 +427,22 @@ def cpuid(
 
     reqs = _parse_require(require)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
+    from kvmprobe.analysis.msr import lookup_bit
+
     target = None
+    msr_explain: Any = ()  # feature-MSR bits --explain names (mds-no), when no CPUID feature
     if explain:
         target, alias_of = cq.resolve(explain)
         if target is None:
-            raise _unknown_feature(explain)
+            msr_explain = lookup_bit(explain)
+            if not msr_explain:
+                raise _unknown_feature(explain)
     flt = None
+    msr_refs: Any = ()  # feature-MSR bits the filter names
     if feature_filter:
         flt = cq.parse_filter(feature_filter)
-        if flt.exact is None and flt.location is None and not _names_anything(flt):
+        msr_refs = lookup_bit(feature_filter) if flt.exact is None else ()
+        if flt.exact is None and flt.location is None and not msr_refs and not _names_anything(flt):
             raise _unknown_feature(feature_filter)
     snap = get_snapshot(from_file, device)
     if snap.supported_cpuid is None:
@@ -457,6 +464,9 @@ def cpuid(
         )
     a = effective.analyse(snap, opts)
     required = _check_cpuid_require(a, reqs)
+    if msr_explain:
+        _explain_msr_bits(ctx, a, msr_explain, explain or "", as_json, required)
+        return
     if target is not None:
         story = effective.explain(a, target)
         assert story is not None
@@ -477,6 +487,14 @@ def cpuid(
         _require_exit(ctx, required)
         return
     sel = cq.select(a, flt)
+    msr_bits: Any = ()
+    if msr_refs:
+        from kvmprobe.analysis.msr_features import bit_result
+
+        msr_bits = tuple(bit_result(a, ref) for ref in msr_refs)
+        if not sel.features:  # only MSR bits match: they are the answer
+            _show_msr_bits(ctx, a, msr_bits, feature_filter or "", as_json, required)
+            return
     if flt is not None and sel.empty:
         raise KvmprobeError(
             f"nothing in KVM's CPUID answer matches {feature_filter!r}",
@@ -498,6 +516,8 @@ def cpuid(
         body["consistency"] = rj.consistency_json(cpuid_consistency(snap))
         if required is not None:
             body["require"] = rj.require_json(required)
+        if msr_bits:
+            body["msr_bits"] = [rj.msr_bit_json(r) for r in msr_bits]
         emit(rj.dumps(rj.document("cpuid", snap, body)))
         _require_exit(ctx, required)
         return
@@ -519,6 +539,59 @@ def cpuid(
     )
     _emit_lines(ctx, cr.cpuid_lines(a, view, term))
     _print_require(ctx, required)
+    _require_exit(ctx, required)
+
+
+def _explain_msr_bits(
+    ctx: click.Context, a: Any, refs: Any, typed: str, as_json: bool, required: Any
+) -> None:
+    """``cpuid --explain mds-no``: a feature-MSR bit's story (QEMU spells two EPT/VPID
+    capabilities alike, so a name can explain more than one bit)."""
+    from kvmprobe.analysis.msr_features import bit_result
+
+    results = [bit_result(a, ref) for ref in refs]
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        body = rj.cpuid_body(a, [], include_steps=True)
+        body["msr_bits"] = [rj.msr_bit_json(r) for r in results]
+        if required is not None:
+            body["require"] = rj.require_json(required)
+        emit(rj.dumps(rj.document("cpuid", a.snap, body)))
+    else:
+        from kvmprobe.render.msr_bits_report import explain_lines
+        from kvmprobe.render.text import safe as safe_text
+
+        lines = []
+        for r in results:
+            names = {n.lower().replace("_", "-") for n in r.bit.names()}
+            shown = typed.lower().replace("_", "-") not in names
+            lines += explain_lines(r, _term(ctx), safe_text(typed) if shown else None)
+        _emit_lines(ctx, lines)
+        _print_require(ctx, required)
+    _require_exit(ctx, required)
+
+
+def _show_msr_bits(
+    ctx: click.Context, a: Any, results: Any, text: str, as_json: bool, required: Any
+) -> None:
+    """``cpuid mds-no``: the feature-MSR bits a filter names, when no CPUID feature matches."""
+    if as_json:
+        from kvmprobe.render import json as rj
+
+        body = rj.cpuid_body(a, [])
+        body["filter"] = text
+        body["fields"] = []
+        body["leaf_notes"] = []
+        body["msr_bits"] = [rj.msr_bit_json(r) for r in results]
+        if required is not None:
+            body["require"] = rj.require_json(required)
+        emit(rj.dumps(rj.document("cpuid", a.snap, body)))
+    else:
+        from kvmprobe.render.msr_bits_report import table_lines
+
+        _emit_lines(ctx, table_lines(results, _term(ctx)))
+        _print_require(ctx, required)
     _require_exit(ctx, required)
 
 
@@ -940,10 +1013,10 @@ def export(
 
         text = qemu_text(guest, qemu_host(guest))
     elif fmt == "firecracker":
-        from kvmprobe.analysis.export import firecracker_cpuid
+        from kvmprobe.analysis.export import firecracker_cpuid, firecracker_msrs
         from kvmprobe.render.export_firecracker import firecracker_json
 
-        text = firecracker_json(firecracker_cpuid(guest))
+        text = firecracker_json(firecracker_cpuid(guest), firecracker_msrs(guest))
     elif fmt == "libvirt":
         from kvmprobe.analysis.export import libvirt_custom
         from kvmprobe.render.export_libvirt import libvirt_xml

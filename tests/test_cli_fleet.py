@@ -50,9 +50,18 @@ def test_help() -> None:
 
 
 def test_diff_recorded_hosts_exit_0_and_5() -> None:
-    r = run("diff", PVM, ZEN4, "--no-color")
+    r = run("diff", ZEN4, ZEN4, "--no-color")
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("Can a guest started on A run on B? yes")
+    # the format-1 PVM snapshot has no vCPU verification: whether its guests get
+    # arch_capabilities is unknown, and unknown evidence blocks (with the step named)
+    r = run("diff", PVM, ZEN4, "--no-color")
+    assert r.exit_code == 5, r.output
+    assert r.stdout.startswith("Can a guest started on A run on B? NO")
+    assert "Unknown evidence (never taken as equal) (2):" in r.stdout
+    assert "arch_capabilities  - A: no vCPU verification in this snapshot" in r.stdout
+    assert "IA32_ARCH_CAPABILITIES  MSR 0x10a  A: unknown, B: 0x0" in r.stdout
+    assert "2 item(s) stop a guest from A on B." in r.stdout
     assert "B adds (a guest from B would lose these on A) (1):" in r.stdout
     assert "The reverse: a guest started on B cannot run on A." in r.stdout
     r = run("diff", ZEN4, PVM, "--no-color")
@@ -79,14 +88,28 @@ def test_diff_json(tmp_path: Path) -> None:
 def test_diff_set_up_options() -> None:
     for args in (["--irqchip", "userspace"], ["--disable-exits", "hlt,pause"]):
         r = run("diff", PVM, ZEN4, "--json", *args)
-        assert r.exit_code == 0, r.output
+        assert r.exit_code == 5, r.output
+        doc = json.loads(r.stdout)
+        assert doc["irqchip"] == (args[1] if args[0] == "--irqchip" else "kernel")
+        blocking = [i["name"] for k in ("lost", "differs", "unknown") for i in doc[k]
+                    if i["blocks"]]  # fmt: skip
+        # unverified on A only: the CPUID bit and the ARCH_CAPABILITIES value
+        assert sorted(blocking) == ["IA32_ARCH_CAPABILITIES", "arch_capabilities"]
     r = run("diff", PVM, ZEN4, "--disable-exits", "nope")
     assert r.exit_code == 2 and "unknown exit name" in r.stderr
 
 
 def test_diff_require() -> None:
-    r = run("diff", PVM, ZEN4, "--require", "cx16,mds-no")
+    r = run("diff", ZEN4, ZEN4, "--require", "cx16")
     assert r.exit_code == 0, r.output
+    # mds-no: advertised on both; unverified on the format-1 host, refused by the Zen 4 vCPU
+    r = run("diff", PVM, ZEN4, "--require", "cx16,mds-no", "--json")
+    assert r.exit_code == 5
+    subjects = json.loads(r.stdout)["require"]["subjects"]
+    mds = [next(i for i in s["items"] if i["name"] == "mds-no") for s in subjects]
+    assert [(i["met"], i["offered"]) for i in mds] == [(False, "unknown"), (False, "no")]
+    assert "no vCPU verification" in mds[0]["why"]
+    assert "refused by KVM_SET_MSRS on a vCPU" in mds[1]["why"]
     r = run("diff", PVM, ZEN4, "--require", "x86-64-v2", "--json")
     assert r.exit_code == 5
     doc = json.loads(r.stdout)
@@ -125,8 +148,12 @@ def test_baseline_directory_and_text() -> None:
     out = r.stdout
     assert out.startswith("Baseline of 2 host(s)")
     assert "x86-64 level of the baseline guest: x86-64-v1" in out
-    assert "Left out (1):" in out and "fp_256" in out
+    assert "Left out (2):" in out and "fp_256" in out
     assert "1 of 2 host(s) lack it" in out
+    # unverified on the format-1 host, refused by the Zen 4 host's vCPU
+    flat = " ".join(out.split())
+    assert "amd-epyc-pvm-6.18.json (unknown)" in flat
+    assert "amd-epyc-zen4-pvm-6.18.json (not offered (removed-by-quirk))" in flat
 
 
 def test_baseline_json_and_one_host(tmp_path: Path) -> None:
@@ -134,7 +161,9 @@ def test_baseline_json_and_one_host(tmp_path: Path) -> None:
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
     assert doc["schema"] == "kvmprobe.baseline/1"
-    assert doc["hosts"] == [PVM] and doc["left_out"] == [] and doc["dropped"] == {}
+    assert doc["hosts"] == [PVM] and doc["dropped"] == {}
+    # one host, and only what it cannot tell is left out: no vCPU verification in format 1
+    assert [x["name"] for x in doc["left_out"]] == ["arch_capabilities"]
     cpuid = json.loads(run("cpuid", "--json", "--from", PVM).stdout)
     effective = {f["where"] for f in cpuid["features"] if f["effective"]}
     assert {f["where"] for f in doc["features"]} == effective
@@ -215,7 +244,8 @@ def test_cpuid_require_exit_statuses() -> None:
     assert r.exit_code == 5
     doc = json.loads(r.stdout)
     items = {i["name"]: i for i in doc["require"]["subjects"][0]["items"]}
-    assert items["mds-no"]["met"] is True
+    # advertised, but this format-1 snapshot cannot tell whether a vCPU takes it
+    assert (items["mds-no"]["met"], items["mds-no"]["offered"]) == (False, "unknown")
     assert items["sse4_2"]["met"] is False and items["sse4_2"]["offered"] == "no"
     assert "kvmprobe: requirement not met: x86-64-v2" in r.stderr
     assert "kvmprobe: requirement not met: sse4_2" in r.stderr

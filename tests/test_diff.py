@@ -12,7 +12,7 @@ from support import hosts
 from kvmprobe.analysis import profile as P
 from kvmprobe.analysis.diff import DiffResult, diff
 from kvmprobe.analysis.quirks import Options
-from kvmprobe.snapshot import ProbeError, Snapshot, load
+from kvmprobe.snapshot import ProbeError, SetAttempt, Snapshot, load
 from kvmprobe.vocab import Change
 
 PVM = str(FIXTURES / "amd-epyc-pvm-6.18.json")
@@ -59,15 +59,41 @@ def test_migration_fails_when_b_lacks_one_feature_and_one_field() -> None:
 
 
 def test_same_host_can_take_its_own_guests() -> None:
-    p = _prof(load(PVM)[0])
+    p = _prof(load(ZEN4)[0])
     d = diff(p, p)
     assert d.can_take and d.reverse and d.items == ()
+
+
+def test_an_unverified_snapshot_is_unknown_even_against_itself() -> None:
+    """A format-1 snapshot has no vCPU verification: whether a vCPU takes the advertised
+    ARCH_CAPABILITIES is unknown, so is the CPUID bit, and unknown is never equal."""
+    p = _prof(load(PVM)[0])
+    d = diff(p, p)
+    feature, msr = d.items
+    assert (feature.name, feature.change, feature.a, feature.b) == (
+        "arch_capabilities", Change.UNKNOWN, "unknown", "unknown",
+    )  # fmt: skip
+    assert "no vCPU verification" in feature.reason and feature.blocks and feature.blocks_reverse
+    # and the ARCH_CAPABILITIES value a guest is effectively told
+    assert (msr.kind, msr.name, msr.change) == ("msr-bit", "IA32_ARCH_CAPABILITIES", Change.UNKNOWN)
+    assert "A: no vCPU verification" in msr.reason and "B: no vCPU verification" in msr.reason
 
 
 def test_recorded_hosts_both_ways() -> None:
     pvm, zen4 = _prof(load(PVM)[0]), _prof(load(ZEN4)[0])
     d = diff(pvm, zen4)
-    assert d.can_take  # everything the older-kernel PVM guest sees is on the Zen 4 host
+    # everything the older-kernel PVM guest is known to see is on the Zen 4 host; but the PVM
+    # snapshot (format 1) has no vCPU verification, so whether its guests get
+    # arch_capabilities is unknown, while the Zen 4 host's vCPU refused the MSR: that blocks
+    unknown, msr = d.group(Change.UNKNOWN)
+    assert (unknown.name, unknown.a, unknown.b) == (
+        "arch_capabilities", "unknown", "not offered (removed-by-quirk)",
+    )  # fmt: skip
+    assert unknown.blocks and not unknown.blocks_reverse
+    assert "A: no vCPU verification" in unknown.reason
+    # the Zen 4 host's vCPU refused every advertised bit: its guests are told 0
+    assert (msr.name, msr.a, msr.b) == ("IA32_ARCH_CAPABILITIES", "unknown", "0x0")
+    assert not d.can_take and [i for i in d.items if i.blocks] == [unknown, msr]
     assert not d.reverse
     assert _names(d, Change.ADDED) == {"fp_256"}
     assert {i.name for i in d.group(Change.NOTE)} <= {
@@ -75,6 +101,11 @@ def test_recorded_hosts_both_ways() -> None:
     }  # fmt: skip
     back = diff(zen4, pvm)
     assert not back.can_take and _names(back, Change.LOST) == {"fp_256"}
+    # B's unknown could be a gain, never a loss of what a Zen 4 guest has
+    assert [i.name for i in back.items if i.change is Change.UNKNOWN] == [
+        "arch_capabilities", "IA32_ARCH_CAPABILITIES",
+    ]  # fmt: skip
+    assert not next(i for i in back.items if i.name == "arch_capabilities").blocks
 
 
 def test_vendor_must_match() -> None:
@@ -102,7 +133,7 @@ def test_xsave_component_size_must_match() -> None:
 
 
 def test_capabilities_and_msr_list() -> None:
-    a = _prof(load(PVM)[0])
+    a = _prof(load(ZEN4)[0])
     caps = dict(a.caps)
     caps["KVM_CAP_GET_TSC_KHZ"] = 0
     msrs = frozenset(sorted(a.msr_index_list or ())[:-1])
@@ -127,23 +158,30 @@ def test_split_irqchip_capability_only_in_the_split_set_up() -> None:
 
 
 def test_arch_capabilities_bits_are_compared() -> None:
-    a = _prof(load(PVM)[0])
     index = 0x10A
-    value = a.feature_msrs[index]
+    snap = load(PVM)[0]
+    value = snap.feature_msrs[index]
     assert value >> 5 & 1  # MDS_NO on the recorded host
+    took = SetAttempt("KVM_SET_MSRS", "split", index, value, True)
+    a = _prof(replace(snap, verification=(took,)))  # a vCPU took the whole value
     b = replace(a, feature_msrs={**a.feature_msrs, index: value & ~(1 << 5)})
     d = diff(a, b)
     item = next(i for i in d.items if i.kind == "msr-bit")
     assert item.name == "mds-no" and item.change is Change.LOST and item.blocks
     gone = replace(a, msr_feature_list=frozenset())  # KVM offers no ARCH_CAPABILITIES
     assert {i.name for i in diff(a, gone).items if i.kind == "msr-bit"} >= {"mds-no"}
+    # a bit a vCPU refuses is not told to a guest: the same loss, seen by verification
+    refused = SetAttempt("KVM_SET_MSRS", "split", index, value, False, None, (5,))
+    c = _prof(replace(snap, verification=(refused,)))
+    item = next(i for i in diff(a, c).items if i.kind == "msr-bit")
+    assert item.name == "mds-no" and item.change is Change.LOST and item.blocks
 
 
 # ---- unknown evidence -------------------------------------------------------------------------
 
 
 def test_unknown_feature_answers_block_and_are_listed() -> None:
-    a = _prof(load(PVM)[0])
+    a = _prof(load(ZEN4)[0])
     space = P.feature_space()
     avx2 = space.by_name["avx2"]  # not offered on the recorded host
     cx16 = space.by_name["cx16"]  # offered

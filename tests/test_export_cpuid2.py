@@ -126,11 +126,23 @@ def test_a_refused_arch_capabilities_value_clears_its_cpuid_bit() -> None:
     assert bit(snap.supported_cpuid or (), ARCH_CAPABILITIES_LOC), "fixture advertises it"
     g = guest_cpu_from_analysis(analyse(refused_arch_caps(snap)))
     assert not g.has(ARCH_CAPABILITIES_LOC)
-    (c,) = [c for c in g.changes if c.status == "refused"]
-    assert c.action == "cleared" and "0x400000000c000069" in c.reason
+    # the quirk record arch-capabilities-refused removes it, with the verification's evidence
+    (c,) = [c for c in g.changes if c.name == "arch_capabilities"]
+    assert (c.action, c.status) == ("cleared", "removed-by-quirk")
+    assert "refused by KVM_SET_MSRS on a vCPU" in c.reason
     assert "MDS_NO" in g.refused_msrs[msr_data.MSR_IA32_ARCH_CAPABILITIES]
-    # not refused: kept
-    assert guest_cpu_from_analysis(analyse(snap)).has(ARCH_CAPABILITIES_LOC)
+    # accepted on a vCPU: kept
+    ok = SetAttempt(
+        "KVM_SET_MSRS", "kernel", msr_data.MSR_IA32_ARCH_CAPABILITIES, 0x400000000C000069, True
+    )
+    verified = dataclasses.replace(snap, verification=(ok,))
+    assert guest_cpu_from_analysis(analyse(verified)).has(ARCH_CAPABILITIES_LOC)
+    # not verified (a format-1 snapshot): unknown, so never exported as given
+    assert snap.verification is None
+    g1 = guest_cpu_from_analysis(analyse(snap))
+    assert not g1.has(ARCH_CAPABILITIES_LOC)
+    (c1,) = [c for c in g1.changes if c.name == "arch_capabilities"]
+    assert (c1.action, c1.status) == ("cleared", "unknown") and "vCPU verification" in c1.reason
 
 
 def test_a_refused_table_cannot_be_exported() -> None:

@@ -7,6 +7,7 @@ applying it, the way the format describes (0 clears, 1 sets, x keeps), to KVM's 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,12 @@ from test_export_cpuid2 import refused_arch_caps
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.effective import analyse
-from kvmprobe.analysis.export import FIRECRACKER_FORMAT_FROM, firecracker_cpuid
+from kvmprobe.analysis.export import FIRECRACKER_FORMAT_FROM, firecracker_cpuid, firecracker_msrs
 from kvmprobe.analysis.guest_cpuid import ARCH_CAPABILITIES_LOC, GuestCpu, guest_cpu_from_analysis
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.cli import main
 from kvmprobe.render.export_firecracker import firecracker_doc
-from kvmprobe.snapshot import CpuidEntry, load
+from kvmprobe.snapshot import CpuidEntry, SetAttempt, load
 from kvmprobe.vocab import Irqchip
 
 SCHEMA_FILE = Path(__file__).parent / "peers" / "firecracker-cpu-template.schema.json"
@@ -108,8 +109,36 @@ def test_cli_writes_firecracker_json_only() -> None:
     r = run("export", "firecracker", "--from", FIX)
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == {"cpuid_modifiers"}  # Firecracker's format: no kvmprobe source block
+    # Firecracker's format: no kvmprobe source block
+    assert set(doc) == {"cpuid_modifiers", "msr_modifiers"}
     assert list(validator().iter_errors(doc)) == []
+    # feature-MSR bits KVM advertises but no verification vouches for (format 1): 0, every
+    # named one (ARCH_CAPABILITIES; PLATFORM_INFO's CPUID faulting)
+    snap = load(FIX)[0]
+    named = guest_cpu_from_analysis(analyse(snap)).msr_bits
+    assert {m["addr"] for m in doc["msr_modifiers"]} == {"0x10a", "0xce"}
+    for m in doc["msr_modifiers"]:
+        index = int(m["addr"], 16)
+        bits = m["bitmap"].removeprefix("0b")[::-1]  # bit 0 first
+        zeros = {i for i, c in enumerate(bits) if c == "0"}
+        assert zeros == {r.bit.lo for r in named if r.index == index}
+        assert zeros <= {i for i in range(64) if snap.feature_msrs[index] >> i & 1}
+
+
+def test_msr_modifiers_clear_only_what_a_vcpu_refused() -> None:
+    snap = load(FIX)[0]
+    value = snap.feature_msrs[0x10A]
+    took = tuple(
+        SetAttempt("KVM_SET_MSRS", "split", i, v, True) for i, v in snap.feature_msrs.items()
+    )
+    g = guest_cpu_from_analysis(analyse(replace(snap, verification=took)))
+    assert firecracker_msrs(g) == ()
+    mds = (
+        *(a for a in took if a.target != 0x10A),
+        SetAttempt("KVM_SET_MSRS", "split", 0x10A, value, False, None, (5,)),
+    )
+    (m,) = firecracker_msrs(guest_cpu_from_analysis(analyse(replace(snap, verification=mds))))
+    assert m.addr == 0x10A and m.bitmap == "x" * 58 + "0" + "x" * 5
 
 
 def test_the_schema_facts_reject_wrong_documents() -> None:

@@ -105,6 +105,22 @@ EXPECTED: tuple[Rule, ...] = (
         lambda r, mode, q: r.feature.leaf == 0xD,
     ),
     Rule(
+        "vcpu-refuses-arch-capabilities",
+        "QEMU's -cpu host copies KVM's ARCH_CAPABILITIES advertisement without trying it; "
+        "kvmprobe removes the CPUID bit when a vCPU refused every advertised bit (QEMU then "
+        "aborts at start-up setting MSR 0x10a), and cannot tell without a vCPU verification "
+        "(a format-1 snapshot: unknown)",
+        "QEMU target/i386/kvm/kvm.c kvm_arch_get_supported_cpuid(), kvm_put_msrs(); kvmprobe "
+        "quirk arch-capabilities-refused",
+        lambda r, mode, q: (
+            q
+            and any(
+                s.quirk == "arch-capabilities-refused" and s.applied is not False
+                for s in r.verdict.steps
+            )
+        ),
+    ),
+    Rule(
         "qemu-word-missing",
         "QEMU 7.2 has no feature word for this leaf and reports it as zero",
         "QEMU 7.2 target/i386/cpu.c feature_word_info[]",

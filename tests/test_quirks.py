@@ -374,7 +374,7 @@ def test_every_record_module_is_collected() -> None:
         seen_leaves += list(getattr(mod, "LEAF_QUIRKS", ()))
     assert sorted(q.id for q in seen_quirks) == sorted(q.id for q in qk.QUIRKS)
     assert sorted(q.id for q in seen_leaves) == sorted(q.id for q in qk.LEAF_QUIRKS)
-    assert len(qk.QUIRKS) + len(qk.LEAF_QUIRKS) == 51
+    assert len(qk.QUIRKS) + len(qk.LEAF_QUIRKS) == 52
 
 
 def test_conditions_sit_beside_their_records() -> None:

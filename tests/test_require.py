@@ -12,10 +12,17 @@ from kvmprobe.analysis.effective import analyse
 from kvmprobe.analysis.guest import analysis_subject, profile_subject
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.analysis.require import check, parse
-from kvmprobe.snapshot import load
+from kvmprobe.snapshot import SetAttempt, Snapshot, load
 from kvmprobe.vocab import Offered, PsabiLevel, RequireKind
 
 PVM = str(FIXTURES / "amd-epyc-pvm-6.18.json")
+
+
+def _verified(snap: Snapshot, accepted: bool, refused: tuple[int, ...]) -> Snapshot:
+    """The snapshot as if kvmprobe had tried its ARCH_CAPABILITIES value on a vCPU."""
+    value = snap.feature_msrs[0x10A]
+    attempt = SetAttempt("KVM_SET_MSRS", "split", 0x10A, value, accepted, None, refused)
+    return replace(snap, verification=(attempt,))
 
 
 def test_parse_every_kind_and_spelling() -> None:
@@ -56,14 +63,24 @@ def test_check_on_the_recorded_host() -> None:
     assert by["cx16"].met
     assert not by["sse4_2"].met and by["sse4_2"].offered is Offered.NO
     assert "host CPU has it" in by["sse4_2"].why
-    assert by["mds-no"].met and "0x400000000c000069" in by["mds-no"].why
+    # advertised, but a format-1 snapshot cannot tell whether a vCPU takes it
+    assert not by["mds-no"].met and by["mds-no"].offered is Offered.UNKNOWN
+    assert "0x400000000c000069" in by["mds-no"].why and "no vCPU verification" in by["mds-no"].why
     assert not by["vmx-ept"].met  # an AMD host reports no VMX capability MSRs
     assert "KVM reports no" in by["vmx-ept"].why
-    assert [o.requirement.label for o in result.unmet] == ["x86-64-v2", "sse4_2", "vmx-ept"]
+    assert [o.requirement.label for o in result.unmet] == [
+        "x86-64-v2", "sse4_2", "mds-no", "vmx-ept",
+    ]  # fmt: skip
+    # a vCPU took the advertised value: met; it refused bit 5 (MDS_NO): not met, and why
+    for accepted, refused, met in ((True, (), True), (False, (5,), False)):
+        snap = _verified(load(PVM)[0], accepted, refused)
+        (o,) = check(parse("mds-no")[0], analysis_subject(analyse(snap))).outcomes
+        assert o.met is met and "0x400000000c000069" in o.why
+        assert met or ("refused by KVM_SET_MSRS on a vCPU" in o.why and o.offered is Offered.NO)
 
 
 def test_unknown_answers_do_not_meet_a_requirement() -> None:
-    p = P.build(load(PVM)[0], Options())
+    p = P.build(_verified(load(PVM)[0], True, ()), Options())
     cmov = P.feature_space().by_name["cmov"]  # an x86-64-v1 row
     unknown = replace(p, effective=p.effective & ~(1 << cmov), unknown=1 << cmov)
     reqs, _ = parse("cmov,x86-64-v1,mds-no")

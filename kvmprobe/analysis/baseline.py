@@ -39,6 +39,7 @@ from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, no
 from kvmprobe.analysis.deps import close_under_deps
 from kvmprobe.analysis.profile import (
     HostProfile,
+    MsrFacts,
     XsaveComponent,
     feature_space,
     field_slots,
@@ -58,7 +59,7 @@ class _Host:
     reasons: dict[NotOfferedReason, int]
     errors: tuple[ProbeError, ...]
     cpuid_error: str | None
-    msr: tuple[frozenset[int] | None, tuple[tuple[int, int], ...], str]
+    msr: MsrFacts
 
 
 @dataclass(frozen=True)
@@ -223,11 +224,10 @@ class Baseline:
         how = ", ".join(f"{label} on {k}" for label, k in counts.items())
         return f"no host of the {len(self.hosts)} gives it ({how})"
 
-    def msr_hosts(self) -> Iterator[tuple[str, frozenset[int] | None, dict[int, int], str]]:
-        """(host, feature MSR list, feature MSR values, vendor) of every host."""
+    def msr_hosts(self) -> Iterator[tuple[str, MsrFacts]]:
+        """(host, its feature MSRs and what a vCPU took of them) of every host."""
         for h in self._hosts:
-            lst, values, vendor = h.msr
-            yield h.name, lst, dict(values), vendor
+            yield h.name, h.msr
 
     # -- the baseline guest's CPUID -------------------------------------------------------
     def registers(self) -> tuple[CpuidEntry, ...]:
@@ -297,7 +297,7 @@ class BaselineBuilder:
         self._arch: int | None = None
         self._arch_unknown: list[str] = []
         self._errors: dict[str, tuple[ProbeError, ...]] = {}
-        self._msr_intern: dict[object, object] = {}
+        self._msr_intern: dict[MsrFacts, MsrFacts] = {}
 
     def add(self, p: HostProfile) -> None:
         from kvmprobe.knowledge.migration import CAPS
@@ -319,11 +319,8 @@ class BaselineBuilder:
                 for r, m in self._reason_all.items()
                 if m & reasons.get(r, 0)
             }
-        msr_key = (p.msr_feature_list, tuple(sorted(p.feature_msrs.items())), p.vendor_kind)
-        msr = self._msr_intern.setdefault(msr_key, msr_key)
-        self._hosts.append(
-            _Host(name, eff, unk, reasons, p.errors, _unknown_text(p), msr)  # type: ignore[arg-type]
-        )
+        msr = self._msr_intern.setdefault(p.msr, p.msr)
+        self._hosts.append(_Host(name, eff, unk, reasons, p.errors, _unknown_text(p), msr))
         if p.errors:
             self._errors[name] = p.errors
         vendor = p.vendor if p.cpuid_known else None
@@ -381,7 +378,7 @@ class BaselineBuilder:
         if self._irqchip is None:
             self._irqchip, self._exits = other._irqchip, other._exits
         for h in other._hosts:
-            h.msr = self._msr_intern.setdefault(h.msr, h.msr)  # type: ignore[assignment]
+            h.msr = self._msr_intern.setdefault(h.msr, h.msr)
         self._hosts += other._hosts
         self._common &= other._common
         self._union |= other._union

@@ -7,7 +7,8 @@
   (compared apart, as a string).
 * ``arch_cap_rows()``: the single-bit rows of IA32_ARCH_CAPABILITIES, compared like features
   (a guest told it is immune, e.g. MDS_NO, skips a mitigation it would need on a host without it).
-* ``msr_bit_answer``: whether one feature-MSR bit is offered, from the recorded feature MSRs.
+* ``msr_bit_answer``: whether one feature-MSR bit is effectively offered, from the recorded
+  feature MSRs and what a vCPU took of them (``MsrFacts``; a refused bit is never offered).
 * ``reason_masks``: a profile's "no" answers as one mask per reason.
 
 Pure: no I/O.
@@ -15,14 +16,13 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, no
 from kvmprobe.analysis.msr import BitRef, MsrBit, decode_msr, layout_rows, msr_name
-from kvmprobe.analysis.profile import HostProfile, feature_space, field_def
-from kvmprobe.vocab import CompareRule, NotOfferedReason, Vendor
+from kvmprobe.analysis.profile import HostProfile, MsrFacts, feature_space, field_def
+from kvmprobe.vocab import CompareRule, NotOfferedReason
 
 
 @dataclass(frozen=True)
@@ -106,41 +106,85 @@ def arch_caps_index() -> int:
 
 
 def arch_caps_value(p: HostProfile) -> int | None:
-    """ARCH_CAPABILITIES as a guest would be told: the value KVM reports, 0 when KVM lists no
-    such MSR (the guest claims no immunity), None when unknown."""
+    """ARCH_CAPABILITIES as a guest can effectively be told: the value KVM reports less the
+    bits a vCPU refused (kvmprobe's verification), 0 when KVM lists no such MSR (the guest
+    claims no immunity), None when unknown (``arch_caps_unknown_why`` says why)."""
+    return _arch_caps(p)[0]
+
+
+def arch_caps_unknown_why(p: HostProfile) -> str:
+    return _arch_caps(p)[1]
+
+
+def _arch_caps(p: HostProfile) -> tuple[int | None, str]:
     index = arch_caps_index()
     if p.msr_feature_list is None:
-        return None
+        return None, "KVM_GET_MSR_FEATURE_INDEX_LIST was not answered"
     if index not in p.msr_feature_list:
-        return 0
-    return p.feature_msrs.get(index)
+        return 0, ""
+    value = p.feature_msrs.get(index)
+    if value is None:
+        return None, f"KVM_GET_MSRS({index:#x}) was not read"
+    if value == 0:
+        return 0, ""
+    facts = p.msr
+    if facts.unverified is not None:
+        return None, facts.unverified
+    refused = facts.refused_mask(index)
+    if refused is None:
+        return None, f"KVM_SET_MSRS({index:#x}) was not tried on a vCPU"
+    return value & ~refused, ""
 
 
-def msr_bit_answer(
-    ref: BitRef,
-    feature_list: frozenset[int] | None,
-    values: Mapping[int, int],
-    vendor: Vendor = Vendor.OTHER,
-) -> tuple[Answer, str]:
-    """Whether a feature-MSR bit is offered (for a VMX control: whether it may be 1), and why."""
-    if feature_list is None:
+#: the id under which a refused MSR bit is reported (like a quirk record's id)
+MSR_BIT_REFUSED = "msr-bit-refused"
+
+
+def _row_positions(ref: BitRef, index: int) -> int:
+    """The raw bits of MSR ``index`` that carry ``ref`` (for a VMX control: both halves)."""
+    from kvmprobe.tables import msr_data as T
+    from kvmprobe.vocab import MsrLayoutKind
+
+    layout = T.MSR_LAYOUT.get(index)
+    mask = ref.bit.mask
+    if layout and MsrLayoutKind(T.LAYOUT_KIND[layout]) is MsrLayoutKind.CONTROLS:
+        mask |= mask << 32
+    return mask
+
+
+def msr_bit_answer(ref: BitRef, facts: MsrFacts) -> tuple[Answer, str]:
+    """Whether a feature-MSR bit is effectively offered (for a VMX control: whether it may be
+    1), and why: KVM must list the MSR with the bit set, and a vCPU must take it (kvmprobe's
+    verification); unknown when the verification is missing or could not try the MSR."""
+    if facts.feature_list is None:
         return UNKNOWN, "KVM_GET_MSR_FEATURE_INDEX_LIST was not answered"
-    listed = [i for i in ref.msrs if i in feature_list]
+    listed = [i for i in ref.msrs if i in facts.feature_list]
     if not listed:
         names = " / ".join(msr_name(i)[0] for i in ref.msrs) or "its MSR"
         return no(NotOfferedReason.UNSUPPORTED), f"KVM reports no {names}"
     for index in listed:
-        value = values.get(index)
+        value = facts.value(index)
         if value is None:
             return UNKNOWN, f"the value of {msr_name(index)[0]} was not read"
-        d = decode_msr(index, value, vendor)
+        d = decode_msr(index, value, facts.vendor)
         for b in d.bits:
             if b.bit == ref.bit and b.value:
-                return YES, f"set in {d.name} = {d.hex}"
+                where = f"set in {d.name} = {d.hex}"
+                if facts.unverified is not None:
+                    return UNKNOWN, f"{where}; whether a vCPU takes it: {facts.unverified}"
+                refused = facts.refused_mask(index)
+                if refused is None:
+                    return UNKNOWN, f"{where}; KVM_SET_MSRS({index:#x}) was not tried on a vCPU"
+                if refused & _row_positions(ref, index):
+                    return (
+                        no(NotOfferedReason.REMOVED_BY_QUIRK),
+                        f"{where}, refused by KVM_SET_MSRS on a vCPU [{MSR_BIT_REFUSED}]",
+                    )
+                return YES, f"{where}; a vCPU takes it"
     index = listed[0]
     return (
         no(NotOfferedReason.UNSUPPORTED),
-        f"clear in {msr_name(index)[0]} = {values.get(index, 0):#x}",
+        f"clear in {msr_name(index)[0]} = {facts.value(index) or 0:#x}",
     )
 
 

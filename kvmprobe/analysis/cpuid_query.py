@@ -4,9 +4,10 @@ be had.
 
 Pure: the analysis in, selections out. A filter is one of
 
-* a name kvmprobe knows exactly (Linux ``x2apic``, QEMU ``tsc-deadline``, kernel
-  ``X86_FEATURE_AVX``, a well-known spelling such as ``sse3``) -- that feature is always
-  selected, whatever its status, and so is every other feature whose names contain the text;
+* a name kvmprobe knows exactly (Linux ``x2apic``, QEMU ``tsc-deadline``, libvirt
+  ``pclmuldq``, kernel ``X86_FEATURE_AVX``, a well-known spelling such as ``sse3``) -- that
+  feature is always selected, whatever its status, and so is every other feature whose names
+  contain the text;
 * a location: ``0x1.0.ecx[24]`` (one bit), ``0x80000008.0.eax[23:16]`` (bits),
   ``0x1.0.ecx`` (a register), ``0x7.1`` (a subleaf) or ``0x40000001`` (a whole leaf);
 * any other text: every feature and value whose names contain it.
@@ -42,6 +43,11 @@ ALIASES: Mapping[str, str] = {
     "sha": "sha_ni",
     "vt_x": "vmx",
     "amd_v": "svm",
+    # QEMU's legacy property aliases (QEMU target/i386/cpu.c x86_cpu_initfn(): "i64" for
+    # "lm", "ffxsr" for "fxsr-opt"); QEMU's other aliases differ from its names only by "_"
+    # for "-" or "." (sse4_1), which every lookup already ignores
+    "i64": "lm",
+    "ffxsr": "fxsr_opt",
 }
 
 _HEX_LEAF = re.compile(r"0x[0-9a-f]+")
@@ -71,7 +77,24 @@ def aliases() -> dict[str, str]:
             out[_norm(req.psabi_name)] = req.feature
     for spelling, name in ALIASES.items():
         out[_norm(spelling)] = name
+    out.update(libvirt_names())
     return {k: v for k, v in out.items() if cp.lookup(k) is None and cp.lookup(v) is not None}
+
+
+@cache
+def libvirt_names() -> dict[str, str]:
+    """libvirt's CPUID feature names (its cpu_map, generated into tables.libvirt_data), each
+    normalised -> kvmprobe's name of the same bit, where libvirt spells it differently from
+    Linux and QEMU (``pclmuldq`` -> ``pclmulqdq``, ``cmt`` -> ``cqm``)."""
+    from kvmprobe.tables import libvirt_data as lv
+
+    table = cp.by_loc()
+    out: dict[str, str] = {}
+    for loc, name in lv.FEATURES.items():
+        f = table.get(loc)
+        if f is not None and cp.lookup(name) is None:
+            out[_norm(name)] = f.name
+    return out
 
 
 def resolve(name: str) -> tuple[cp.FeatureDef | None, str | None]:

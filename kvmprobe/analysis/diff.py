@@ -270,8 +270,12 @@ def _arch_caps(a: HostProfile, b: HostProfile) -> list[DiffItem]:
         return [
             DiffItem(
                 "msr-bit", "IA32_ARCH_CAPABILITIES", where, Change.UNKNOWN, CompareRule.SUPERSET,
-                _hex(va), _hex(vb), f"value unknown on {'A' if va is None else 'B'}: {why}",
-                True, True,
+                _hex(va), _hex(vb),
+                "; ".join(f"{side}: {cmpr.arch_caps_unknown_why(p)}"
+                          for side, p, v in (("A", a, va), ("B", b, vb)) if v is None)
+                + f" ({why})",
+                # a side told of nothing (0) has nothing to lose: only the other way blocks
+                va != 0, vb != 0,
             )
         ]  # fmt: skip
     out: list[DiffItem] = []

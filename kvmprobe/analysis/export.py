@@ -65,7 +65,25 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
             minus.append(f.qemu_name)
         else:
             not_addable.append(f.qemu_name)
+    minus += msr_bits_off_qemu(g)
     return QemuCpu("host", (), tuple(minus), tuple(not_addable), tuple(unnamed))
+
+
+def msr_bits_off_qemu(g: GuestCpu) -> list[str]:
+    """QEMU's names of the feature-MSR bits ``-cpu host`` would copy from KVM's advertisement
+    but a guest is not given (refused by a vCPU, or unverified), when the CPUID bit that
+    announces their MSR stays in the guest: without it QEMU does not set the MSR at all
+    (``-arch-capabilities`` already covers every bit)."""
+    out: list[str] = []
+    for r in g.msr_bits:
+        ann = r.announced_by
+        if r.effective or not r.bit.qemu_name:
+            continue
+        if ann is not None and not g.has(ann.feature.loc):
+            continue
+        if r.bit.qemu_name not in out:
+            out.append(r.bit.qemu_name)
+    return out
 
 
 # -- Firecracker -----------------------------------------------------------------------------
@@ -85,6 +103,29 @@ class FirecrackerLeaf:
     subleaf: int
     flags: int
     bitmaps: tuple[tuple[str, str], ...]  # (register, 32-character bitmap), eax..edx order
+
+
+@dataclass(frozen=True)
+class FirecrackerMsr:
+    """One ``msr_modifiers`` item: a 64-character bitmap (MSB first) for one MSR."""
+
+    addr: int
+    bitmap: str
+
+
+def firecracker_msrs(g: GuestCpu) -> tuple[FirecrackerMsr, ...]:
+    """The MSR part of a Firecracker custom CPU template: for each feature MSR with a bit KVM
+    advertises that a guest is not given (a vCPU refused it, or no verification vouches for
+    it), ``0`` at each such bit and ``x`` elsewhere (left as Firecracker sets it)."""
+    off: dict[int, int] = {}
+    for r in g.msr_bits:
+        if r.effective or r.index is None:
+            continue
+        off[r.index] = off.get(r.index, 0) | r.bit.mask
+    return tuple(
+        FirecrackerMsr(index, "".join("0" if mask >> b & 1 else "x" for b in range(63, -1, -1)))
+        for index, mask in sorted(off.items())
+    )
 
 
 def firecracker_cpuid(g: GuestCpu) -> tuple[FirecrackerLeaf, ...]:
@@ -154,6 +195,12 @@ class LibvirtCpu:
     not_addable: tuple[str, ...]
     #: effective features libvirt has no CPUID name for (Linux names / locations)
     unnamed: tuple[str, ...]
+    #: feature-MSR bits by libvirt's names: effective ones (required) and ones KVM
+    #: advertises that a guest is not given (refused by a vCPU, or unverified: disabled)
+    msr_require: tuple[str, ...] = ()
+    msr_disable: tuple[str, ...] = ()
+    #: advertised feature-MSR bits a guest is not given that libvirt has no name for
+    msr_unnamed: tuple[str, ...] = ()
 
 
 def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
@@ -184,6 +231,18 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
         for loc in sorted(g.features)
         if loc not in lv.FEATURES and loc not in g.runtime
     ]
+    msr_require: list[str] = []
+    msr_disable: list[str] = []
+    msr_unnamed: list[str] = []
+    for r in g.msr_bits:
+        lv_name = r.bit.libvirt_name
+        if lv_name is None:
+            if not r.effective:
+                msr_unnamed.append(r.bit.qemu_name or r.bit.name)
+        elif r.effective:
+            msr_require.append(lv_name)
+        else:
+            msr_disable.append(lv_name)
     return LibvirtCpu(
         LIBVIRT_BASE,
         lv.VENDORS.get(g.vendor or ""),
@@ -191,4 +250,7 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
         tuple(sorted(disable)),
         tuple(sorted(not_addable)),
         tuple(unnamed),
+        tuple(dict.fromkeys(msr_require)),
+        tuple(dict.fromkeys(msr_disable)),
+        tuple(dict.fromkeys(msr_unnamed)),
     )

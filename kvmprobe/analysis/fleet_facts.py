@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import YES, Answer, answers_from_cpuid, no
 from kvmprobe.analysis.doctor import DoctorReport, diagnose, usable
 from kvmprobe.analysis.effective import analyse
@@ -227,12 +226,14 @@ def host_facts(
 
 
 def resolve_features(words: Iterable[str]) -> tuple[dict[str, str], list[str]]:
-    """Feature names from a user's words (Linux, QEMU or kernel names, or a location), and
-    the words that name no feature."""
+    """Feature names from a user's words (Linux, QEMU, libvirt or kernel names, a
+    well-known spelling, or a location), and the words that name no feature."""
+    from kvmprobe.analysis.cpuid_query import resolve
+
     found: dict[str, str] = {}
     bad: list[str] = []
     for w in words:
-        f = cp.lookup(w)
+        f = resolve(w)[0]
         if f is None:
             bad.append(w)
         else:

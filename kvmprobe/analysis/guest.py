@@ -27,11 +27,17 @@ from kvmprobe.analysis.deps import Finding, consistency_findings
 from kvmprobe.analysis.effective import CpuidAnalysis
 from kvmprobe.analysis.fleet_facts import cpuinfo_answers
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
-from kvmprobe.analysis.msr import BitRef, vendor_of
-from kvmprobe.analysis.profile import HostProfile, feature_space, verdict_answer
+from kvmprobe.analysis.msr import BitRef
+from kvmprobe.analysis.profile import (
+    HostProfile,
+    MsrFacts,
+    feature_space,
+    msr_facts,
+    verdict_answer,
+)
 from kvmprobe.analysis.require import Subject
 from kvmprobe.snapshot import Snapshot
-from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered, Vendor
+from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered
 
 #: where the host's level came from (kept as names for readers of this module)
 HOST_FROM_CPUID = LevelSource.CPUID
@@ -85,13 +91,11 @@ def cpuid_consistency(snap: Snapshot) -> tuple[Finding, ...]:
 # --require subjects
 
 
-def _msr_answer(
-    snap_list: frozenset[int] | None, values: dict[int, int], vendor: Vendor
-) -> Callable[[BitRef], tuple[Answer, str]]:
+def _msr_answer(facts: MsrFacts) -> Callable[[BitRef], tuple[Answer, str]]:
     from kvmprobe.analysis.compare import msr_bit_answer
 
     def answer(ref: BitRef) -> tuple[Answer, str]:
-        return msr_bit_answer(ref, snap_list, values, vendor)
+        return msr_bit_answer(ref, facts)
 
     return answer
 
@@ -110,10 +114,7 @@ def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> S
         return ans, f"{ans.label()}: {v.reason}" if v.reason else ans.label()
 
     snap = a.snap
-    lst = None if snap.msr_feature_index_list is None else frozenset(snap.msr_feature_index_list)
-    return Subject(
-        snap.source, feature, _msr_answer(lst, dict(snap.feature_msrs), vendor_of(snap)), s.guest
-    )
+    return Subject(snap.source, feature, _msr_answer(msr_facts(snap)), s.guest)
 
 
 def profile_subject(p: HostProfile) -> Subject:
@@ -135,7 +136,7 @@ def profile_subject(p: HostProfile) -> Subject:
     return Subject(
         p.name,
         feature,
-        _msr_answer(p.msr_feature_list, dict(p.feature_msrs), Vendor(p.vendor_kind)),
+        _msr_answer(p.msr),
         levels,
     )
 
@@ -158,8 +159,8 @@ def baseline_subject(b: Baseline) -> Subject:
     def msr_bit(ref: BitRef) -> tuple[Answer, str]:
         lacking: list[str] = []
         unknown = False
-        for host, lst, values, vendor in b.msr_hosts():
-            ans, why = msr_bit_answer(ref, lst, values, Vendor(vendor))
+        for host, facts in b.msr_hosts():
+            ans, why = msr_bit_answer(ref, facts)
             if not ans.yes:
                 lacking.append(f"{host} ({why})")
                 unknown = unknown or ans.offered is Offered.UNKNOWN

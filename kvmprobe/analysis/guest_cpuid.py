@@ -18,7 +18,9 @@ How the table is built from KVM_GET_SUPPORTED_CPUID (the export policy, also in 
 - a value a real vCPU refused (the snapshot's verification) is never exported: a refused
   IA32_ARCH_CAPABILITIES or IA32_PERF_CAPABILITIES value clears the CPUID bit that announces
   the MSR (what QEMU's ``-arch-capabilities`` / ``-pdcm`` do); refused XCR0 components are
-  cleared from leaf 0xD; a table KVM_SET_CPUID2 refused as a whole cannot be exported at all.
+  cleared from leaf 0xD; a table KVM_SET_CPUID2 refused as a whole cannot be exported at all;
+- every feature-MSR bit KVM advertises travels with its answer (``msr_bits``): an exporter
+  turns off by name each one a vCPU refused or that no verification vouches for.
 
 Pure: no I/O.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.effective import CpuidAnalysis
+from kvmprobe.analysis.msr_features import MsrBitResult, advertised_bits
 from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verification
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.snapshot import CpuidEntry
@@ -80,6 +83,10 @@ class GuestCpu:
     #: feature locations KVM itself changes while the guest runs (``runtime``): an exporter
     #: leaves them to KVM
     runtime: frozenset[cp.Loc] = frozenset()
+    #: every named bit of a plain-bits feature MSR that KVM advertises set, with whether a
+    #: guest is effectively given it (a refused or unverified bit is not): what an exporter
+    #: turns off by name
+    msr_bits: tuple[MsrBitResult, ...] = ()
 
     def has(self, loc: cp.Loc) -> bool:
         return loc in self.features
@@ -218,4 +225,5 @@ def guest_cpu_from_analysis(a: CpuidAnalysis, *, with_opt_in: bool = False) -> G
         runtime=frozenset(
             x.feature.loc for x in a.features if x.verdict.status is FeatureStatus.RUNTIME
         ),
+        msr_bits=advertised_bits(a),
     )

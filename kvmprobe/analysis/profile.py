@@ -36,7 +36,7 @@ from functools import cache
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, no
 from kvmprobe.snapshot import ProbeError, Snapshot, Steps
-from kvmprobe.vocab import FeatureStatus, NotOfferedReason
+from kvmprobe.vocab import FeatureStatus, NotOfferedReason, Vendor
 
 U32 = 0xFFFF_FFFF
 
@@ -191,6 +191,58 @@ class XsaveComponent:
 
 
 @dataclass(frozen=True)
+class MsrFacts:
+    """What one host says about its feature MSRs: KVM's list and values, and what a vCPU did
+    with them (kvmprobe's verification). Hashable, so a fleet can share equal ones."""
+
+    feature_list: frozenset[int] | None
+    values: tuple[tuple[int, int], ...]
+    vendor: Vendor = Vendor.OTHER
+    #: MSR index -> the advertised bits a vCPU refused (0: it took them all), for every MSR
+    #: the verification tried
+    refused: tuple[tuple[int, int], ...] = ()
+    #: why nothing is known of what a vCPU takes (no verification in the snapshot, or it
+    #: failed); None when the verification ran
+    unverified: str | None = None
+
+    def value(self, index: int) -> int | None:
+        return dict(self.values).get(index)
+
+    def refused_mask(self, index: int) -> int | None:
+        return dict(self.refused).get(index)
+
+
+def msr_facts(snap: Snapshot) -> MsrFacts:
+    """The MsrFacts of one snapshot."""
+    from kvmprobe.analysis.msr import vendor_of
+    from kvmprobe.analysis.verify import refused_mask, verification
+    from kvmprobe.snapshot import Steps
+
+    v = verification(snap)
+    unverified = None
+    if snap.verification is None:
+        failure = snap.failure(Steps.VERIFY)
+        unverified = (
+            f"{failure.step} failed ({failure.errno_name or 'no errno'})"
+            if failure is not None
+            else "no vCPU verification in this snapshot (record it again)"
+        )
+    refused = []
+    for index in sorted(snap.feature_msrs):
+        mask = refused_mask(v, index)
+        if mask is not None:
+            refused.append((index, mask))
+    lst = snap.msr_feature_index_list
+    return MsrFacts(
+        feature_list=None if lst is None else frozenset(lst),
+        values=tuple(sorted(snap.feature_msrs.items())),
+        vendor=vendor_of(snap),
+        refused=tuple(refused),
+        unverified=unverified,
+    )
+
+
+@dataclass(frozen=True)
 class HostProfile:
     """What ``diff``, ``baseline`` and ``--require`` know of one host in one set-up."""
 
@@ -233,6 +285,20 @@ class HostProfile:
     errors: tuple[ProbeError, ...] = ()
     #: the CPU vendor as the quirk engine sees it ("intel", "amd", "other")
     vendor_kind: str = "other"
+    #: what a vCPU took of the feature MSRs (kvmprobe's verification), as in MsrFacts
+    msr_refused: tuple[tuple[int, int], ...] = ()
+    msr_unverified: str | None = "not recorded"
+
+    @property
+    def msr(self) -> MsrFacts:
+        """The feature MSRs with what a vCPU took of them."""
+        return MsrFacts(
+            feature_list=self.msr_feature_list,
+            values=tuple(sorted(self.feature_msrs.items())),
+            vendor=Vendor(self.vendor_kind),
+            refused=self.msr_refused,
+            unverified=self.msr_unverified,
+        )
 
     # -- answers ------------------------------------------------------------------------------
     def status(self, pos: int) -> FeatureStatus:
@@ -385,6 +451,13 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
                 # engine's own rules): the base verdict stands
                 continue
             v = qk.evaluate(ctx, loc, records)
+            if v.status is FeatureStatus.UNKNOWN:
+                # a record's condition read a fact the snapshot lacks (e.g. no vCPU
+                # verification in a format-1 snapshot): the engine's unknown answer
+                effective = _set(effective, pos, False)
+                unknown |= 1 << pos
+                overrides[pos] = Override(v.status, None, tuple(v.quirks), tuple(v.unknowns))
+                continue
             if not v.quirks:
                 continue  # no record applied: the verdict is the base one
             effective = _set(effective, pos, bool(v.effective))
@@ -408,6 +481,7 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
     from kvmprobe.tables.caps_data import KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
 
     caps = {c.name: cap_value(snap, c.number, c.scope) for c in CAPS}
+    facts = msr_facts(snap)
     return HostProfile(
         name=snap.source,
         kernel_release=snap.host.kernel_release,
@@ -436,6 +510,8 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
         feature_msrs=dict(snap.feature_msrs),
         errors=snap.errors,
         vendor_kind=str(ctx.vendor),
+        msr_refused=facts.refused,
+        msr_unverified=facts.unverified,
     )
 
 

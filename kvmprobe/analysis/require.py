@@ -1,10 +1,10 @@
 """``--require LIST``: does a guest (of one host, two hosts or a fleet's baseline) meet a bar?
 
-An item is a CPUID feature in any spelling ``cpuid.lookup`` accepts (x2apic, tsc-deadline,
-X86_FEATURE_AVX2, 0x7.0.ebx[5]), a feature-MSR bit as Linux, QEMU or libvirt spell it
-(``msr.lookup_bit``: mds-no, ARCH_CAP_GDS_NO), or an x86-64 level (``PsabiLevel.parse``:
-x86-64-v2, v3). Levels are tried first, then CPUID names, then MSR bits. An unknown answer
-never meets a requirement.
+An item is a CPUID feature in any spelling ``cpuid_query.resolve`` accepts (x2apic,
+tsc-deadline, libvirt's pclmuldq, X86_FEATURE_AVX2, 0x7.0.ebx[5], sse3), a feature-MSR bit
+as Linux, QEMU or libvirt spell it (``msr.lookup_bit``: mds-no, ARCH_CAP_GDS_NO), or an
+x86-64 level (``PsabiLevel.parse``: x86-64-v2, v3). Levels are tried first, then CPUID
+names, then MSR bits. An unknown answer never meets a requirement.
 
 Pure: no I/O.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import Answer
+from kvmprobe.analysis.cpuid_query import resolve
 from kvmprobe.analysis.levels import LevelReport
 from kvmprobe.analysis.msr import BitRef, lookup_bit
 from kvmprobe.vocab import Offered, PsabiLevel, RequireKind
@@ -57,7 +58,7 @@ def parse(text: str) -> tuple[tuple[Requirement, ...], tuple[UnknownName, ...]]:
         level = PsabiLevel.parse(item)
         if level is not None:
             req = Requirement(item, RequireKind.LEVEL, level=level)
-        elif (f := cp.lookup(item)) is not None:
+        elif (f := resolve(item)[0]) is not None:
             req = Requirement(item, RequireKind.FEATURE, feature=f)
         elif refs := lookup_bit(item):
             req = Requirement(item, RequireKind.MSR_BIT, bits=refs)

@@ -103,6 +103,52 @@ class Verification:
         return None
 
 
+def msr_attempt(v: Verification, index: int) -> SetAttempt | None:
+    """The ``KVM_SET_MSRS`` attempt that tried MSR ``index``'s advertised value, or None."""
+    for a in v.attempts:
+        if a.what == SET_MSRS and a.target == index:
+            return a
+    return None
+
+
+def refused_mask(v: Verification, index: int) -> int | None:
+    """The advertised bits of MSR ``index`` a vCPU refused (0: it took the whole value);
+    None when nobody knows: no verification in the snapshot, the MSR was not tried, or the
+    attempt itself failed."""
+    a = msr_attempt(v, index)
+    if a is None or a.accepted is None or a.value is None:
+        return None
+    if a.accepted:
+        return 0
+    if not a.refused_bits:
+        return a.value  # refused, and no single bit was found: count every bit refused
+    mask = 0
+    for b in a.refused_bits:
+        mask |= 1 << b
+    return mask
+
+
+def attempt_text(a: SetAttempt) -> str:
+    """One attempt in words: ``KVM_SET_MSRS(0x10a IA32_ARCH_CAPABILITIES = 0x69) on a vCPU
+    (irqchip split): refused; bits refused alone: RDCL_NO, ...``."""
+    value = "?" if a.value is None else f"{a.value:#x}"
+    if a.what == SET_MSRS and a.target is not None:
+        head = f"{a.what}({a.target:#x} {msr_name(a.target)[0]} = {value})"
+    else:
+        head = Refusal(a, ()).what
+    head += f" on a vCPU (irqchip {a.irqchip})"
+    if a.accepted is None:
+        errno = "no errno" if a.errno is None else (a.errno_name or str(a.errno))
+        return f"{head}: could not be tried ({errno})"
+    if a.accepted:
+        return f"{head}: accepted"
+    tail = f" ({a.errno_name})" if a.errno is not None else ""
+    bits = _named_bits(a)
+    if bits:
+        tail += "; bits refused alone: " + ", ".join(b.name for b in bits)
+    return f"{head}: refused{tail}"
+
+
 def _named_bits(attempt: SetAttempt) -> tuple[RefusedBit, ...]:
     rows: dict[int, MsrBit] = {}
     if attempt.what == SET_MSRS and attempt.target is not None:

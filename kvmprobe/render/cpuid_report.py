@@ -484,9 +484,13 @@ def explain_lines(
         Line.of("  where: "), Line.of(f"CPUID {f.where}  (KVM's {f.register.upper()} = {raw_s})")
     )
     verdict = Line.of("  result: ", "bold").extend(status_line(v.status))
-    verdict.add("; a guest in this set-up ")
-    verdict.add("can" if v.effective else "cannot", "bold green" if v.effective else "bold red")
-    verdict.add(" be given it")
+    if v.effective is None:
+        verdict.add("; whether a guest in this set-up can be given it is ")
+        verdict.add("unknown", "bold yellow")
+    else:
+        verdict.add("; a guest in this set-up ")
+        verdict.add("can" if v.effective else "cannot", "bold green" if v.effective else "bold red")
+        verdict.add(" be given it")
     out += term.hanging(Line(), verdict, 10)
     reasons = ordered_reasons(r)
     because = "; ".join(reason for _, reason in reasons) if reasons else v.reason
@@ -507,7 +511,14 @@ def explain_lines(
         out += term.para(Line.of("  no documented quirk concerns this feature", "dim"), 4)
     for s in ex.steps:
         q = s.record
-        mark = Line.of("  applied  ", "bold yellow") if s.applied else Line.of("  skipped  ", "dim")
+        if s.applied is None:
+            mark = Line.of("  unknown  ", "bold yellow")
+        else:
+            mark = (
+                Line.of("  applied  ", "bold yellow")
+                if s.applied
+                else Line.of("  skipped  ", "dim")
+            )
         out += term.para(mark.add(s.quirk, "bold").add(f" ({s.effect})"), 11)
         scope = "" if q.vendor is None else f"  ({q.vendor.display} hosts only)"
         out += term.hanging(Line.of("      when:     ", "dim"), Line.of(q.when + scope, "dim"))

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kvmprobe.analysis.export import FirecrackerLeaf
+from kvmprobe.analysis.export import FirecrackerLeaf, FirecrackerMsr
 
 
-def firecracker_doc(leaves: tuple[FirecrackerLeaf, ...]) -> dict[str, Any]:
-    return {
+def firecracker_doc(
+    leaves: tuple[FirecrackerLeaf, ...], msrs: tuple[FirecrackerMsr, ...] = ()
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "cpuid_modifiers": [
             {
                 "leaf": f"{x.leaf:#x}",
@@ -22,7 +24,12 @@ def firecracker_doc(leaves: tuple[FirecrackerLeaf, ...]) -> dict[str, Any]:
             for x in leaves
         ],
     }
+    if msrs:
+        doc["msr_modifiers"] = [{"addr": f"{m.addr:#x}", "bitmap": "0b" + m.bitmap} for m in msrs]
+    return doc
 
 
-def firecracker_json(leaves: tuple[FirecrackerLeaf, ...]) -> str:
-    return json.dumps(firecracker_doc(leaves), indent=2) + "\n"
+def firecracker_json(
+    leaves: tuple[FirecrackerLeaf, ...], msrs: tuple[FirecrackerMsr, ...] = ()
+) -> str:
+    return json.dumps(firecracker_doc(leaves, msrs), indent=2) + "\n"

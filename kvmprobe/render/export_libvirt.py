@@ -32,11 +32,23 @@ def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:
         lines.append(
             _comment("effective, but libvirt has no CPUID feature name for: " + " ".join(c.unnamed))
         )
+    if c.msr_unnamed:
+        lines.append(
+            _comment(
+                "KVM advertises these feature-MSR bits but a guest is not given them (refused "
+                "by a vCPU or unverified), and libvirt has no name for them: "
+                + " ".join(c.msr_unnamed)
+            )
+        )
     lines.append("<cpu mode='custom' match='exact'>")
     lines.append(f"  <model fallback='forbid'>{c.model}</model>")
     if c.vendor is not None:
         lines.append(f"  <vendor>{c.vendor}</vendor>")
     for policy, names in (("require", c.require), ("disable", c.disable)):
+        lines += [f"  <feature policy='{policy}' name='{n}'/>" for n in names]
+    # feature-MSR bits (libvirt defines them by MSR 0x10a...): effective ones, then the ones
+    # KVM advertises that a guest is not given, which libvirt's host-model would copy
+    for policy, names in (("require", c.msr_require), ("disable", c.msr_disable)):
         lines += [f"  <feature policy='{policy}' name='{n}'/>" for n in names]
     lines.append("</cpu>")
     return "\n".join(lines) + "\n"

@@ -704,3 +704,40 @@ def _safe_int(value: int | None) -> int | str | None:
     if value is None or abs(value) <= JSON_SAFE_MAX:
         return value
     return f"{value:#x}"
+
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.msr_features import MsrBitResult
+
+
+def msr_bit_json(r: MsrBitResult) -> dict[str, Any]:
+    """One feature-MSR bit as ``cpuid --json`` shows it (``msr_bits``): its names, KVM's value,
+    the answer (``effective`` null when unknown), why, and the vCPU attempt."""
+    b = r.bit
+    a = r.attempt
+    ann = r.announced_by
+    return {
+        "name": b.qemu_name or b.name.lower(),
+        "kernel_name": b.kernel_name,
+        "qemu": b.qemu_name,
+        "libvirt": b.libvirt_name,
+        "cpuinfo": b.cpuinfo_name,
+        "msr": r.index if r.index is not None else (r.ref.msrs or (None,))[0],
+        "bit": b.lo,
+        "listed": r.index is not None,
+        "advertised": None if r.advertised is None else f"{r.advertised:#x}",
+        "kvm": r.set_in_advertised,
+        "effective": r.effective,
+        "offered": r.answer.offered.value,
+        "reason": r.why,
+        "attempt": None if a is None else a.to_json(),
+        "announced_by": None
+        if ann is None
+        else {
+            "name": ann.feature.name,
+            "where": ann.feature.where,
+            "status": ann.verdict.status.value,
+            "effective": ann.verdict.effective,
+            "quirks": list(ann.verdict.quirks),
+        },
+    }

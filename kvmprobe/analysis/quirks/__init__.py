@@ -13,7 +13,7 @@ collected in a fixed order; a new quirk goes into its theme module's tuple.
 
 from __future__ import annotations
 
-from kvmprobe.analysis.quirks import apic, errata, leaves, mwait, platform, pv, xsave
+from kvmprobe.analysis.quirks import apic, errata, leaves, mwait, platform, pv, verified, xsave
 from kvmprobe.analysis.quirks.engine import (
     Ctx,
     LeafQuirk,
@@ -32,6 +32,7 @@ QUIRKS: tuple[Quirk, ...] = (
     *errata.QUIRKS,
     *platform.QUIRKS,
     *xsave.QUIRKS,
+    *verified.QUIRKS,
 )
 LEAF_QUIRKS: tuple[LeafQuirk, ...] = leaves.LEAF_QUIRKS
 

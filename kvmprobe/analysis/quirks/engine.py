@@ -147,6 +147,55 @@ class Ctx:
                 self._unknown(failure, "")
         return out
 
+    def feature_msr(self, index: int) -> int | None:
+        """A feature MSR's value as system-fd KVM_GET_MSRS reported it; None when KVM does not
+        list the MSR in KVM_GET_MSR_FEATURE_INDEX_LIST (or when the list or the read failed:
+        noted as unknown)."""
+        listed = self.snap.msr_feature_index_list
+        if listed is None:
+            self._unknown(
+                self.snap.failure(Steps.MSR_FEATURE_INDEX_LIST),
+                f"{Steps.MSR_FEATURE_INDEX_LIST} was not answered",
+            )
+            return None
+        if index not in listed:
+            return None
+        value = self.snap.feature_msrs.get(index)
+        if value is None:
+            self._unknown(
+                self.snap.failure(Steps.feature_msr(index)),
+                f"{Steps.feature_msr(index)} was not read",
+            )
+        return value
+
+    def msr_refused(self, index: int) -> int:
+        """The advertised bits of feature MSR ``index`` that KVM_SET_MSRS on a vCPU refused
+        (kvmprobe's own verification); 0 when the vCPU took them all. When the snapshot has no
+        verification (format 1), the verification failed, or this MSR could not be tried, the
+        fact is noted as unknown and 0 is answered."""
+        from kvmprobe.analysis.verify import msr_attempt, refused_mask, verification
+
+        v = verification(self.snap)
+        mask = refused_mask(v, index)
+        if mask is not None:
+            return mask
+        failure = self.snap.failure(Steps.VERIFY)
+        attempt = msr_attempt(v, index)
+        if failure is not None:
+            self._unknown(failure, "")
+        elif self.snap.verification is None:
+            self._unknown(
+                None,
+                "no vCPU verification in this snapshot (recorded before kvmprobe tried KVM's "
+                "advertised values on a vCPU; record it again)",
+            )
+        elif attempt is None:
+            self._unknown(None, f"KVM_SET_MSRS({index:#x}) was not tried on a vCPU")
+        else:
+            errno = attempt.errno_name or "no errno"
+            self._unknown(None, f"KVM_SET_MSRS({index:#x}) on a vCPU could not be tried ({errno})")
+        return 0
+
     def exit_allowed(self, exit: DisableExit) -> bool:
         """KVM_CAP_X86_DISABLE_EXITS lets a VMM disable this exit."""
         return bool(self.cap(KVM_CAP_X86_DISABLE_EXITS) & exit.flag)
