@@ -537,7 +537,13 @@ def cpuid(
         refused=tuple(refused),
         exits_known=exits_known,
     )
-    _emit_lines(ctx, cr.cpuid_lines(a, view, term))
+    lines = cr.cpuid_lines(a, view, term)
+    if msr_bits:  # the filter also names feature-MSR bits (ssb-no: a CPUID bit and an MSR bit)
+        from kvmprobe.render.msr_bits_report import table_lines
+        from kvmprobe.render.term import Line
+
+        lines = [*lines, Line(), *table_lines(msr_bits, term)]
+    _emit_lines(ctx, lines)
     _print_require(ctx, required)
     _require_exit(ctx, required)
 

@@ -211,3 +211,12 @@ def test_libvirt_and_qemu_names_everywhere(typed: str, name: str) -> None:
     # --require on cpuid and diff
     assert run("cpuid", "--from", ZEN4, "--require", typed).exit_code in (0, 5)
     assert run("diff", ZEN4, ZEN4, "--require", typed).exit_code in (0, 5)
+
+
+def test_a_filter_naming_a_cpuid_feature_and_an_msr_bit_shows_both() -> None:
+    r = run("cpuid", "ssb-no", "--from", ZEN4, "--no-color")
+    assert r.exit_code == 0
+    assert "1 feature matches 'ssb-no'" in r.stdout and "Feature MSR bits" in r.stdout
+    assert "ssb-no  MSR 0x10a MSR_IA32_ARCH_CAPABILITIES bit 4  KVM: clear  guest: no" in r.stdout
+    doc = json.loads(run("cpuid", "ssb-no", "--json", "--from", ZEN4).stdout)
+    assert [b["name"] for b in doc["msr_bits"]] == ["ssb-no"] and doc["features"]
