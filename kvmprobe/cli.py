@@ -14,6 +14,8 @@ from kvmprobe.render.output import emit
 from kvmprobe.vocab import CapArch, DisableExit, Irqchip
 
 if TYPE_CHECKING:
+    from kvmprobe.analysis.guest_cpuid import GuestCpu
+    from kvmprobe.analysis.quirks import Options
     from kvmprobe.snapshot import Snapshot
 
 
@@ -230,9 +232,10 @@ def caps(
 @device_option
 def record(output: str | None, force: bool, device: str) -> None:
     """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
+    from kvmprobe.analysis.guest_cpuid import effective_tables
     from kvmprobe.kvm.probe import record as record_snapshot
 
-    snap = record_snapshot(device)
+    snap = record_snapshot(device, effective_tables)
     text = snap.dumps()
     if not output or output == "-":
         emit(text)
@@ -554,9 +557,10 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     if from_file:
         snap = get_snapshot(from_file, device)
     else:
+        from kvmprobe.analysis.guest_cpuid import effective_tables
         from kvmprobe.kvm.probe import examine
 
-        snap = examine(device)
+        snap = examine(device, effective_tables)
     report = diagnose(snap)
     if as_json:
         from kvmprobe.render import json as rj
@@ -934,6 +938,7 @@ def export(
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     snap = get_snapshot(from_files[0] if from_files else None, device)
     guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
+    snap = _try_exported_table(snap, guest, opts, live=not from_files, device=device)
     if fmt == "qemu":
         from kvmprobe.analysis.export import qemu_host
         from kvmprobe.render.export_qemu import qemu_text
@@ -960,6 +965,31 @@ def export(
 
     write_new_file(output, text, force=force)
     click.echo(f"kvmprobe: wrote {output}", err=True)
+
+
+def _try_exported_table(
+    snap: Snapshot, guest: GuestCpu, opts: Options, *, live: bool, device: str
+) -> Snapshot:
+    """Never hand out a table a vCPU refuses: live, the exported table itself is tried on a vCPU
+    of a VM set up for its irqchip mode; from a snapshot, what ``record`` tried for that mode
+    counts when the export asks for the plain table it tried."""
+    from kvmprobe.analysis.verify import verification
+
+    if live:
+        from kvmprobe.kvm.probe import try_tables
+
+        snap = try_tables(snap, {opts.irqchip: guest.entries}, device)
+    elif guest.with_opt_in or opts.disable_exits:
+        return snap
+    refusal = verification(snap).effective_refusal(opts.irqchip.value)
+    if refusal is not None:
+        err = refusal.attempt.errno_name or "refused"
+        raise KvmprobeError(
+            f"a vCPU refused the table this export would give: {refusal.what}: {err}",
+            "see 'kvmprobe doctor' and 'kvmprobe cpuid --json' (verification) for what KVM refused",
+            ExitStatus.CHECK_FAILED,
+        )
+    return snap
 
 
 # -- fleets: diff and baseline -------------------------------------------------------------------

@@ -31,9 +31,9 @@ from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.effective import CpuidAnalysis
 from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verification
 from kvmprobe.errors import ExitStatus, KvmprobeError
-from kvmprobe.snapshot import CpuidEntry
+from kvmprobe.snapshot import CpuidEntry, Snapshot
 from kvmprobe.tables import msr_data
-from kvmprobe.vocab import FeatureStatus
+from kvmprobe.vocab import FeatureStatus, Irqchip
 
 ARCH_CAPABILITIES_LOC = cp.feature_loc("X86_FEATURE_ARCH_CAPABILITIES")
 PDCM_LOC = cp.feature_loc("X86_FEATURE_PDCM")
@@ -219,3 +219,19 @@ def guest_cpu_from_analysis(a: CpuidAnalysis, *, with_opt_in: bool = False) -> G
             x.feature.loc for x in a.features if x.verdict.status is FeatureStatus.RUNTIME
         ),
     )
+
+
+def effective_tables(snap: Snapshot) -> dict[Irqchip, tuple[CpuidEntry, ...]]:
+    """The table a plain ``kvmprobe export`` gives for each irqchip mode (no opt-in bits, no
+    exits disabled): what ``kvmprobe record`` tries on a vCPU of each set-up. A mode with
+    nothing to export is left out."""
+    from kvmprobe.analysis.effective import analyse
+    from kvmprobe.analysis.quirks import Options
+
+    out: dict[Irqchip, tuple[CpuidEntry, ...]] = {}
+    for mode in Irqchip:
+        try:
+            out[mode] = guest_cpu_from_analysis(analyse(snap, Options(irqchip=mode))).entries
+        except KvmprobeError:
+            continue
+    return out
