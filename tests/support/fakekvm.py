@@ -171,4 +171,5 @@ _NAMES = {
 _NAMES.update({abi.KVM_GET_API_VERSION: "GET_API_VERSION", abi.KVM_CREATE_VM: "CREATE_VM",
                abi.KVM_CHECK_EXTENSION: "CHECK_EXTENSION",
                abi.KVM_GET_VCPU_MMAP_SIZE: "GET_VCPU_MMAP_SIZE",
-               abi.KVM_CREATE_VCPU: "CREATE_VCPU", abi.KVM_CREATE_IRQCHIP: "CREATE_IRQCHIP"})  # fmt: skip
+               abi.KVM_CREATE_VCPU: "CREATE_VCPU",
+               abi.KVM_CREATE_IRQCHIP: "CREATE_IRQCHIP"})  # fmt: skip
