@@ -126,8 +126,8 @@ def record(qemu: str) -> dict[str, Any]:
                 "-qmp stdio: QMP query-cpu-model-expansion type full, every model (vendor)",
             ],
             "note": "features: the static expansion's properties that are true (canonical "
-            "names); family/model/stepping/model_id: the full expansion under KVM; vendor: the full "
-            "expansion under TCG (under KVM every model shows the host's vendor); split and "
+            "names); family/model/stepping/model_id: the full expansion under KVM; "
+            "vendor: the full expansion under TCG (under KVM every model shows the host's vendor); split and "
             "userspace: what differs from kernel-irqchip=on. Static expansions of named "
             "models do not depend on the host.",
         },
@@ -164,8 +164,10 @@ def render(text: str) -> str:
             raise SystemExit(f"{name}: family/model/stepping missing")
 
         def fs(xs: list[str]) -> str:
-            return "frozenset({" + ", ".join(json.dumps(x) for x in xs) + "})" if xs else (
-                "frozenset()"
+            return (
+                "frozenset({" + ", ".join(json.dumps(x) for x in xs) + "})"
+                if xs
+                else ("frozenset()")
             )
 
         modes = ", ".join(

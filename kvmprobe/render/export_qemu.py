@@ -4,6 +4,7 @@ say. Stdlib only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu
 from kvmprobe.analysis.guest_cpuid import GuestCpu
 
@@ -24,9 +25,7 @@ def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
             "guest must not have; enforce: QEMU stops rather than give less"
         )
     else:
-        lines.append(
-            f"# base: {q.base}, {q.choice}; enforce: QEMU stops rather than give less"
-        )
+        lines.append(f"# base: {q.base}, {q.choice}; enforce: QEMU stops rather than give less")
     if q.not_addable:
         lines.append(
             "# effective but not offered by KVM, so QEMU's enforce would refuse them (set them "
@@ -54,4 +53,3 @@ def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
         )
     lines.append(f"-cpu {q.value}")
     return "\n".join(lines) + "\n"
-
