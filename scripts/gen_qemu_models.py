@@ -127,7 +127,8 @@ def record(qemu: str) -> dict[str, Any]:
             ],
             "note": "features: the static expansion's properties that are true (canonical "
             "names); family/model/stepping/model_id: the full expansion under KVM; "
-            "vendor: the full expansion under TCG (under KVM every model shows the host's vendor); split and "
+            "vendor: the full expansion under TCG (under KVM every model shows the host's "
+            "vendor); split and "
             "userspace: what differs from kernel-irqchip=on. Static expansions of named "
             "models do not depend on the host.",
         },
