@@ -884,10 +884,11 @@ EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 @click.option("--cpuid-r", "cpuid_r", is_flag=True, help="cpuid2: the 'cpuid -r' text format.")
 @click.option(
     "--qemu-base",
-    type=click.Choice(["host"]),
-    default="host",
+    type=click.Choice(["model", "host"]),
+    default="model",
     show_default=True,
-    help="qemu: the base model ('host': QEMU's host model with explicit removals).",
+    help="qemu: the base ('model': the closest named model QEMU knows, plus and minus "
+    "features; 'host': QEMU's host model with explicit removals).",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
@@ -896,7 +897,8 @@ EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
     "from_files",
     metavar="FILE",
     multiple=True,
-    help="Export a snapshot recorded with 'kvmprobe record' instead of the live device.",
+    help="Export a snapshot recorded with 'kvmprobe record' instead of the live device "
+    "(several: their baseline; qemu only).",
 )
 @device_option
 def export(
@@ -914,7 +916,8 @@ def export(
     """The effective guest CPU in a format a VMM takes.
 
     FORMAT cpuid2: the KVM_SET_CPUID2 table as JSON (--cpuid-r: as 'cpuid -r' text).
-    qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot).
+    qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot, and
+    which QEMU version's model list it assumes).
     firecracker: a Firecracker custom CPU template (JSON, Firecracker's own format).
     libvirt: a libvirt <cpu mode='custom' match='exact'> element (XML comments say what it
     cannot).
@@ -923,10 +926,16 @@ def export(
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
     from kvmprobe.analysis.quirks import Options
 
-    if len(from_files) > 1:
+    if len(from_files) > 1 and fmt != "qemu":
         raise KvmprobeError(
-            "exporting the baseline of several snapshots is not available yet",
-            "give --from once (or not at all for the live host)",
+            f"exporting the baseline of several snapshots as {fmt} is not available yet",
+            "give --from once (or not at all for the live host), or export qemu",
+            ExitStatus.USAGE,
+        )
+    if len(from_files) > 1 and qemu_base == "host":
+        raise KvmprobeError(
+            "--qemu-base host cannot export a baseline: QEMU's host model differs per host",
+            "drop --qemu-base host (a named model, plus and minus features, fits every host)",
             ExitStatus.USAGE,
         )
     if cpuid_r and fmt != "cpuid2":
@@ -936,14 +945,31 @@ def export(
     if force and not output:
         _warn("--force has no effect without -o FILE")
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
-    snap = get_snapshot(from_files[0] if from_files else None, device)
-    guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
-    snap = _try_exported_table(snap, guest, opts, live=not from_files, device=device)
+    if len(from_files) > 1:
+        from kvmprobe.analysis.baseline import BaselineBuilder
+        from kvmprobe.analysis.guest_cpuid import guest_cpu_from_baseline
+        from kvmprobe.analysis.profile import build
+
+        builder = BaselineBuilder()
+        guests = []
+        snaps = [_load_snapshot(f) for f in from_files]
+        for one in snaps:
+            builder.add(build(one, opts))
+            g = guest_cpu_from_analysis(effective.analyse(one, opts), with_opt_in=with_opt_in)
+            _try_exported_table(one, g, opts, live=False, device=device)
+            guests.append(g)
+        snap = snaps[0]
+        guest = guest_cpu_from_baseline(builder.finish(), guests)
+    else:
+        snap = get_snapshot(from_files[0] if from_files else None, device)
+        guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
+        snap = _try_exported_table(snap, guest, opts, live=not from_files, device=device)
     if fmt == "qemu":
-        from kvmprobe.analysis.export import qemu_host
+        from kvmprobe.analysis.export import qemu_host, qemu_model
         from kvmprobe.render.export_qemu import qemu_text
 
-        text = qemu_text(guest, qemu_host(guest))
+        q = qemu_host(guest) if qemu_base == "host" else qemu_model(guest)
+        text = qemu_text(guest, q, from_files)
     elif fmt == "firecracker":
         from kvmprobe.analysis.export import firecracker_cpuid
         from kvmprobe.render.export_firecracker import firecracker_json
