@@ -14,6 +14,8 @@ from kvmprobe.render.output import emit
 from kvmprobe.vocab import CapArch, DisableExit, Irqchip
 
 if TYPE_CHECKING:
+    from kvmprobe.analysis.guest_cpuid import GuestCpu
+    from kvmprobe.analysis.quirks import Options
     from kvmprobe.snapshot import Snapshot
 
 
@@ -230,9 +232,10 @@ def caps(
 @device_option
 def record(output: str | None, force: bool, device: str) -> None:
     """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
+    from kvmprobe.analysis.guest_cpuid import effective_tables
     from kvmprobe.kvm.probe import record as record_snapshot
 
-    snap = record_snapshot(device)
+    snap = record_snapshot(device, effective_tables)
     text = snap.dumps()
     if not output or output == "-":
         emit(text)
@@ -633,9 +636,10 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     if from_file:
         snap = get_snapshot(from_file, device)
     else:
+        from kvmprobe.analysis.guest_cpuid import effective_tables
         from kvmprobe.kvm.probe import examine
 
-        snap = examine(device)
+        snap = examine(device, effective_tables)
     report = diagnose(snap)
     if as_json:
         from kvmprobe.render import json as rj
@@ -959,10 +963,11 @@ EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 @click.option("--cpuid-r", "cpuid_r", is_flag=True, help="cpuid2: the 'cpuid -r' text format.")
 @click.option(
     "--qemu-base",
-    type=click.Choice(["host"]),
-    default="host",
+    type=click.Choice(["model", "host"]),
+    default="model",
     show_default=True,
-    help="qemu: the base model ('host': QEMU's host model with explicit removals).",
+    help="qemu: the base ('model': the closest named model QEMU knows, plus and minus "
+    "features; 'host': QEMU's host model with explicit removals).",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
@@ -971,7 +976,8 @@ EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
     "from_files",
     metavar="FILE",
     multiple=True,
-    help="Export a snapshot recorded with 'kvmprobe record' instead of the live device.",
+    help="Export a snapshot recorded with 'kvmprobe record' instead of the live device "
+    "(several: their baseline; qemu only).",
 )
 @device_option
 def export(
@@ -989,7 +995,8 @@ def export(
     """The effective guest CPU in a format a VMM takes.
 
     FORMAT cpuid2: the KVM_SET_CPUID2 table as JSON (--cpuid-r: as 'cpuid -r' text).
-    qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot).
+    qemu: a '-cpu' argument QEMU accepts with enforce (comment lines say what it cannot, and
+    which QEMU version's model list it assumes).
     firecracker: a Firecracker custom CPU template (JSON, Firecracker's own format).
     libvirt: a libvirt <cpu mode='custom' match='exact'> element (XML comments say what it
     cannot).
@@ -998,10 +1005,16 @@ def export(
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
     from kvmprobe.analysis.quirks import Options
 
-    if len(from_files) > 1:
+    if len(from_files) > 1 and fmt != "qemu":
         raise KvmprobeError(
-            "exporting the baseline of several snapshots is not available yet",
-            "give --from once (or not at all for the live host)",
+            f"exporting the baseline of several snapshots as {fmt} is not available yet",
+            "give --from once (or not at all for the live host), or export qemu",
+            ExitStatus.USAGE,
+        )
+    if len(from_files) > 1 and qemu_base == "host":
+        raise KvmprobeError(
+            "--qemu-base host cannot export a baseline: QEMU's host model differs per host",
+            "drop --qemu-base host (a named model, plus and minus features, fits every host)",
             ExitStatus.USAGE,
         )
     if cpuid_r and fmt != "cpuid2":
@@ -1011,13 +1024,31 @@ def export(
     if force and not output:
         _warn("--force has no effect without -o FILE")
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
-    snap = get_snapshot(from_files[0] if from_files else None, device)
-    guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
+    if len(from_files) > 1:
+        from kvmprobe.analysis.baseline import BaselineBuilder
+        from kvmprobe.analysis.guest_cpuid import guest_cpu_from_baseline
+        from kvmprobe.analysis.profile import build
+
+        builder = BaselineBuilder()
+        guests = []
+        snaps = [_load_snapshot(f) for f in from_files]
+        for one in snaps:
+            builder.add(build(one, opts))
+            g = guest_cpu_from_analysis(effective.analyse(one, opts), with_opt_in=with_opt_in)
+            _try_exported_table(one, g, opts, live=False, device=device)
+            guests.append(g)
+        snap = snaps[0]
+        guest = guest_cpu_from_baseline(builder.finish(), guests)
+    else:
+        snap = get_snapshot(from_files[0] if from_files else None, device)
+        guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
+        snap = _try_exported_table(snap, guest, opts, live=not from_files, device=device)
     if fmt == "qemu":
-        from kvmprobe.analysis.export import qemu_host
+        from kvmprobe.analysis.export import qemu_host, qemu_model
         from kvmprobe.render.export_qemu import qemu_text
 
-        text = qemu_text(guest, qemu_host(guest))
+        q = qemu_host(guest) if qemu_base == "host" else qemu_model(guest)
+        text = qemu_text(guest, q, from_files)
     elif fmt == "firecracker":
         from kvmprobe.analysis.export import firecracker_cpuid, firecracker_msrs
         from kvmprobe.render.export_firecracker import firecracker_json
@@ -1039,6 +1070,31 @@ def export(
 
     write_new_file(output, text, force=force)
     click.echo(f"kvmprobe: wrote {output}", err=True)
+
+
+def _try_exported_table(
+    snap: Snapshot, guest: GuestCpu, opts: Options, *, live: bool, device: str
+) -> Snapshot:
+    """Never hand out a table a vCPU refuses: live, the exported table itself is tried on a vCPU
+    of a VM set up for its irqchip mode; from a snapshot, what ``record`` tried for that mode
+    counts when the export asks for the plain table it tried."""
+    from kvmprobe.analysis.verify import verification
+
+    if live:
+        from kvmprobe.kvm.probe import try_tables
+
+        snap = try_tables(snap, {opts.irqchip: guest.entries}, device)
+    elif guest.with_opt_in or opts.disable_exits:
+        return snap
+    refusal = verification(snap).effective_refusal(opts.irqchip.value)
+    if refusal is not None:
+        err = refusal.attempt.errno_name or "refused"
+        raise KvmprobeError(
+            f"a vCPU refused the table this export would give: {refusal.what}: {err}",
+            "see 'kvmprobe doctor' and 'kvmprobe cpuid --json' (verification) for what KVM refused",
+            ExitStatus.CHECK_FAILED,
+        )
+    return snap
 
 
 # -- fleets: diff and baseline -------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from kvmprobe import __version__
 from kvmprobe.errors import KvmprobeError, errno_name
 from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
-from kvmprobe.vocab import AclTag, CgroupVersion, Irqchip, NodeKind, Scope
+from kvmprobe.vocab import AclTag, CgroupVersion, CpuidTable, Irqchip, NodeKind, Scope
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -124,6 +124,9 @@ class SetAttempt:
     errno: int | None = None
     #: bits refused when tried one at a time (MSR bits; XCR0 state components)
     refused_bits: tuple[int, ...] = ()
+    #: the CPUID table the vCPU was given (a CpuidTable value): KVM's supported table, or
+    #: kvmprobe's effective table for ``irqchip``; this call follows (or is) that KVM_SET_CPUID2
+    table: str = "supported"
 
     @property
     def errno_name(self) -> str | None:
@@ -138,6 +141,7 @@ class SetAttempt:
             "accepted": self.accepted,
             "errno": self.errno,
             "refused_bits": list(self.refused_bits),
+            "table": self.table,
         }
 
 
@@ -917,9 +921,12 @@ def _verification(v: Any, where: str) -> tuple[SetAttempt, ...] | None:
         accepted = o["accepted"]
         if accepted is not None and not isinstance(accepted, bool):
             raise _Bad(f"{w}.accepted", "expected true, false or null")
+        what = _str(o["what"], f"{w}.what", 64)
+        # recorded before kvmprobe tried effective tables: every attempt followed the supported one
+        table = _enum(o.get("table", CpuidTable.SUPPORTED.value), f"{w}.table", CpuidTable).value
         out.append(
             SetAttempt(
-                what=_str(o["what"], f"{w}.what", 64),
+                what=what,
                 irqchip=_enum(o["irqchip"], f"{w}.irqchip", Irqchip).value,
                 target=_opt_int(o["target"], f"{w}.target", 0, U32_MAX),
                 value=_opt_u64(o["value"], f"{w}.value"),
@@ -929,6 +936,7 @@ def _verification(v: Any, where: str) -> tuple[SetAttempt, ...] | None:
                     _int(b, f"{w}.refused_bits[{j}]", 0, 63)
                     for j, b in enumerate(_list(o["refused_bits"], f"{w}.refused_bits"))
                 ),
+                table=table,
             )
         )
     return tuple(out)

@@ -24,6 +24,15 @@ class Irqchip(StrEnum):
         return self is not Irqchip.USERSPACE
 
 
+class CpuidTable(StrEnum):
+    """Which CPUID table a vCPU was given with KVM_SET_CPUID2 (kvmprobe.kvm.verify)."""
+
+    #: KVM_GET_SUPPORTED_CPUID's answer, as KVM returned it
+    SUPPORTED = "supported"
+    #: kvmprobe's effective table for one irqchip set-up (what ``kvmprobe export`` hands out)
+    EFFECTIVE = "effective"
+
+
 class Scope(StrEnum):
     """The fd a KVM_CHECK_EXTENSION answer came from."""
 

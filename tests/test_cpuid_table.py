@@ -425,9 +425,13 @@ def test_every_table_module_is_generated_and_stamped() -> None:
         "hyperv_data.py": "gen_msr_tables.py",
         "msr_data.py": "gen_msr_tables.py",
         "libvirt_data.py": "gen_libvirt_tables.py",
+        "qemu_models_data.py": "gen_qemu_models.py",
     }
     #: modules transcribed from an installed release rather than an upstream commit
-    released = {"libvirt_data.py": r"libvirt/libvirt v9\.0\.0 "}
+    released = {
+        "libvirt_data.py": r"libvirt/libvirt v9\.0\.0 ",
+        "qemu_models_data.py": r"QEMU emulator version 7\.2\.\d+ ",
+    }
     files = sorted(p.name for p in TABLES_DIR.iterdir() if p.name != "__pycache__")
     assert files == ["__init__.py", *sorted(generators)]
     for name, generator in generators.items():

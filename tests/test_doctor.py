@@ -1203,13 +1203,21 @@ def test_device_option_goes_down_to_the_ioctl(monkeypatch, capsys) -> None:
     monkeypatch.setattr(
         device, "probe", lambda p, **kw: (probed.append(p), real_probe(p, ioctl=FakeKvm(SNAP)))[1]
     )
+    real_try = device.try_tables
+    monkeypatch.setattr(
+        device,
+        "try_tables",
+        lambda s, t, p, **kw: (tried.append(p), real_try(s, t, p, ioctl=FakeKvm(SNAP)))[1],
+    )
+    tried: list[str] = []
     monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))
     monkeypatch.setattr(os, "open", spy_open)
     assert run_doctor("/dev/null", None, True) == 0
     monkeypatch.undo()
     doc = json.loads(capsys.readouterr().out)
-    assert gathered == probed == ["/dev/null"]
-    assert opened == ["/dev/null", "/dev/null"]  # the access check, then the probe
+    assert gathered == probed == tried == ["/dev/null"]
+    # the access check, the probe, then the effective tables tried on vCPUs
+    assert opened == ["/dev/null", "/dev/null", "/dev/null"]
     assert doc["device"] == doc["source"]["device"] == "/dev/null"
 
 

@@ -117,3 +117,28 @@ def test_live_probe_leaks_no_fds(live_device) -> None:
     for _ in range(20):
         probe(live_device)
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_live_record_tries_the_effective_tables(tmp_path, live_device) -> None:
+    """``record`` gives each irqchip mode's effective table to a vCPU of a VM set up for that
+    mode (where it differs from KVM's own), and the live export tries what it exports."""
+    from kvmprobe.analysis.guest_cpuid import effective_tables
+    from kvmprobe.analysis.verify import verification
+    from kvmprobe.snapshot import load
+
+    out = tmp_path / "host.json"
+    assert _run("record", "-o", str(out), "--device", live_device).exit_code == 0
+    snap, _ = load(str(out))
+    v = verification(snap)
+    differing = {m for m, t in effective_tables(snap).items() if t != snap.supported_cpuid}
+    assert {a.irqchip for a in v.effective if a.what == "KVM_SET_CPUID2"} == differing
+    for a in v.effective:
+        assert a.accepted is not None or a.errno is not None
+    r = _run("export", "cpuid2", "--irqchip", "userspace", "--device", live_device)
+    if r.exit_code == 5:  # this host refuses kvmprobe's table: the export must say so
+        assert "a vCPU refused the table" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    tried = json.loads(r.stdout)["tried_on_vcpu"]
+    assert tried is not None and tried["irqchip"] == "userspace"
+    assert tried["calls"][0]["what"] == "KVM_SET_CPUID2"

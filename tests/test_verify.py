@@ -6,6 +6,7 @@ refuses (api.rst 4.x KVM_SET_CPUID2), and any other errno is a fault, not an ans
 from __future__ import annotations
 
 import errno
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from kvmprobe.analysis.doctor import diagnose
 from kvmprobe.analysis.verify import verification
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.probe import probe
-from kvmprobe.snapshot import SetAttempt, Snapshot, Steps, load
+from kvmprobe.snapshot import SetAttempt, Snapshot, Steps, load, loads
 from kvmprobe.vocab import CheckStatus
 
 SNAP, _ = load(str(Path(__file__).parent / "fixtures" / "amd-epyc-zen4-pvm-6.18.json"))
@@ -79,3 +80,93 @@ def test_a_fault_is_not_a_refusal(monkeypatch, no_fd_leak) -> None:
     assert any(e.step.startswith(Steps.VERIFY) for e in snap.errors)
     check = qemu(snap)
     assert check.status is CheckStatus.WARN and "could not try" in check.evidence
+
+
+# -- kvmprobe's effective tables: tried on a vCPU of each irqchip set-up --------------------
+
+
+def _effective_attempt(mode: str, accepted: bool, code: int | None = None) -> SetAttempt:
+    return SetAttempt("KVM_SET_CPUID2", mode, None, 75, accepted, code, table="effective")
+
+
+def test_recorded_attempts_without_a_table_are_the_supported_table() -> None:
+    """Snapshots recorded before kvmprobe tried effective tables name no table: every attempt
+    there followed KVM's own table."""
+    assert SNAP.verification and {a.table for a in SNAP.verification} == {"supported"}
+    assert verification(SNAP).effective == ()
+
+
+def test_each_differing_effective_table_is_tried_in_its_own_set_up(monkeypatch, no_fd_leak) -> None:
+    from kvmprobe.analysis.guest_cpuid import effective_tables
+    from kvmprobe.kvm.probe import try_tables
+
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))
+    fake = FakeKvm(SNAP)
+    snap = probe("/dev/null", ioctl=fake)
+    tables = effective_tables(snap)
+    assert set(tables) == {"kernel", "split", "userspace"}
+    differing = {m for m, t in tables.items() if t != snap.supported_cpuid}
+    assert differing  # on this host every mode clears at least the refused ARCH_CAPABILITIES
+    fake.calls.clear()
+    tried = try_tables(snap, tables, "/dev/null", ioctl=fake)
+    assert fake.calls.count("CREATE_IRQCHIP") == ("kernel" in differing)
+    v = verification(tried)
+    assert v.attempts == verification(snap).attempts  # KVM's own answers are untouched
+    for mode in differing:
+        calls = v.effective_table(mode)
+        assert [a.what for a in calls][:1] == ["KVM_SET_CPUID2"]
+        assert calls[0].accepted is True and calls[0].value == len(tables[mode])
+    assert tried.dumps() != snap.dumps()
+    again, _ = loads(tried.dumps(), "tried.json")
+    assert verification(again).effective == v.effective  # a raw fact that survives --from
+
+
+def test_a_refused_effective_table_is_named_and_never_exported(
+    monkeypatch, tmp_path, no_fd_leak
+) -> None:
+    from click.testing import CliRunner
+
+    from kvmprobe.cli import main
+    from kvmprobe.kvm.probe import try_tables
+
+    refusing = replace(
+        SNAP,
+        verification=(
+            *(SNAP.verification or ()),
+            _effective_attempt("kernel", False, errno.EINVAL),
+        ),
+    )
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))
+    fake = FakeKvm(refusing)
+    snap = probe("/dev/null", ioctl=fake)
+    from kvmprobe.analysis.guest_cpuid import effective_tables
+
+    snap = try_tables(snap, effective_tables(snap), "/dev/null", ioctl=fake)
+    v = verification(snap)
+    r = v.effective_refusal("kernel")
+    assert r is not None and r.attempt.errno == errno.EINVAL
+    assert "effective table, kernel irqchip" in r.what
+    assert v.effective_refusal("split") is None
+    assert not v.refusals or all(x.attempt.table == "supported" for x in v.refusals)
+    checks = {c.id: c for c in diagnose(snap).checks}
+    assert checks["vmm.exported_tables"].status is CheckStatus.FAIL
+    assert "kernel irqchip" in checks["vmm.exported_tables"].evidence
+    path = tmp_path / "refusing.json"
+    path.write_text(snap.dumps())
+    runner = CliRunner()
+    res = runner.invoke(main, ["export", "cpuid2", "--from", str(path)])
+    assert res.exit_code == 5, res.output
+    assert "a vCPU refused the table this export would give" in res.output
+    assert "Traceback" not in res.output
+    split = runner.invoke(main, ["export", "cpuid2", "--from", str(path), "--irqchip", "split"])
+    assert split.exit_code == 0, split.output
+    doc = json.loads(split.output)
+    assert doc["tried_on_vcpu"]["irqchip"] == "split"
+    assert doc["tried_on_vcpu"]["calls"][0] == {
+        "what": "KVM_SET_CPUID2",
+        "accepted": True,
+        "errno_name": None,
+    }
+    # a table record did not try (opt-in bits asked for) is exported, and says it was not tried
+    opt = runner.invoke(main, ["export", "cpuid2", "--from", str(path), "--with-opt-in"])
+    assert opt.exit_code == 0 and json.loads(opt.output)["tried_on_vcpu"] is None

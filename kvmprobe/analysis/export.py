@@ -11,10 +11,12 @@ no name for.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.guest_cpuid import GuestCpu
+from kvmprobe.errors import ExitStatus, KvmprobeError
 
 #: where the QEMU property names of kvmprobe.tables.cpuid_data come from (its provenance
 #: header says the same; a test keeps the two equal). Older QEMUs lack some of these names
@@ -33,6 +35,18 @@ class QemuCpu:
     not_addable: tuple[str, ...]
     #: differences from the base that QEMU has no property name for (Linux names / locations)
     unnamed: tuple[str, ...]
+    #: differences from the base whose QEMU name (upstream's) the assumed QEMU version does not
+    #: know: asking for them would stop that QEMU ("Property ... not found")
+    not_in_version: tuple[str, ...] = ()
+    #: the QEMU version whose model list and property names the value assumes
+    qemu_version: str = ""
+    #: how the base was chosen, in words
+    choice: str = ""
+    #: features of the base model kvmprobe cannot check (MSR-based; QEMU's enforce does)
+    unchecked: tuple[str, ...] = ()
+    #: effective bits QEMU has no property for because it derives them from other features
+    #: (XSAVE components of leaf 0xD; AMD's copies of leaf 1 EDX in 0x80000001 EDX)
+    derived: tuple[str, ...] = ()
 
     @property
     def value(self) -> str:
@@ -45,11 +59,18 @@ def _name(f: cp.FeatureDef) -> str:
 
 
 def qemu_host(g: GuestCpu) -> QemuCpu:
-    """``-cpu host`` with explicit removals (see the module text)."""
+    """``-cpu host`` with explicit removals (see the module text).
+
+    A removal the assumed QEMU version has no property for is not asked for (that QEMU would
+    stop): its host model keeps only the bits it names (``migratable=on``), so it leaves
+    the bit out anyway; the comment says so."""
+    from kvmprobe.tables import qemu_models_data as qm
+
     offered = cp.CpuidView(g.offered)
     minus: list[str] = []
     not_addable: list[str] = []
     unnamed: list[str] = []
+    not_in_version: list[str] = []
     table = cp.by_loc()
     locs = sorted(set(table) | g.features)
     for loc in locs:
@@ -59,14 +80,23 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
         if kvm_has == want:
             continue
         label = _name(f) if f is not None else cp.fmt_loc(*loc)
+        sign = "-" if kvm_has else "+"
         if f is None or not f.qemu_name:
-            unnamed.append(("-" if kvm_has else "+") + label)
+            unnamed.append(sign + label)
+        elif f.qemu_name not in qm.FEATURE_NAMES:
+            not_in_version.append(sign + f.qemu_name)
         elif kvm_has:
             minus.append(f.qemu_name)
         else:
             not_addable.append(f.qemu_name)
-    minus += msr_bits_off_qemu(g)
-    return QemuCpu("host", (), tuple(minus), tuple(not_addable), tuple(unnamed))
+    for name in msr_bits_off_qemu(g):
+        (minus if name in qm.FEATURE_NAMES else not_in_version).append(
+            name if name in qm.FEATURE_NAMES else "-" + name
+        )
+    return QemuCpu(
+        "host", (), tuple(minus), tuple(not_addable), tuple(unnamed),
+        tuple(not_in_version), qm.QEMU_VERSION, "asked for: --qemu-base host",
+    )  # fmt: skip
 
 
 def msr_bits_off_qemu(g: GuestCpu) -> list[str]:
@@ -84,6 +114,126 @@ def msr_bits_off_qemu(g: GuestCpu) -> list[str]:
         if r.bit.qemu_name not in out:
             out.append(r.bit.qemu_name)
     return out
+
+
+#: a QEMU model version name: NAME-vN (the unversioned names are aliases of one of them)
+_VERSIONED = re.compile(r"-v[0-9]+$")
+
+#: the bits of 0x80000001 EDX QEMU copies from leaf 1 EDX for an AMD guest
+#: (CPUID_EXT2_AMD_ALIASES in QEMU's target/i386/cpu.h, used by x86_cpu_realizefn())
+QEMU_AMD_ALIASES = 0x0183F3FF
+
+
+def _derived_by_qemu(loc: cp.Loc) -> bool:
+    """QEMU sets this bit itself from other features: XSAVE component bits (leaf 0xD, from
+    x86_cpu_enable_xsave_components()) and AMD's copies of leaf 1 EDX."""
+    if loc[0] == 0xD:
+        return True
+    return loc[:3] == (0x80000001, 0, "edx") and bool(QEMU_AMD_ALIASES >> loc[3] & 1)
+
+
+def _qemu_locs() -> dict[str, frozenset[cp.Loc]]:
+    """QEMU property name -> the CPUID bits it names (QEMU names two kvmclock bits alike)."""
+    out: dict[str, set[cp.Loc]] = {}
+    for f in cp.features():
+        if f.qemu_name:
+            out.setdefault(f.qemu_name, set()).add(f.loc)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class _Fit:
+    name: str
+    plus: tuple[str, ...]
+    minus: tuple[str, ...]
+    unchecked: tuple[str, ...]
+
+    def score(self) -> tuple[int, int, int, int, str]:
+        version = int(self.name.rsplit("-v", 1)[1])
+        return (len(self.minus), len(self.plus), len(self.unchecked), -version, self.name)
+
+
+def qemu_model(g: GuestCpu) -> QemuCpu:
+    """The closest named QEMU model of the guest's vendor, plus and minus features.
+
+    Candidates: every versioned model (``NAME-vN``) of the assumed QEMU version
+    (kvmprobe.tables.qemu_models_data) whose vendor is the guest's, with the features QEMU's
+    KVM defaults give it in this irqchip mode. Preferred: a model whose features the guest
+    all has, with the fewest additions (``+f``); when none is, the one with the fewest
+    removals (``-f``), then the fewest additions. Ties go to the newer version, then the
+    name. Only features KVM offers are added (``enforce`` refuses the rest: named in a
+    comment); ``runtime`` bits are left to KVM; differences QEMU (or the assumed version)
+    has no name for are named in comments, never dropped."""
+    from kvmprobe.tables import qemu_models_data as qm
+
+    if not g.vendor:
+        raise KvmprobeError(
+            "no QEMU model fits a guest without a CPUID vendor",
+            "export with --qemu-base host",
+            ExitStatus.USAGE,
+        )
+    offered = cp.CpuidView(g.offered)
+    qlocs = _qemu_locs()
+    table = cp.by_loc()
+    known = qm.FEATURE_NAMES
+
+    def has(name: str) -> bool:
+        return all(loc in g.features for loc in qlocs[name])
+
+    # what the guest has that a model could lack: by QEMU name where the version has one
+    wanted: dict[str, bool] = {}  # QEMU name -> addable (KVM offers every bit)
+    for name, locs in qlocs.items():
+        if name in known and not locs & g.runtime and has(name):
+            wanted[name] = all(offered.has_loc(loc) for loc in locs)
+    fits: list[_Fit] = []
+    for m in qm.MODELS.values():
+        if m.vendor != g.vendor or not _VERSIONED.search(m.name):
+            continue
+        add, remove = m.modes.get(g.irqchip, (frozenset(), frozenset()))
+        feats = (m.features | add) - remove
+        placed = {n for n in feats if n in qlocs}
+        minus = sorted(n for n in placed if not qlocs[n] & g.runtime and not has(n))
+        plus = sorted(n for n, ok in wanted.items() if ok and n not in feats)
+        unchecked = sorted(
+            n for n in feats - placed
+            if not (n.startswith("vmx-") and "vmx" in minus)  # QEMU drops them without vmx
+        )  # fmt: skip
+        fits.append(_Fit(m.name, tuple(plus), tuple(minus), tuple(unchecked)))
+    if not fits:
+        raise KvmprobeError(
+            f"{qm.QEMU_VERSION} has no CPU model of the vendor {g.vendor!r}",
+            "export with --qemu-base host",
+        )
+    best = min(fits, key=_Fit.score)
+    model = qm.MODELS[best.name]
+    add, remove = model.modes.get(g.irqchip, (frozenset(), frozenset()))
+    base_feats = (model.features | add) - remove
+    base_locs = {loc for n in base_feats if n in qlocs for loc in qlocs[n]}
+    not_addable = sorted(n for n, ok in wanted.items() if not ok and n not in base_feats)
+    unnamed: list[str] = []
+    not_in_version: list[str] = []
+    derived: list[str] = []
+    for loc in sorted(g.features - base_locs - g.runtime):
+        f = table.get(loc)
+        if f is None or not f.qemu_name:
+            label = _name(f) if f is not None else cp.fmt_loc(*loc)
+            (derived if _derived_by_qemu(loc) else unnamed).append("+" + label)
+        elif f.qemu_name not in known:
+            not_in_version.append("+" + f.qemu_name)
+    if best.minus:
+        choice = (
+            f"no {g.vendor} model of this QEMU has only features this guest has; "
+            f"this one needs the fewest removals ({len(best.minus)})"
+        )
+    else:
+        choice = (
+            f"of the {g.vendor} models of this QEMU whose features this guest all has, the "
+            f"one needing the fewest additions ({len(best.plus)})"
+        )
+    return QemuCpu(
+        best.name, best.plus, best.minus, tuple(not_addable), tuple(unnamed),
+        tuple(not_in_version), qm.QEMU_VERSION, choice, best.unchecked, tuple(derived),
+    )  # fmt: skip
 
 
 # -- Firecracker -----------------------------------------------------------------------------

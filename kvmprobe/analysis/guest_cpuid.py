@@ -27,16 +27,21 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.effective import CpuidAnalysis
 from kvmprobe.analysis.msr_features import MsrBitResult, advertised_bits
 from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verification
 from kvmprobe.errors import ExitStatus, KvmprobeError
-from kvmprobe.snapshot import CpuidEntry
+from kvmprobe.snapshot import CpuidEntry, Snapshot
 from kvmprobe.tables import msr_data
-from kvmprobe.vocab import FeatureStatus
+from kvmprobe.vocab import FeatureStatus, Irqchip
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.baseline import Baseline
 
 ARCH_CAPABILITIES_LOC = cp.feature_loc("X86_FEATURE_ARCH_CAPABILITIES")
 PDCM_LOC = cp.feature_loc("X86_FEATURE_PDCM")
@@ -226,4 +231,86 @@ def guest_cpu_from_analysis(a: CpuidAnalysis, *, with_opt_in: bool = False) -> G
             x.feature.loc for x in a.features if x.verdict.status is FeatureStatus.RUNTIME
         ),
         msr_bits=advertised_bits(a),
+    )
+
+
+def effective_tables(snap: Snapshot) -> dict[Irqchip, tuple[CpuidEntry, ...]]:
+    """The table a plain ``kvmprobe export`` gives for each irqchip mode (no opt-in bits, no
+    exits disabled): what ``kvmprobe record`` tries on a vCPU of each set-up. A mode with
+    nothing to export is left out."""
+    from kvmprobe.analysis.effective import analyse
+    from kvmprobe.analysis.quirks import Options
+
+    out: dict[Irqchip, tuple[CpuidEntry, ...]] = {}
+    for mode in Irqchip:
+        try:
+            out[mode] = guest_cpu_from_analysis(analyse(snap, Options(irqchip=mode))).entries
+        except KvmprobeError:
+            continue
+    return out
+
+
+def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
+    """The baseline guest of several hosts, ready for export.
+
+    Its features are those of the baseline (``kvmprobe baseline``: every host gives them, and
+    their dependencies stay whole) that every host's own export also carries (the export
+    policy above: opt-in bits only when asked, nothing a vCPU refused); ``offered`` is what
+    every host's KVM offers (a VMM may add only that with ``enforce``); ``runtime`` is every
+    bit some host's KVM changes while the guest runs. ``entries`` are the baseline's register
+    values (``Baseline.registers()``: feature bits and common fields only; topology and cache
+    leaves are the VMM's to build). Raises KvmprobeError when the hosts share no CPUID vendor:
+    no guest can move between them."""
+    if b.vendor is None or not hosts:
+        vendors = ", ".join(f"{v} ({n} hosts)" for v, n in b.vendors.items())
+        raise KvmprobeError(
+            f"the snapshots have no common CPUID vendor: {vendors}",
+            "a guest cannot move between vendors; export each vendor's hosts separately",
+            ExitStatus.CHECK_FAILED,
+        )
+    from kvmprobe.analysis.profile import feature_space, positions
+
+    space = feature_space()
+    base_locs = {space.loc(p) for p in positions(b.features)}
+    feats = frozenset.intersection(frozenset(base_locs), *(g.features for g in hosts))
+    regs = {(e.function, e.index): [e.eax, e.ebx, e.ecx, e.edx] for e in b.registers()}
+    for loc in base_locs - feats:
+        r = regs.get((loc[0], loc[1]))
+        if r is not None:
+            r[cp.REGISTERS.index(loc[2])] &= ~(1 << loc[3])
+    entries = tuple(
+        CpuidEntry(e.function, e.index, e.flags, *regs[(e.function, e.index)])
+        for e in b.registers()
+    )
+    common: dict[tuple[int, int], CpuidEntry] = {}
+    for i, g in enumerate(hosts):
+        seen: dict[tuple[int, int], CpuidEntry] = {}
+        for e in g.offered:
+            seen.setdefault((e.function, e.index), e)
+        if i == 0:
+            common = seen
+            continue
+        common = {
+            k: CpuidEntry(k[0], k[1], e.flags, e.eax & o.eax, e.ebx & o.ebx, e.ecx & o.ecx,
+                          e.edx & o.edx)
+            for k, e in common.items()
+            if (o := seen.get(k)) is not None
+        }  # fmt: skip
+    refused: dict[int, tuple[str, ...]] = {}
+    for g in hosts:
+        for index, bits in g.refused_msrs.items():
+            refused[index] = tuple(sorted(set(refused.get(index, ())) | set(bits)))
+    sigs = {g.signature for g in hosts}
+    first = hosts[0]
+    return GuestCpu(
+        vendor=b.vendor,
+        signature=sigs.pop() if len(sigs) == 1 else None,
+        features=feats,
+        entries=entries,
+        with_opt_in=first.with_opt_in,
+        irqchip=first.irqchip,
+        disable_exits=first.disable_exits,
+        refused_msrs=refused,
+        offered=tuple(common.values()),
+        runtime=frozenset().union(*(g.runtime for g in hosts)),
     )

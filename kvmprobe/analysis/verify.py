@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from kvmprobe.analysis.msr import MsrBit, layout_rows, msr_name
 from kvmprobe.snapshot import SetAttempt, Snapshot, Steps
 from kvmprobe.tables import msr_data
+from kvmprobe.vocab import CpuidTable
 
 SET_MSRS = "KVM_SET_MSRS"
 SET_CPUID2 = "KVM_SET_CPUID2"
@@ -56,6 +57,8 @@ class Refusal:
             return f"{a.what}({a.target:#x} {msr_name(a.target)[0]})"
         if a.what == SET_XCRS:
             return f"{a.what}(XCR0 = {a.value:#x})" if a.value is not None else a.what
+        if a.what == SET_CPUID2 and a.table == CpuidTable.EFFECTIVE:
+            return f"{a.what}(the {a.value} entries of the effective table, {a.irqchip} irqchip)"
         if a.what == SET_CPUID2:
             return f"{a.what}(the {a.value} entries of KVM_GET_SUPPORTED_CPUID)"
         if a.what == SETUP_MCE and a.value is not None:
@@ -76,7 +79,23 @@ class Verification:
     refusals: tuple[Refusal, ...]
     #: attempts that could not be made (errno), and why the whole step failed if it did
     could_not_ask: tuple[str, ...]
+    #: the attempts with KVM's own advertisement (the supported table and what follows it)
     attempts: tuple[SetAttempt, ...]
+    #: the attempts with kvmprobe's effective table of an irqchip mode (``record`` and the live
+    #: ``export`` make them; see kvmprobe.kvm.verify)
+    effective: tuple[SetAttempt, ...] = ()
+
+    def effective_table(self, irqchip: str) -> tuple[SetAttempt, ...]:
+        """The attempts with the effective table of ``irqchip`` (its KVM_SET_CPUID2, then its
+        XCR0); empty when it was not tried (or equals KVM's own table, tried already)."""
+        return tuple(a for a in self.effective if a.irqchip == irqchip)
+
+    def effective_refusal(self, irqchip: str) -> Refusal | None:
+        """The first call a vCPU refused with the effective table of ``irqchip``, if any."""
+        for a in self.effective_table(irqchip):
+            if a.accepted is False:
+                return Refusal(a, _named_bits(a))
+        return None
 
     @property
     def clean(self) -> bool:
@@ -159,7 +178,9 @@ def _named_bits(attempt: SetAttempt) -> tuple[RefusedBit, ...]:
 
 
 def verification(snap: Snapshot) -> Verification:
-    attempts = snap.verification or ()
+    every = snap.verification or ()
+    attempts = tuple(a for a in every if a.table != CpuidTable.EFFECTIVE)
+    effective = tuple(a for a in every if a.table == CpuidTable.EFFECTIVE)
     refusals = tuple(Refusal(a, _named_bits(a)) for a in attempts if a.accepted is False)
     could_not: list[str] = []
     for a in attempts:
@@ -175,6 +196,7 @@ def verification(snap: Snapshot) -> Verification:
         refusals=refusals,
         could_not_ask=tuple(could_not),
         attempts=attempts,
+        effective=effective,
     )
 
 

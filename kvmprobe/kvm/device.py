@@ -137,6 +137,11 @@ class KvmDevice:
             req.args[i] = a
         self._ioctl(fd, abi.KVM_ENABLE_CAP, req)
 
+    def create_irqchip(self, vm_fd: int) -> None:
+        """KVM_CREATE_IRQCHIP: the LAPIC, IOAPIC and PIC all in the kernel (``-machine
+        kernel-irqchip=on`` in QEMU); must come before the first vCPU."""
+        self._ioctl(vm_fd, abi.KVM_CREATE_IRQCHIP, 0)
+
     def _cpuid(self, request: int, zero_padding: bool = True) -> tuple[CpuidEntry, ...]:
         # buffer: starts at FIRST_BUFFER entries and doubles on E2BIG up to MAX_BUFFER; the
         # kernel writes at most nent entries and sets nent to the count it wrote.

@@ -23,7 +23,7 @@ from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import IoctlFn, KvmDevice
 from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
 from kvmprobe.snapshot import PROBE_STEP, CpuidEntry, ProbeError, SetAttempt, Snapshot, Steps
-from kvmprobe.vocab import Scope
+from kvmprobe.vocab import Irqchip, Scope
 
 T = TypeVar("T")
 
@@ -113,6 +113,15 @@ def _try(rec: Recorder, step: str, fn: Callable[[], T]) -> T | None:
         return None
 
 
+def _record_failed(rec: Recorder, attempts: tuple[SetAttempt, ...]) -> None:
+    """An attempt that could not be made is a failed step like any other."""
+    for a in attempts:
+        if a.accepted is None:
+            target = "" if a.target is None else f"({a.target:#x})"
+            code = a.errno or 0
+            rec.add(f"{Steps.VERIFY}: {a.what}{target}", OSError(code, os.strerror(code)))
+
+
 def _verify(
     dev: KvmDevice,
     rec: Recorder,
@@ -134,11 +143,7 @@ def _verify(
     except OSError as e:
         rec.add(Steps.VERIFY, e)
         return None
-    for a in attempts:  # an attempt that could not be made is a failed step like any other
-        if a.accepted is None:
-            target = "" if a.target is None else f"({a.target:#x})"
-            code = a.errno or 0
-            rec.add(f"{Steps.VERIFY}: {a.what}{target}", OSError(code, os.strerror(code)))
+    _record_failed(rec, attempts)
     return attempts
 
 
@@ -251,13 +256,56 @@ def probe(
     )
 
 
-def record(path: str = DEFAULT_DEVICE) -> Snapshot:
-    """What ``kvmprobe record`` saves: device-access facts, then the full probe. Raises
+#: builds kvmprobe's effective KVM_SET_CPUID2 table of each irqchip mode from a snapshot (the
+#: analysis owns that; the caller passes it in, so this layer never imports the analysis)
+EffectiveTables = Callable[[Snapshot], dict[Irqchip, tuple[CpuidEntry, ...]]]
+
+
+def try_tables(
+    snap: Snapshot,
+    tables: dict[Irqchip, tuple[CpuidEntry, ...]],
+    path: str | None = None,
+    *,
+    ioctl: IoctlFn | None = None,
+) -> Snapshot:
+    """``snap`` with each given effective table tried on a vCPU of a VM set up for its irqchip
+    mode (kvmprobe.kvm.verify.try_effective_tables) added to its verification. Tables equal to
+    KVM's own answer are not tried again. Needs the live device; the snapshot's failures and
+    verification grow, nothing else changes."""
+    from kvmprobe.kvm import verify
+
+    todo = {m: t for m, t in tables.items() if t != snap.supported_cpuid}
+    if not todo or snap.verification is None:
+        return snap
+    rec = Recorder()
+    try:
+        with KvmDevice(path or snap.device, ioctl) as dev:
+            attempts = verify.try_effective_tables(dev, todo)
+    except OSError as e:
+        rec.add(Steps.VERIFY, e)
+        attempts = ()
+    except KvmprobeError as e:  # the device went away since the probe
+        rec.add(Steps.VERIFY, e.message)
+        attempts = ()
+    _record_failed(rec, attempts)
+    return replace(
+        snap,
+        verification=snap.verification + attempts,
+        errors=snap.errors + tuple(rec.errors),
+    )
+
+
+def record(path: str = DEFAULT_DEVICE, effective_tables: EffectiveTables | None = None) -> Snapshot:
+    """What ``kvmprobe record`` saves: device-access facts, then the full probe, then (given
+    ``effective_tables``) each irqchip mode's effective table tried on a vCPU. Raises
     KvmprobeError, as ``probe()`` does, when the device cannot be probed."""
     from kvmprobe.kvm import access
 
     facts = access.gather(path)
-    return replace(probe(path), access=facts)
+    snap = replace(probe(path), access=facts)
+    if effective_tables is not None and snap.supported_cpuid is not None:
+        snap = try_tables(snap, effective_tables(snap), path)
+    return snap
 
 
 def _errno_behind(exc: BaseException) -> int | None:
@@ -272,8 +320,11 @@ def _errno_behind(exc: BaseException) -> int | None:
     return None
 
 
-def examine(path: str = DEFAULT_DEVICE) -> Snapshot:
-    """What ``kvmprobe doctor`` looks at, never raising for a device it cannot use.
+def examine(
+    path: str = DEFAULT_DEVICE, effective_tables: EffectiveTables | None = None
+) -> Snapshot:
+    """What ``kvmprobe doctor`` looks at, never raising for a device it cannot use: what
+    ``record`` saves (``effective_tables`` as there).
 
     Device-access facts first; the full probe only when the node opened read-write for them;
     otherwise (and when the probe could not run) the host facts alone, with ``api_version``
@@ -285,7 +336,10 @@ def examine(path: str = DEFAULT_DEVICE) -> Snapshot:
     rec = Recorder()
     if facts.opened:
         try:
-            return replace(probe(path), access=facts)
+            snap = replace(probe(path), access=facts)
+            if effective_tables is not None and snap.supported_cpuid is not None:
+                snap = try_tables(snap, effective_tables(snap), path)
+            return snap
         except KvmprobeError as e:
             rec.errors.append(ProbeError(PROBE_STEP, _errno_behind(e), e.message))
         except OSError as e:  # an ioctl the device layer does not guard

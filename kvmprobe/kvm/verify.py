@@ -13,9 +13,16 @@ cloud-hypervisor's set-up) is created and given, in the order QEMU uses at start
    (KVM reports the bank limit as the value of KVM_CAP_MCE; QEMU asks for at most 10 banks,
    MCE_BANKS_DEF in target/i386/cpu.h).
 
-One set-up is enough: none of these answers depends on where the IOAPIC and PIC live, and
-destroying a VM with a full in-kernel irqchip costs about 14 ms on our hosts, more than the
-rest of the probe together.
+One set-up is enough for KVM's own advertisement: none of these answers depends on where the
+IOAPIC and PIC live, and destroying a VM with a full in-kernel irqchip costs about 14 ms on our
+hosts, more than the rest of the probe together.
+
+kvmprobe's *effective* table for an irqchip set-up (what ``kvmprobe export`` hands to a VMM)
+differs from KVM's answer where a quirk applies. ``try_effective_tables`` gives each such table
+to a vCPU of a VM set up for its irqchip mode (``KVM_CREATE_IRQCHIP``, the split irqchip, or
+none), with the XCR0 mask that table enumerates. ``kvmprobe record`` and the live ``kvmprobe
+export`` do this; the everyday commands do not, to stay quick (their tables are subsets of
+KVM's, which is tried above).
 
 Why these: each takes a value KVM itself advertised, and a VMM that gets a refusal at start-up
 stops (QEMU asserts when KVM_SET_MSRS sets fewer MSRs than asked). Every attempt becomes a raw
@@ -33,7 +40,7 @@ from contextlib import contextmanager
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import KvmDevice
 from kvmprobe.snapshot import CpuidEntry, SetAttempt
-from kvmprobe.vocab import Irqchip
+from kvmprobe.vocab import CpuidTable, Irqchip
 
 #: the XCR number of XCR0 (the only XCR KVM_SET_XCRS takes today)
 _XCR0 = 0
@@ -90,8 +97,10 @@ def _attempt(
     accepted: bool | None,
     code: int | None = None,
     refused: tuple[int, ...] = (),
+    table: CpuidTable = CpuidTable.SUPPORTED,
 ) -> SetAttempt:
     return SetAttempt(
+        table=table.value,
         what=what,
         irqchip=str(irqchip),
         target=target,
@@ -120,13 +129,21 @@ def _msr_attempts(
     return out
 
 
-def _xcr0_attempt(dev: KvmDevice, vcpu_fd: int, irqchip: Irqchip, mask: int) -> SetAttempt:
+def _xcr0_attempt(
+    dev: KvmDevice,
+    vcpu_fd: int,
+    irqchip: Irqchip,
+    mask: int,
+    table: CpuidTable = CpuidTable.SUPPORTED,
+) -> SetAttempt:
     try:
         _set_xcr0(dev, vcpu_fd, mask)
-        return _attempt("KVM_SET_XCRS", irqchip, _XCR0, mask, accepted=True)
+        return _attempt("KVM_SET_XCRS", irqchip, _XCR0, mask, accepted=True, table=table)
     except OSError as e:
         if e.errno != errno.EINVAL:
-            return _attempt("KVM_SET_XCRS", irqchip, _XCR0, mask, accepted=None, code=e.errno)
+            return _attempt(
+                "KVM_SET_XCRS", irqchip, _XCR0, mask, accepted=None, code=e.errno, table=table
+            )
         first = e.errno
     # Refused: grow a mask component by component from x87 and keep what KVM takes.
     taken = _XCR0_X87
@@ -138,7 +155,14 @@ def _xcr0_attempt(dev: KvmDevice, vcpu_fd: int, irqchip: Irqchip, mask: int) -> 
         except OSError:
             refused.append(bit)
     return _attempt(
-        "KVM_SET_XCRS", irqchip, _XCR0, mask, accepted=False, code=first, refused=tuple(refused)
+        "KVM_SET_XCRS",
+        irqchip,
+        _XCR0,
+        mask,
+        accepted=False,
+        code=first,
+        refused=tuple(refused),
+        table=table,
     )
 
 
@@ -191,15 +215,9 @@ def _on_vcpu(
     out: list[SetAttempt] = []
     if supported is None:
         return out
-    try:
-        dev.set_cpuid2(vcpu_fd, supported)
-        out.append(_attempt("KVM_SET_CPUID2", irqchip, None, len(supported), accepted=True))
-    except OSError as e:
-        out.append(
-            _attempt(
-                "KVM_SET_CPUID2", irqchip, None, len(supported), accepted=_outcome(e), code=e.errno
-            )
-        )
+    first = _cpuid2_attempt(dev, vcpu_fd, irqchip, supported, CpuidTable.SUPPORTED)
+    out.append(first)
+    if not first.accepted:
         return out  # without a CPUID table the rest says nothing a VMM would meet
     out += _msr_attempts(dev, vcpu_fd, irqchip, feature_msrs)
     if xcr0_mask:
@@ -215,3 +233,66 @@ def _on_vcpu(
                 )
             )
     return out
+
+
+def _cpuid2_attempt(
+    dev: KvmDevice,
+    vcpu_fd: int,
+    irqchip: Irqchip,
+    table: tuple[CpuidEntry, ...],
+    kind: CpuidTable,
+) -> SetAttempt:
+    try:
+        dev.set_cpuid2(vcpu_fd, table)
+    except OSError as e:
+        return _attempt(
+            "KVM_SET_CPUID2",
+            irqchip,
+            None,
+            len(table),
+            accepted=_outcome(e),
+            code=e.errno,
+            table=kind,
+        )
+    return _attempt("KVM_SET_CPUID2", irqchip, None, len(table), accepted=True, table=kind)
+
+
+@contextmanager
+def _vm_for(dev: KvmDevice, irqchip: Irqchip) -> Iterator[int]:
+    """A VM set up the way a VMM sets it up for ``irqchip``, closed when the block ends."""
+    with dev.vm() as vm_fd:
+        if irqchip is Irqchip.KERNEL:
+            dev.create_irqchip(vm_fd)
+        elif irqchip is Irqchip.SPLIT:
+            dev.enable_cap(vm_fd, abi.KVM_CAP_SPLIT_IRQCHIP, abi.SPLIT_IRQCHIP_IOAPIC_PINS)
+        yield vm_fd
+
+
+def try_effective_tables(
+    dev: KvmDevice, tables: dict[Irqchip, tuple[CpuidEntry, ...]]
+) -> tuple[SetAttempt, ...]:
+    """Give each irqchip mode's effective table to a vCPU of a VM set up for that mode, then
+    its XCR0 mask (when the table enumerates one and the table was accepted). A VM or vCPU
+    that cannot be made is an attempt whose ``accepted`` is None, with the errno."""
+    out: list[SetAttempt] = []
+    for irqchip, table in tables.items():
+        try:
+            with _vm_for(dev, irqchip) as vm_fd, _vcpu(dev, vm_fd) as vcpu_fd:
+                got = _cpuid2_attempt(dev, vcpu_fd, irqchip, table, CpuidTable.EFFECTIVE)
+                out.append(got)
+                mask = xcr0_of(table)
+                if got.accepted and mask:
+                    out.append(_xcr0_attempt(dev, vcpu_fd, irqchip, mask, CpuidTable.EFFECTIVE))
+        except OSError as e:
+            out.append(
+                _attempt(
+                    "KVM_SET_CPUID2",
+                    irqchip,
+                    None,
+                    len(table),
+                    accepted=None,
+                    code=e.errno,
+                    table=CpuidTable.EFFECTIVE,
+                )
+            )
+    return tuple(out)

@@ -39,9 +39,32 @@ def guest_json(g: GuestCpu) -> dict[str, Any]:
     }
 
 
+def tried_json(snap: Snapshot, g: GuestCpu) -> dict[str, Any] | None:
+    """What a vCPU said to this very table: live, the export tried it; from a snapshot,
+    ``record`` tried the plain table of each irqchip mode. None when no attempt applies."""
+    from kvmprobe.analysis.verify import verification
+
+    if snap.source != "live" and (g.with_opt_in or g.disable_exits):
+        return None
+    v = verification(snap)
+    calls = v.effective_table(g.irqchip)
+    if not calls and g.entries == snap.supported_cpuid:  # KVM's own table: tried as such
+        calls = tuple(a for a in v.attempts if a.what in ("KVM_SET_CPUID2", "KVM_SET_XCRS"))
+    if not calls:
+        return None
+    return {
+        "irqchip": calls[0].irqchip,
+        "table": calls[0].table,
+        "calls": [
+            {"what": a.what, "accepted": a.accepted, "errno_name": a.errno_name} for a in calls
+        ],
+    }
+
+
 def cpuid2_document(snap: Snapshot, g: GuestCpu) -> dict[str, Any]:
     body = {
         "guest": guest_json(g),
+        "tried_on_vcpu": tried_json(snap, g),
         "nent": len(g.entries),
         "entries": [e.to_json() for e in g.entries],
         "changes": [change_json(c) for c in g.changes],

@@ -3,32 +3,53 @@ say. Stdlib only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu
 from kvmprobe.analysis.guest_cpuid import GuestCpu
 
 
-def qemu_text(g: GuestCpu, q: QemuCpu) -> str:
+def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
     fms = g.signature
     sig = "" if fms is None else " family {} model {} stepping {}".format(*fms)
+    what = f"the baseline of {len(files)} snapshots, " if len(files) > 1 else ""
     lines = [
-        f"# kvmprobe export qemu: {g.vendor or 'unknown vendor'}{sig}, irqchip {g.irqchip}"
+        f"# kvmprobe export qemu: {what}{g.vendor or 'unknown vendor'}{sig}, irqchip {g.irqchip}"
         + (f", disable-exits {','.join(g.disable_exits)}" if g.disable_exits else ""),
     ]
-    lines.append(f"# QEMU feature names as of {QEMU_NAMES_FROM} (target/i386/cpu.c)")
+    lines.append(f"# assumes the CPU models and property names of {q.qemu_version}")
+    lines.append(f"# QEMU feature names by CPUID bit as of {QEMU_NAMES_FROM} (target/i386/cpu.c)")
     if q.base == "host":
         lines.append(
             "# base: QEMU's host model (what KVM_GET_SUPPORTED_CPUID offers), minus what this "
             "guest must not have; enforce: QEMU stops rather than give less"
         )
+    else:
+        lines.append(f"# base: {q.base}, {q.choice}; enforce: QEMU stops rather than give less")
     if q.not_addable:
         lines.append(
             "# effective but not offered by KVM, so QEMU's enforce would refuse them (set them "
             "in KVM_SET_CPUID2 yourself, see 'kvmprobe export cpuid2'): " + " ".join(q.not_addable)
         )
+    if q.not_in_version:
+        lines.append(
+            "# differences this QEMU version has no property for (it cannot be asked for "
+            "them; its host model leaves such bits out): " + " ".join(q.not_in_version)
+        )
     if q.unnamed:
         lines.append(
             "# differences QEMU has no property name for (+: effective, not in the base; -: in "
             "the base, not effective): " + " ".join(q.unnamed)
+        )
+    if q.derived:
+        lines.append(
+            "# set by QEMU itself from the features above (XSAVE components, AMD copies of "
+            "leaf 1 EDX): " + " ".join(q.derived)
+        )
+    if q.unchecked:
+        lines.append(
+            "# model features kvmprobe cannot check (QEMU's enforce checks them): "
+            + " ".join(q.unchecked)
         )
     lines.append(f"-cpu {q.value}")
     return "\n".join(lines) + "\n"

@@ -13,7 +13,9 @@ import os
 from typing import Any
 
 from kvmprobe.kvm import abi
-from kvmprobe.snapshot import Snapshot
+from kvmprobe.snapshot import CpuidEntry, Snapshot
+
+_ENTRY_FIELDS = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
 
 
 class FakeKvm:
@@ -23,6 +25,9 @@ class FakeKvm:
         self.vm_fds: dict[int, str] = {}  # fd -> scope ("vm" / "vm_split_irqchip")
         self.calls: list[str] = []
         self.opened: list[int] = []
+        self.vcpu_vm: dict[int, int] = {}  # vCPU fd -> its VM fd
+        self.table = "supported"  # the CPUID table the vCPU being set up was given
+        self.mode = "split"  # the irqchip mode of that vCPU's VM
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -46,7 +51,11 @@ class FakeKvm:
         if request == abi.KVM_CREATE_VCPU:
             vcpu = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
             self.opened.append(vcpu)
+            self.vcpu_vm[vcpu] = fd
             return vcpu
+        if request == abi.KVM_CREATE_IRQCHIP:
+            self.vm_fds[fd] = "vm_kernel_irqchip"
+            return 0
         if request == abi.KVM_ENABLE_CAP:
             if arg.cap == abi.KVM_CAP_SPLIT_IRQCHIP:
                 self.vm_fds[fd] = "vm_split_irqchip"
@@ -103,18 +112,33 @@ class FakeKvm:
             return 0
         if request in (abi.KVM_SET_CPUID2, abi.KVM_SET_MSRS, abi.KVM_SET_XCRS,
                        abi.KVM_X86_SETUP_MCE):  # fmt: skip
-            return self._vcpu_set(request, arg)
+            return self._vcpu_set(request, arg, self._mode_of(fd))
         raise OSError(errno.ENOTTY, "unexpected ioctl")
 
+    def _mode_of(self, vcpu_fd: int) -> str:
+        scope = self.vm_fds.get(self.vcpu_vm.get(vcpu_fd, -1), "vm")
+        return {"vm_kernel_irqchip": "kernel", "vm_split_irqchip": "split"}.get(scope, "userspace")
+
     def _attempt(self, what: str, target: int | None = None):  # type: ignore[no-untyped-def]
-        """The recorded answer to this vCPU set-up call; None: accept (not recorded)."""
+        """The recorded answer to this vCPU set-up call; None: accept (not recorded). A vCPU
+        given a table other than KVM's own gets the answers recorded for the effective table
+        of its VM's irqchip mode."""
         for a in self.snap.verification or ():
+            if a.table != self.table or (a.table == "effective" and a.irqchip != self.mode):
+                continue
             if a.what == what and (target is None or a.target == target):
                 return a
         return None
 
-    def _vcpu_set(self, request: int, arg: Any) -> int:
+    def _vcpu_set(self, request: int, arg: Any, mode: str = "split") -> int:
         """Replay the recorded verification: what the host accepted and refused."""
+        self.mode = mode
+        if request == abi.KVM_SET_CPUID2:
+            given = tuple(
+                CpuidEntry(*(getattr(arg.entries[i], k) for k in _ENTRY_FIELDS))
+                for i in range(arg.nent)
+            )
+            self.table = "supported" if given == self.snap.supported_cpuid else "effective"
         if request == abi.KVM_SET_MSRS:
             index, value = arg.entries[0].index, int(arg.entries[0].data)
             a = self._attempt("KVM_SET_MSRS", index)
@@ -147,4 +171,5 @@ _NAMES = {
 _NAMES.update({abi.KVM_GET_API_VERSION: "GET_API_VERSION", abi.KVM_CREATE_VM: "CREATE_VM",
                abi.KVM_CHECK_EXTENSION: "CHECK_EXTENSION",
                abi.KVM_GET_VCPU_MMAP_SIZE: "GET_VCPU_MMAP_SIZE",
-               abi.KVM_CREATE_VCPU: "CREATE_VCPU"})  # fmt: skip
+               abi.KVM_CREATE_VCPU: "CREATE_VCPU",
+               abi.KVM_CREATE_IRQCHIP: "CREATE_IRQCHIP"})  # fmt: skip

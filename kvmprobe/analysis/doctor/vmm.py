@@ -184,9 +184,46 @@ def _mitigations_check(snap: Snapshot) -> Check:
     return passed(cid, title, text)
 
 
+def _effective_tables_check(snap: Snapshot) -> Check | None:
+    """Did a vCPU take the table ``kvmprobe export`` gives, in each irqchip set-up? Only a
+    recorded snapshot holds these attempts (``kvmprobe record`` makes them); None otherwise."""
+    v = verification(snap)
+    if not v.effective:
+        return None
+    cid, title = "vmm.exported_tables", "exported CPUID tables"
+    modes = list(dict.fromkeys(a.irqchip for a in v.effective))
+    refused = [(m, r) for m in modes if (r := v.effective_refusal(m)) is not None]
+    if refused:
+        what = "; ".join(
+            f"{m} irqchip: {r.what} refused ({r.attempt.errno_name or 'fewer set'})"
+            for m, r in refused
+        )
+        return failed(
+            cid, title,
+            f"a vCPU refused kvmprobe's effective table: {what}",
+            "'kvmprobe export' stops for these set-ups; report the snapshot as a kvmprobe bug",
+            DoctorOutcome.NOT_READY,
+        )  # fmt: skip
+    unasked = [a for a in v.effective if a.accepted is None]
+    if unasked:
+        what = ", ".join(f"{a.irqchip}: {a.what} ({a.errno_name})" for a in unasked)
+        return warned(
+            cid, title, f"could not try every effective table: {what}",
+            "record again with 'kvmprobe record' to retry",
+        )  # fmt: skip
+    return passed(
+        cid, title,
+        f"a vCPU accepted the effective table of each irqchip set-up that differs from KVM's "
+        f"own ({', '.join(modes)}), with its XCR0 mask",
+    )  # fmt: skip
+
+
 def vmm_checks(snap: Snapshot, vmms: tuple[str, ...]) -> list[Check]:
     checks = [_vmm_check(snap, p) for p in VMMS if p.id in vmms]
     if "qemu" in vmms:
         checks.append(_libvirt_check(snap))
+    tables = _effective_tables_check(snap)
+    if tables is not None:
+        checks.append(tables)
     checks.append(_mitigations_check(snap))
     return checks
