@@ -46,7 +46,7 @@ LEGEND: dict[FeatureStatus, str] = {
     FeatureStatus.RUNTIME: "set as the guest runs",
     FeatureStatus.EMULATED: "trapped, slow",
     FeatureStatus.HOST_ONLY: "KVM does not pass it on",
-    FeatureStatus.UNKNOWN: "a probe step failed",
+    FeatureStatus.UNKNOWN: "a probe step failed or is missing",
 }
 #: the summary's order and wording
 SUMMARY: tuple[tuple[FeatureStatus, str], ...] = (
