@@ -42,10 +42,6 @@ COMMIT_ARCH_CAP = (
 COMMIT_ARCH_CAP_ALWAYS = (
     'Linux commit 1eaafe91a0df ("kvm: x86: IA32_ARCH_CAPABILITIES is always supported") (v4.17)'
 )
-COMMIT_ARCH_CAP_FEATURE_MSR = (
-    'Linux commit cd28325249a1 ("KVM: VMX: support MSR_IA32_ARCH_CAPABILITIES as a feature '
-    'MSR") (v4.19)'
-)
 #: kvmprobe's own evidence: the advertised value applied to a fresh vCPU during the probe
 VERIFY = (
     "kvmprobe vCPU verification (kvmprobe/kvm/verify.py: KVM_SET_CPUID2 with the supported "
