@@ -205,7 +205,12 @@ def main() -> int:
 
 
 def bench(args: argparse.Namespace, kp: list[str], before: list[str] | None, how: str) -> int:
-    py = sys.executable
+    # The baselines run on the interpreter kvmprobe is installed with, so that every row pays
+    # the same interpreter start-up (an editable install's import hook, say, would otherwise
+    # weigh on the baselines but not on kvmprobe).
+    py = os.path.join(os.path.dirname(kp[0]), "python")
+    if not os.access(py, os.X_OK):
+        py = sys.executable
     dev = ["--device", args.device]
     baselines = {
         "python -c pass (interpreter floor)": [py, "-c", "pass"],
@@ -239,7 +244,7 @@ def bench(args: argparse.Namespace, kp: list[str], before: list[str] | None, how
     stdlib = results["stdlib probe"][0]
     q = results.get(qemu_name, (None, 0))[0]
     print(f"median of {args.runs} runs each, whole processes, bytecode compiled (as installed)")
-    print(f"kvmprobe: {how}")
+    print(f"kvmprobe: {how}; the baselines run on {py}")
     print(f"  {'':38s} {'wall':>9s}   {'/stdlib':>7s}   {'/QEMU':>6s}   {'peak RSS':>8s}")
     order = [*baselines, qemu_name] + [
         n for name in REPORTS for n in (f"kvmprobe {name}", f"  before: {name}")
