@@ -19,19 +19,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, answers_from_cpuid, no
-from kvmprobe.analysis.baseline import Baseline
 from kvmprobe.analysis.deps import Finding, consistency_findings
-from kvmprobe.analysis.effective import CpuidAnalysis
-from kvmprobe.analysis.fleet_facts import cpuinfo_answers
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
-from kvmprobe.analysis.msr import BitRef, vendor_of
-from kvmprobe.analysis.profile import HostProfile, feature_space, verdict_answer
-from kvmprobe.analysis.require import Subject
-from kvmprobe.snapshot import Snapshot
+from kvmprobe.analysis.profile import feature_space, verdict_answer
 from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered, Vendor
+
+if TYPE_CHECKING:
+    # What only the --require subjects and annotations need stays out of the import of
+    # ``cpuid``'s path (start-up time): baseline, fleet facts, MSR decoding, requirements.
+    from kvmprobe.analysis.baseline import Baseline
+    from kvmprobe.analysis.effective import CpuidAnalysis
+    from kvmprobe.analysis.msr import BitRef
+    from kvmprobe.analysis.profile import HostProfile
+    from kvmprobe.analysis.require import Subject
+    from kvmprobe.snapshot import Snapshot
 
 #: where the host's level came from (kept as names for readers of this module)
 HOST_FROM_CPUID = LevelSource.CPUID
@@ -71,6 +76,8 @@ def psabi_summary(a: CpuidAnalysis) -> PsabiSummary:
     error = snap.host.cpuid_error or "not recorded"
     if not snap.host.cpuinfo_flags:
         return PsabiSummary(guest, None, None, error)
+    from kvmprobe.analysis.fleet_facts import cpuinfo_answers
+
     flags = cpuinfo_answers(snap.host.cpuinfo_flags)
     return PsabiSummary(guest, psabi_level(flags), LevelSource.CPUINFO, error)
 
@@ -98,6 +105,9 @@ def _msr_answer(
 
 def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> Subject:
     """The guest of one analysed host (``kvmprobe cpuid --require``)."""
+    from kvmprobe.analysis.msr import vendor_of
+    from kvmprobe.analysis.require import Subject
+
     s = summary or psabi_summary(a)
     by_loc = {r.feature.loc: r for r in a.features}
 
@@ -118,6 +128,8 @@ def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> S
 
 def profile_subject(p: HostProfile) -> Subject:
     """The guest of one host profile (``kvmprobe diff --require``)."""
+    from kvmprobe.analysis.require import Subject
+
     space = feature_space()
     levels = psabi_level(p.answers({r.feature for r in requirements()}, level=True))
 
@@ -144,6 +156,7 @@ def baseline_subject(b: Baseline) -> Subject:
     """The baseline guest of a fleet (``kvmprobe baseline --require``): an MSR bit is met when
     every host offers it."""
     from kvmprobe.analysis.compare import msr_bit_answer
+    from kvmprobe.analysis.require import Subject
 
     space = feature_space()
     levels = psabi_level(b.answers(level=True))
