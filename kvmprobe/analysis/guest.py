@@ -2,7 +2,7 @@
 KVM's own CPUID answer, and the ``--require`` subjects for a host, a profile or a baseline.
 
 * ``guest_answers(a)``: the effective analysis as feature name -> Answer. A feature a guest
-  cannot be given that KVM only emulates is "no (emulated)" (see ``profile.verdict_answer``);
+  cannot be given that KVM only emulates is "no (emulated)" (see ``answers.verdict_answer``);
   emulated features do not meet a level (``levels.psabi_level``'s default; KVM traps every
   such instruction).
 * ``psabi_summary(a)``: the guest's level in the analysed set-up and the host CPU's own level,
@@ -22,10 +22,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
-from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, answers_from_cpuid, no
+from kvmprobe.analysis.answers import (
+    UNKNOWN,
+    YES,
+    Answer,
+    answers_from_cpuid,
+    no,
+    verdict_answer,
+)
 from kvmprobe.analysis.deps import Finding, consistency_findings
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
-from kvmprobe.analysis.profile import feature_space, verdict_answer
 from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered, Vendor
 
 if TYPE_CHECKING:
@@ -128,6 +134,7 @@ def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> S
 
 def profile_subject(p: HostProfile) -> Subject:
     """The guest of one host profile (``kvmprobe diff --require``)."""
+    from kvmprobe.analysis.profile import feature_space
     from kvmprobe.analysis.require import Subject
 
     space = feature_space()
@@ -156,6 +163,7 @@ def baseline_subject(b: Baseline) -> Subject:
     """The baseline guest of a fleet (``kvmprobe baseline --require``): an MSR bit is met when
     every host offers it."""
     from kvmprobe.analysis.compare import msr_bit_answer
+    from kvmprobe.analysis.profile import feature_space
     from kvmprobe.analysis.require import Subject
 
     space = feature_space()
