@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from kvmprobe.snapshot import SetAttempt, Snapshot, Steps
 
 if TYPE_CHECKING:
-    from kvmprobe.analysis.msr import MsrBit
+    from kvmprobe.analysis.msr_layout import MsrBit
 
-# The MSR decoding (kvmprobe.analysis.msr, tables.msr_data) is imported where a refusal is
-# named, not here: every JSON document carries a verification section, most without a
-# refusal, and the import costs start-up time.
+# The MSR layouts (kvmprobe.analysis.msr_layout, tables.msr_data) are imported where a
+# refusal is named, not here: every JSON document carries a verification section, most
+# without a refusal, and the import costs start-up time.
 
 SET_MSRS = "KVM_SET_MSRS"
 SET_CPUID2 = "KVM_SET_CPUID2"
@@ -59,7 +59,7 @@ class Refusal:
         """``KVM_SET_MSRS(0x10a IA32_ARCH_CAPABILITIES)``-style description."""
         a = self.attempt
         if a.what == SET_MSRS and a.target is not None:
-            from kvmprobe.analysis.msr import msr_name
+            from kvmprobe.analysis.msr_layout import msr_name
 
             return f"{a.what}({a.target:#x} {msr_name(a.target)[0]})"
         if a.what == SET_XCRS:
@@ -114,7 +114,7 @@ class Verification:
 def _named_bits(attempt: SetAttempt) -> tuple[RefusedBit, ...]:
     rows: dict[int, MsrBit] = {}
     if attempt.what == SET_MSRS and attempt.target is not None:
-        from kvmprobe.analysis.msr import layout_rows
+        from kvmprobe.analysis.msr_layout import layout_rows
         from kvmprobe.tables import msr_data
 
         layout = msr_data.MSR_LAYOUT.get(attempt.target)
