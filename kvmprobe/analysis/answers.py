@@ -63,8 +63,16 @@ UNKNOWN = Answer(Offered.UNKNOWN)
 AnswerMap = Mapping[str, Answer]
 
 
+#: one "no" per reason, like YES and UNKNOWN (answers are immutable values): a host's
+#: answers are mostly "no", hundreds per analysis, each otherwise a new frozen object
+_NO: dict[NotOfferedReason, Answer] = {}
+
+
 def no(reason: NotOfferedReason = NotOfferedReason.UNKNOWN) -> Answer:
-    return Answer(Offered.NO, reason)
+    answer = _NO.get(reason)
+    if answer is None:
+        answer = _NO[reason] = Answer(Offered.NO, reason)
+    return answer
 
 
 def lookup_answer(answers: AnswerMap, name: str) -> Answer:
