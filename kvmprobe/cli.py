@@ -52,9 +52,12 @@ def _warn(message: str) -> None:
     click.echo(f"kvmprobe: warning: {message}", err=True)
 
 
-def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snapshot:
+def get_snapshot(
+    from_file: str | None, device: str, full: bool = True, verify: bool = True
+) -> Snapshot:
     """The snapshot a command works on: a recorded file, or a live probe of the device. Failed
-    probe steps are named on stderr: what depends on them is reported as unknown."""
+    probe steps are named on stderr: what depends on them is reported as unknown. ``verify``
+    False: a live probe skips the vCPU verification (for a report that does not show it)."""
     if from_file:
         from kvmprobe.snapshot import load
 
@@ -64,7 +67,7 @@ def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snaps
     else:
         from kvmprobe.kvm.probe import probe
 
-        snap = probe(device, full=full)
+        snap = probe(device, full=full, verify=verify)
     if snap.errors:
         from kvmprobe.render.text import failed_steps_line
 
@@ -437,7 +440,8 @@ def cpuid(
         flt = cq.parse_filter(feature_filter)
         if flt.exact is None and flt.location is None and not _names_anything(flt):
             raise _unknown_feature(feature_filter)
-    snap = get_snapshot(from_file, device)
+    # the text report does not show the vCPU verification; JSON carries it
+    snap = get_snapshot(from_file, device, verify=as_json)
     if snap.supported_cpuid is None:
         raise KvmprobeError(
             "no KVM_GET_SUPPORTED_CPUID answer in "
