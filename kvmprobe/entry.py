@@ -77,7 +77,7 @@ def run(argv: list[str] | None = None) -> None:
         # the default threshold the young generation is collected about 80 times on the way,
         # finding nothing to free. Collected rarer, cyclic garbage still goes (about 3% of
         # the instructions of a 'cpuid' run saved).
-        gc.set_threshold(100_000, 50, 100)
+        gc.set_threshold(100_000)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
