@@ -8,6 +8,13 @@ each process's peak memory:
   ``qmp_capabilities``, ``query-cpu-model-expansion`` type full model host, ``quit``).
 
     python benchmarks/startup.py [--runs N] [--device PATH] [--qemu BINARY]
+                                 [--kvmprobe SCRIPT] [--against GIT-REV]
+
+kvmprobe is measured as the README installs it: ``pip install .`` of this checkout into a
+temporary venv (not an editable install, whose import hook costs every start-up), bytecode
+written. ``--kvmprobe SCRIPT`` measures an already installed console script instead;
+``--against GIT-REV`` installs that revision too, into a second temporary venv, and measures
+both in the same run (a before/after table).
 
 Not a test: the numbers depend on the machine. The targets (issue "A report a person reads
 at 80 columns, in a blink"): the ``cpuid`` report within 2.5x of QEMU's expansion, ``cpuid
@@ -23,9 +30,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 MB = 1024 * 1024
 
 # Measure what an installed kvmprobe costs: pip writes bytecode at install time, so let the
@@ -43,8 +52,26 @@ QMP_SESSION = (
 )
 
 
-def run_once(cmd: list[str], stdin: bytes | None) -> tuple[float, int, bytes]:
-    """Wall time (s), peak resident memory (bytes) and standard output of one process."""
+# A process's peak resident memory as wait4 reports it includes what its parent had resident
+# when it was forked (Linux carries the high-water mark across exec), so timing runs started
+# from this interpreter would all show at least this interpreter's own size. The memory runs
+# go through this small forwarder instead: a fresh interpreter that forks the command and
+# prints the command's own peak (its floor is the bare interpreter, well below any report).
+PEAK = r"""
+import os, sys
+report = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+os.write(report, str(usage.ru_maxrss * 1024).encode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_once(cmd: list[str], stdin: bytes | None) -> tuple[float, bytes]:
+    """Wall time (s) and standard output of one process."""
     t0 = time.perf_counter()
     p = subprocess.Popen(
         cmd,
@@ -53,47 +80,77 @@ def run_once(cmd: list[str], stdin: bytes | None) -> tuple[float, int, bytes]:
         stderr=subprocess.DEVNULL,
         env=ENV,
     )
-    out = b""
     if stdin is not None:
         assert p.stdin is not None
         p.stdin.write(stdin)
         p.stdin.close()
     assert p.stdout is not None
     out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
+    status = p.wait()
     elapsed = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode not in (0, 5):  # doctor exits 5 when a VMM's requirement is missing
-        raise RuntimeError(f"{' '.join(cmd)} exited with {p.returncode}")
-    return elapsed, usage.ru_maxrss * 1024, out
+    if status not in (0, 5):  # doctor exits 5 when a VMM's requirement is missing
+        raise RuntimeError(f"{' '.join(cmd)} exited with {status}")
+    return elapsed, out
+
+
+def peak_memory(cmd: list[str], stdin: bytes | None) -> int:
+    """Peak resident memory (bytes) of one run of ``cmd``, measured through PEAK."""
+    r, w = os.pipe()
+    exe = shutil.which(cmd[0]) or cmd[0]
+    p = subprocess.Popen(
+        [sys.executable, "-c", PEAK, str(w), exe, *cmd[1:]],
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+        pass_fds=(w,),
+    )
+    os.close(w)
+    if stdin is not None:
+        assert p.stdin is not None
+        p.stdin.write(stdin)
+        p.stdin.close()
+    with os.fdopen(r, "rb") as f:
+        got = f.read()
+    p.wait()
+    return int(got or 0)
 
 
 def measure(
     cases: dict[str, tuple[list[str], bytes | None]], runs: int
-) -> dict[str, tuple[float, int, bytes]]:
-    """Median wall time, largest peak memory and the last output of every case. The cases
-    take turns, run after run, so a machine that gets busier or quieter meanwhile weighs on
-    them alike (the ratios are what this measures)."""
-    for cmd, stdin in cases.values():
-        for _ in range(2):  # warm the page cache and write bytecode
-            run_once(cmd, stdin)
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+) -> dict[str, tuple[float, int]]:
+    """Median wall time and peak memory of every case. The cases take turns, run after run,
+    so a machine that gets busier or quieter meanwhile weighs on them alike (the ratios are
+    what this measures)."""
     peak = dict.fromkeys(cases, 0)
-    out = dict.fromkeys(cases, b"")
+    for name, (cmd, stdin) in cases.items():
+        run_once(cmd, stdin)  # warm the page cache and write bytecode
+        peak[name] = peak_memory(cmd, stdin)
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
         for name, (cmd, stdin) in cases.items():
-            t, rss, out[name] = run_once(cmd, stdin)
-            samples[name].append(t)
-            peak[name] = max(peak[name], rss)
-    return {name: (statistics.median(samples[name]), peak[name], out[name]) for name in cases}
+            samples[name].append(run_once(cmd, stdin)[0])
+    return {name: (statistics.median(samples[name]), peak[name]) for name in cases}
 
 
-def kvmprobe_command() -> list[str]:
-    """The installed console script next to this interpreter, as a user runs it."""
-    script = os.path.join(os.path.dirname(sys.executable), "kvmprobe")
-    if os.access(script, os.X_OK):
-        return [script]
-    return [sys.executable, "-m", "kvmprobe"]
+def install(source: str, into: str) -> list[str]:
+    """A fresh venv at ``into`` with ``pip install source`` (not editable), as the README
+    installs kvmprobe; the console script in it."""
+    subprocess.run([sys.executable, "-m", "venv", into], check=True)
+    pip = [os.path.join(into, "bin", "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, source], check=True, stdout=subprocess.DEVNULL, env=ENV)
+    return [os.path.join(into, "bin", "kvmprobe")]
+
+
+def export_revision(rev: str, into: str) -> str:
+    """The tree of git revision ``rev`` of this checkout, unpacked under ``into``."""
+    tree = os.path.join(into, "src")
+    os.mkdir(tree)
+    archive = subprocess.run(
+        ["git", "-C", ROOT, "archive", "--format=tar", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    return tree
 
 
 def qemu_answered(out: bytes) -> bool:
@@ -107,33 +164,63 @@ def qemu_answered(out: bytes) -> bool:
     return False
 
 
+REPORTS = {
+    "caps --json": ["caps", "--json"],
+    "caps": ["caps"],
+    "cpuid --json": ["cpuid", "--json"],
+    "cpuid": ["cpuid"],
+    "cpuid --all": ["cpuid", "--all"],
+    "cpuid avx": ["cpuid", "avx"],
+    "doctor": ["doctor"],
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--device", default="/dev/kvm")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--kvmprobe", help="an installed kvmprobe console script to measure")
+    ap.add_argument("--against", metavar="GIT-REV", help="also measure this revision (before)")
     args = ap.parse_args()
     try:
         os.close(os.open(args.device, os.O_RDWR))
     except OSError as e:
         print(f"cannot open {args.device}: {e.strerror}; nothing to measure", file=sys.stderr)
         return 0
-    py = sys.executable
-    kp = kvmprobe_command()
+    with tempfile.TemporaryDirectory(prefix="kvmprobe-bench-") as tmp:
+        if args.kvmprobe:
+            kp = [os.path.abspath(args.kvmprobe)]
+            how = f"the console script {kp[0]}"
+        else:
+            kp = install(ROOT, os.path.join(tmp, "after"))
+            how = "`pip install .` of this checkout into a temporary venv (not editable)"
+        before: list[str] | None = None
+        if args.against:
+            old = os.path.join(tmp, "before")
+            os.mkdir(old)
+            before = install(export_revision(args.against, old), os.path.join(old, "venv"))
+            how += f"; before: `pip install .` of {args.against} likewise"
+        return bench(args, kp, before, how)
+
+
+def bench(args: argparse.Namespace, kp: list[str], before: list[str] | None, how: str) -> int:
+    # The baselines run on the interpreter kvmprobe is installed with, so that every row pays
+    # the same interpreter start-up (an editable install's import hook, say, would otherwise
+    # weigh on the baselines but not on kvmprobe).
+    py = os.path.join(os.path.dirname(kp[0]), "python")
+    if not os.access(py, os.X_OK):
+        py = sys.executable
     dev = ["--device", args.device]
     baselines = {
         "python -c pass (interpreter floor)": [py, "-c", "pass"],
         "stdlib probe": [py, os.path.join(HERE, "stdlib_probe.py"), args.device],
     }
-    reports = {
-        "kvmprobe caps --json": [*kp, "caps", "--json", *dev],
-        "kvmprobe caps": [*kp, "caps", *dev],
-        "kvmprobe cpuid --json": [*kp, "cpuid", "--json", *dev],
-        "kvmprobe cpuid": [*kp, "cpuid", *dev],
-        "kvmprobe cpuid --all": [*kp, "cpuid", "--all", *dev],
-        "kvmprobe cpuid avx": [*kp, "cpuid", "avx", *dev],
-        "kvmprobe doctor": [*kp, "doctor", *dev],
-    }
+    reports = {f"kvmprobe {name}": [*kp, *argv, *dev] for name, argv in REPORTS.items()}
+    if before is not None:
+        reports.update(
+            {f"  before: {name}": [*before, *argv, *dev] for name, argv in REPORTS.items()}
+        )
     cases: dict[str, tuple[list[str], bytes | None]] = {
         name: (cmd, None) for name, cmd in {**baselines, **reports}.items()
     }
@@ -143,7 +230,7 @@ def main() -> int:
         cmd = [qemu, "-accel", "kvm", "-machine", "none", "-S", "-nodefaults"]
         cmd += ["-display", "none", "-qmp", "stdio"]
         try:
-            t, rss, out = run_once(cmd, QMP_SESSION)
+            out = run_once(cmd, QMP_SESSION)[1]
         except (OSError, RuntimeError) as e:
             print(f"QEMU baseline unavailable: {e}", file=sys.stderr)
         else:
@@ -153,18 +240,21 @@ def main() -> int:
                 print(
                     "QEMU baseline unavailable: no model expansion in its answer", file=sys.stderr
                 )
-    results = {name: (t, rss) for name, (t, rss, _) in measure(cases, args.runs).items()}
+    results = measure(cases, args.runs)
     stdlib = results["stdlib probe"][0]
     q = results.get(qemu_name, (None, 0))[0]
-    print(
-        f"median of {args.runs} runs each, whole processes, bytecode compiled (as installed); "
-        f"kvmprobe run as {' '.join(os.path.basename(x) for x in kp)}"
-    )
+    print(f"median of {args.runs} runs each, whole processes, bytecode compiled (as installed)")
+    print(f"kvmprobe: {how}; the baselines run on {py}")
     print(f"  {'':38s} {'wall':>9s}   {'/stdlib':>7s}   {'/QEMU':>6s}   {'peak RSS':>8s}")
-    for name, (t, rss) in results.items():
+    order = [*baselines, qemu_name] + [
+        n for name in REPORTS for n in (f"kvmprobe {name}", f"  before: {name}")
+    ]
+    for name in order:
+        if name not in results:
+            continue
+        t, rss = results[name]
         vs_q = f"{t / q:5.2f}x" if q else "    - "
         print(f"  {name:38s} {t * 1000:6.1f} ms   {t / stdlib:6.2f}x   {vs_q}   {rss / MB:5.1f} MB")
-    print("targets:")
     ok = True
 
     def target(label: str, value: float, limit: float, unit: str = "x") -> None:
@@ -174,15 +264,19 @@ def main() -> int:
         verdict = "within" if within else f"OVER by {value / limit - 1:.0%}"
         print(f"  {label:44s} {value:6.2f}{unit} (target {limit:g}{unit}): {verdict}")
 
-    target("caps --json / stdlib probe", results["kvmprobe caps --json"][0] / stdlib, 1.5)
-    if q:
-        target("cpuid report / QEMU expansion", results["kvmprobe cpuid"][0] / q, 2.5)
-        target("cpuid --json / QEMU expansion", results["kvmprobe cpuid --json"][0] / q, 2.0)
-        target("cpuid --all / QEMU expansion", results["kvmprobe cpuid --all"][0] / q, 4.0)
-    else:
-        print("  (no QEMU here: the cpuid targets against its expansion are not measured)")
-    peak = max(rss for name, (_, rss) in results.items() if name in reports)
-    target("peak memory of any kvmprobe report", peak / MB, 40, " MB")
+    for prefix, title in (("kvmprobe ", "targets:"), ("  before: ", "targets, before:")):
+        if f"{prefix}caps" not in results:
+            continue
+        print(title)
+        target("caps --json / stdlib probe", results[f"{prefix}caps --json"][0] / stdlib, 1.5)
+        if q:
+            target("cpuid report / QEMU expansion", results[f"{prefix}cpuid"][0] / q, 2.5)
+            target("cpuid --json / QEMU expansion", results[f"{prefix}cpuid --json"][0] / q, 2.0)
+            target("cpuid --all / QEMU expansion", results[f"{prefix}cpuid --all"][0] / q, 4.0)
+        else:
+            print("  (no QEMU here: the cpuid targets against its expansion are not measured)")
+        peak = max(rss for name, (_, rss) in results.items() if name.startswith(prefix))
+        target("peak memory of any kvmprobe report", peak / MB, 40, " MB")
     return 0
 
 

@@ -2,7 +2,11 @@
 import time is spent creating dataclasses and enums, module by module.
 
     python benchmarks/where_time_goes.py [--runs N] [--device PATH | --from FILE]
+                                         [--python INTERPRETER]
 
+kvmprobe is imported as the README installs it: ``pip install .`` of this checkout into a
+temporary venv (as benchmarks/startup.py does; an editable install's import hook would add
+to every import phase), unless ``--python`` names the interpreter of an installed kvmprobe.
 Each run is a fresh interpreter (imports are what this measures); the smallest time of each
 phase over the runs is shown, the one least disturbed by other work on the machine. Not a
 test: the numbers depend on the machine."""
@@ -14,6 +18,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from startup import ROOT, install
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
@@ -73,15 +81,22 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--device", default="/dev/kvm")
     ap.add_argument("--from", dest="from_file")
+    ap.add_argument("--python", help="the interpreter of an installed kvmprobe")
     args = ap.parse_args()
+    if args.python:
+        return phases(args, args.python)
+    with tempfile.TemporaryDirectory(prefix="kvmprobe-phases-") as tmp:
+        script = install(ROOT, os.path.join(tmp, "venv"))[0]
+        return phases(args, os.path.join(os.path.dirname(script), "python"))
+
+
+def phases(args: argparse.Namespace, python: str) -> int:
     source = args.from_file or args.device
     best: dict[str, float] = {}
     dc: dict[str, float] = {}
     order: list[str] = []
     for i in range(args.runs + 1):
-        r = subprocess.run(
-            [sys.executable, "-c", CHILD, source], capture_output=True, text=True, env=ENV
-        )
+        r = subprocess.run([python, "-c", CHILD, source], capture_output=True, text=True, env=ENV)
         if r.returncode != 0:
             print(r.stderr, file=sys.stderr)
             return 1
@@ -94,7 +109,7 @@ def main() -> int:
             best[name] = min(best.get(name, t), t)
         for name, t in got["dataclasses"].items():
             dc[name] = min(dc.get(name, t), t)
-    print(f"smallest of {args.runs} fresh interpreters, after the interpreter's own start-up")
+    print(f"smallest of {args.runs} fresh interpreters ({python}), after its own start-up")
     for name in order:
         print(f"  {best[name] * 1000:6.1f} ms  {name}")
     print(f"  {sum(best.values()) * 1000:6.1f} ms  in all (the phases' smallest times, summed)")

@@ -56,7 +56,8 @@ def _warn(message: str) -> None:
 
 def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snapshot:
     """The snapshot a command works on: a recorded file, or a live probe of the device. Failed
-    probe steps are named on stderr: what depends on them is reported as unknown."""
+    probe steps are named on stderr: what depends on them is reported as unknown. The vCPU
+    verification is part of every full probe: quirks read it (arch-capabilities-refused)."""
     if from_file:
         from kvmprobe.snapshot import load
 
@@ -447,6 +448,7 @@ def cpuid(
         msr_refs = lookup_bit(feature_filter) if flt.exact is None else ()
         if flt.exact is None and flt.location is None and not msr_refs and not _names_anything(flt):
             raise _unknown_feature(feature_filter)
+    # the text report does not show the vCPU verification; JSON carries it
     snap = get_snapshot(from_file, device)
     if snap.supported_cpuid is None:
         raise KvmprobeError(

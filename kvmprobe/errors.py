@@ -75,11 +75,16 @@ def _permission_hint(node: NodeMode | None) -> str:
     )
 
 
-@dataclass(frozen=True)
 class _Advice:
-    status: ExitStatus
-    what: str  # "{path}" and "{name}" are filled in
-    hint: str
+    """One row of the table below. A plain class, not a dataclass: every command imports
+    this module, and creating a dataclass costs start-up time."""
+
+    __slots__ = ("hint", "status", "what")
+
+    def __init__(self, status: ExitStatus, what: str, hint: str) -> None:
+        self.status = status
+        self.what = what  # "{path}" and "{name}" are filled in
+        self.hint = hint
 
 
 # errno met while opening or first talking to a KVM device -> what it means and what to do.

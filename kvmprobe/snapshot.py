@@ -15,12 +15,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvmprobe import __version__
 from kvmprobe.errors import KvmprobeError, errno_name
 from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
 from kvmprobe.vocab import AclTag, CgroupVersion, CpuidTable, Irqchip, NodeKind, Scope
+
+if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
+    from kvmprobe.access_facts import AccessFacts as AccessFacts
+    from kvmprobe.access_facts import AclEntry as AclEntry
+    from kvmprobe.access_facts import CgroupFacts as CgroupFacts
+    from kvmprobe.access_facts import ContainerFacts as ContainerFacts
+    from kvmprobe.access_facts import MountFacts as MountFacts
+    from kvmprobe.access_facts import NodeStat as NodeStat
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -199,176 +207,20 @@ class HostInfo:
 
 
 # --------------------------------------------------------------------------------------------
-# Device-access facts: what the recording process found out about reaching the device node
-# (gathered by kvmprobe.kvm.access, judged by kvmprobe.analysis.doctor).
+# Device-access facts (``Snapshot.access``) are in kvmprobe.access_facts, imported where they
+# are used; ``from kvmprobe.snapshot import AccessFacts`` still works (module __getattr__).
+
+_ACCESS_TYPES = frozenset(
+    ("AccessFacts", "AclEntry", "CgroupFacts", "ContainerFacts", "MountFacts", "NodeStat")
+)
 
 
-@dataclass(frozen=True)
-class NodeStat:
-    """stat() of the device path (following symlinks)."""
+def __getattr__(name: str) -> Any:
+    if name in _ACCESS_TYPES:
+        from kvmprobe import access_facts
 
-    kind: NodeKind
-    mode: int  # permission bits only (st_mode & 0o7777)
-    uid: int
-    gid: int
-    owner: str  # user name, or the number as text
-    group: str  # group name, or the number as text
-    rdev: tuple[int, int] | None  # (major, minor) for device nodes
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": str(self.kind),
-            "mode": self.mode,
-            "uid": self.uid,
-            "gid": self.gid,
-            "owner": self.owner,
-            "group": self.group,
-            "rdev": None if self.rdev is None else list(self.rdev),
-        }
-
-
-@dataclass(frozen=True)
-class AclEntry:
-    """One entry of the node's POSIX ACL (system.posix_acl_access)."""
-
-    tag: str  # an AclTag value, or "tag 0x.." for a tag this kvmprobe does not know
-    qualifier: int | None  # uid/gid for "user"/"group" entries
-    perms: int  # rwx bits: 4 read, 2 write, 1 execute
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "qualifier": self.qualifier, "perms": self.perms}
-
-
-@dataclass(frozen=True)
-class MountFacts:
-    """The mount holding the device path, from /proc/self/mountinfo and statvfs()."""
-
-    mount_point: str | None = None
-    fs_type: str | None = None
-    options: tuple[str, ...] = ()
-    readonly: bool | None = None  # statvfs ST_RDONLY
-    nodev: bool | None = None  # statvfs ST_NODEV: device nodes there cannot be opened
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mount_point": self.mount_point,
-            "fs_type": self.fs_type,
-            "options": list(self.options),
-            "readonly": self.readonly,
-            "nodev": self.nodev,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class CgroupFacts:
-    """The cgroups of the recording process and, under cgroup v1, its device rules."""
-
-    lines: tuple[str, ...] = ()  # /proc/self/cgroup
-    version: CgroupVersion = CgroupVersion.UNKNOWN
-    devices_file: str | None = None  # the v1 devices.list read
-    devices_list: tuple[str, ...] | None = None  # its lines, e.g. "c 10:232 rwm", "a *:* rwm"
-    devices_error: str | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lines": list(self.lines),
-            "version": str(self.version),
-            "devices_file": self.devices_file,
-            "devices_list": None if self.devices_list is None else list(self.devices_list),
-            "devices_error": self.devices_error,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class ContainerFacts:
-    """The usual signs of running in a container."""
-
-    markers: tuple[str, ...] = ()  # marker files that exist (/.dockerenv, ...)
-    pid1_container: str | None = None  # value of container= in /proc/1/environ
-    pid1_environ_error: str | None = None
-    root_fs_type: str | None = None  # file system type of / (overlay in most containers)
-    dev_fs_type: str | None = None  # file system type of /dev (devtmpfs on hosts)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "markers": list(self.markers),
-            "pid1_container": self.pid1_container,
-            "pid1_environ_error": self.pid1_environ_error,
-            "root_fs_type": self.root_fs_type,
-            "dev_fs_type": self.dev_fs_type,
-        }
-
-
-@dataclass(frozen=True)
-class AccessFacts:
-    """What the recording process found out about reaching the device node at ``path``."""
-
-    path: str
-    exists: bool
-    # the (major, minor) numbers kvmprobe takes for KVM's device node (kvmprobe.kvm.abi) and
-    # the only ones it opens: a node with other numbers is looked at, never opened
-    kvm_rdev: tuple[int, int]
-    lstat_error: str | None = None  # why stat failed, for reasons besides ENOENT/ENOTDIR
-    symlink_target: str | None = None
-    node: NodeStat | None = None
-    euid: int = 0
-    egid: int = 0
-    user: str = ""
-    groups: tuple[int, ...] = ()  # os.getgroups() plus the effective gid, sorted
-    group_names: dict[int, str] = field(default_factory=dict)
-    # gids /etc/group (or the passwd entry) gives this user; may include groups this process
-    # does not have yet (added to a group without logging in again)
-    configured_groups: tuple[int, ...] = ()
-    access_rw: bool | None = None  # access(R_OK|W_OK) with the effective ids
-    open_tried: bool = False
-    open_errno: int | None = None  # None: the read-write open worked (or was not tried)
-    acl: tuple[AclEntry, ...] | None = None  # None: no ACL beyond the mode bits
-    acl_error: str | None = None
-    mount: MountFacts = field(default_factory=MountFacts)
-    sysfs_dev: str | None = None  # contents of /sys/class/misc/kvm/dev ("10:232")
-    sysfs_error: str | None = None
-    cgroup: CgroupFacts = field(default_factory=CgroupFacts)
-    container: ContainerFacts = field(default_factory=ContainerFacts)
-
-    @property
-    def open_error(self) -> str | None:
-        """ENOENT-style name of ``open_errno``."""
-        return None if self.open_errno is None else errno_name(self.open_errno)
-
-    @property
-    def opened(self) -> bool:
-        """The node was opened read-write (and closed at once)."""
-        return self.open_tried and self.open_errno is None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "exists": self.exists,
-            "kvm_rdev": list(self.kvm_rdev),
-            "lstat_error": self.lstat_error,
-            "symlink_target": self.symlink_target,
-            "node": None if self.node is None else self.node.to_json(),
-            "euid": self.euid,
-            "egid": self.egid,
-            "user": self.user,
-            "groups": list(self.groups),
-            "group_names": {str(k): v for k, v in sorted(self.group_names.items())},
-            "configured_groups": list(self.configured_groups),
-            "access_rw": self.access_rw,
-            "open_tried": self.open_tried,
-            "open_errno": self.open_errno,
-            "acl": None if self.acl is None else [e.to_json() for e in self.acl],
-            "acl_error": self.acl_error,
-            "mount": self.mount.to_json(),
-            "sysfs_dev": self.sysfs_dev,
-            "sysfs_error": self.sysfs_error,
-            "cgroup": self.cgroup.to_json(),
-            "container": self.container.to_json(),
-        }
+        return getattr(access_facts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -792,6 +644,8 @@ _ACL_TAG_UNKNOWN = re.compile(r"tag 0x[0-9a-f]{1,4}")
 
 
 def _node(v: Any, where: str, warnings: list[str]) -> NodeStat | None:
+    from kvmprobe.access_facts import NodeStat
+
     if v is None:
         return None
     o = _obj(v, where)
@@ -809,6 +663,8 @@ def _node(v: Any, where: str, warnings: list[str]) -> NodeStat | None:
 
 
 def _acl_entry(v: Any, where: str, warnings: list[str]) -> AclEntry:
+    from kvmprobe.access_facts import AclEntry
+
     o = _obj(v, where)
     _fields(o, _ACL_KEYS, where, warnings)
     tag = _str(_required(o, "tag", where), f"{where}.tag", 64)
@@ -822,6 +678,8 @@ def _acl_entry(v: Any, where: str, warnings: list[str]) -> AclEntry:
 
 
 def _mount(v: Any, where: str, warnings: list[str]) -> MountFacts:
+    from kvmprobe.access_facts import MountFacts
+
     o = _obj(v, where)
     _fields(o, _MOUNT_KEYS, where, warnings)
     return MountFacts(
@@ -835,6 +693,8 @@ def _mount(v: Any, where: str, warnings: list[str]) -> MountFacts:
 
 
 def _cgroup(v: Any, where: str, warnings: list[str]) -> CgroupFacts:
+    from kvmprobe.access_facts import CgroupFacts
+
     o = _obj(v, where)
     _fields(o, _CGROUP_KEYS, where, warnings)
     devices_list = o.get("devices_list")
@@ -849,6 +709,8 @@ def _cgroup(v: Any, where: str, warnings: list[str]) -> CgroupFacts:
 
 
 def _container(v: Any, where: str, warnings: list[str]) -> ContainerFacts:
+    from kvmprobe.access_facts import ContainerFacts
+
     o = _obj(v, where)
     _fields(o, _CONTAINER_KEYS, where, warnings)
     return ContainerFacts(
@@ -862,6 +724,8 @@ def _container(v: Any, where: str, warnings: list[str]) -> ContainerFacts:
 
 def _access(v: Any, where: str, warnings: list[str]) -> AccessFacts | None:
     """The ``access`` object; None (absent or null) in snapshots recorded before it existed."""
+    from kvmprobe.access_facts import AccessFacts
+
     if v is None:
         return None
     o = _obj(v, where)

@@ -240,8 +240,8 @@ def fake_probe(monkeypatch):
     snap, _ = load(FIX)
     real = device.probe
 
-    def probe(path="/dev/kvm", *, ioctl=None, full=True):
-        return real("/dev/null", ioctl=FakeKvm(snap), full=full)
+    def probe(path="/dev/kvm", *, ioctl=None, full=True, verify=True):
+        return real("/dev/null", ioctl=FakeKvm(snap), full=full, verify=verify)
 
     monkeypatch.setattr(device, "probe", probe)
     return snap

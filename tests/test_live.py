@@ -142,3 +142,15 @@ def test_live_record_tries_the_effective_tables(tmp_path, live_device) -> None:
     tried = json.loads(r.stdout)["tried_on_vcpu"]
     assert tried is not None and tried["irqchip"] == "userspace"
     assert tried["calls"][0]["what"] == "KVM_SET_CPUID2"
+
+
+def test_live_text_report_is_verified_like_json(live_device) -> None:
+    """The quirks read the vCPU verification, so the text report probes with it too: the same
+    verdict as --json, never 'no vCPU verification' for a live probe."""
+    text = _run("cpuid", "arch_capabilities", "--device", live_device)
+    assert text.exit_code == 0, text.output
+    assert "no vCPU verification" not in text.stdout
+    doc = json.loads(_run("cpuid", "--json", "--all", "--device", live_device).stdout)
+    (item,) = [f for f in doc["features"] if f["name"] == "arch_capabilities"]
+    status = item["status"]
+    assert status.replace("-", " ").split()[0] in text.stdout.replace("-", " ")

@@ -63,8 +63,16 @@ UNKNOWN = Answer(Offered.UNKNOWN)
 AnswerMap = Mapping[str, Answer]
 
 
+#: one "no" per reason, like YES and UNKNOWN (answers are immutable values): a host's
+#: answers are mostly "no", hundreds per analysis, each otherwise a new frozen object
+_NO: dict[NotOfferedReason, Answer] = {}
+
+
 def no(reason: NotOfferedReason = NotOfferedReason.UNKNOWN) -> Answer:
-    return Answer(Offered.NO, reason)
+    answer = _NO.get(reason)
+    if answer is None:
+        answer = _NO[reason] = Answer(Offered.NO, reason)
+    return answer
 
 
 def lookup_answer(answers: AnswerMap, name: str) -> Answer:
@@ -95,6 +103,30 @@ def answer_from_status(status: FeatureStatus | None, effective: bool | None) -> 
         return YES
     reason = _STATUS_REASON.get(status) if status is not None else None
     return no(reason or NotOfferedReason.UNKNOWN)
+
+
+def verdict_answer(
+    status: FeatureStatus, effective: bool | None, emulated: bool, *, level: bool = False
+) -> Answer:
+    """One effective-analysis verdict as an Answer.
+
+    Like ``answer_from_status``, with two refinements for emulated features (KVM
+    traps each use of the instruction: MOVBE on many AMD hosts):
+
+    * a feature a guest cannot be given that KVM_GET_EMULATED_CPUID lists, and that no quirk
+      decided (status host-only or unsupported), is "no (emulated)";
+    * with ``level`` (answers for the x86-64 level), a feature offered only through KVM's
+      emulator (status emulated) is "no (emulated)" too, so that ``levels.psabi_level`` applies
+      its rule for emulated features (listed, not counted by default)."""
+    if effective is None or status is FeatureStatus.UNKNOWN:
+        return UNKNOWN
+    if level and status is FeatureStatus.EMULATED:
+        return no(NotOfferedReason.EMULATED)
+    if effective:
+        return YES
+    if status in (FeatureStatus.HOST_ONLY, FeatureStatus.UNSUPPORTED) and emulated:
+        return no(NotOfferedReason.EMULATED)
+    return no(_STATUS_REASON.get(status, NotOfferedReason.UNKNOWN))
 
 
 def answers_from_cpuid(

@@ -139,9 +139,20 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "")
 
 
+@cache
+def _linux_names() -> dict[str, FeatureDef]:
+    """The table's own names, each already in normal form and found by ``_names`` as itself
+    (tests/test_speed_paths.py holds the table to that): code looking up a fixed name needs
+    no index of every spelling, which costs milliseconds to build."""
+    return {f.name: f for f in features() if f.name}
+
+
 def lookup(name: str) -> FeatureDef | None:
     """A feature by Linux name (tsc_deadline_timer), QEMU name (tsc-deadline), kernel name
     (X86_FEATURE_TSC_DEADLINE_TIMER, KVM_FEATURE_PV_UNHALT) or location (0x1.0.ecx[24])."""
+    hit = _linux_names().get(name)
+    if hit is not None:
+        return hit
     n = _norm(name)
     hit = _names().get(n)
     if hit is None and n.startswith("x86_feature_"):

@@ -2,7 +2,7 @@
 KVM's own CPUID answer, and the ``--require`` subjects for a host, a profile or a baseline.
 
 * ``guest_answers(a)``: the effective analysis as feature name -> Answer. A feature a guest
-  cannot be given that KVM only emulates is "no (emulated)" (see ``profile.verdict_answer``);
+  cannot be given that KVM only emulates is "no (emulated)" (see ``answers.verdict_answer``);
   emulated features do not meet a level (``levels.psabi_level``'s default; KVM traps every
   such instruction).
 * ``psabi_summary(a)``: the guest's level in the analysed set-up and the host CPU's own level,
@@ -19,25 +19,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
-from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, answers_from_cpuid, no
-from kvmprobe.analysis.baseline import Baseline
-from kvmprobe.analysis.deps import Finding, consistency_findings
-from kvmprobe.analysis.effective import CpuidAnalysis
-from kvmprobe.analysis.fleet_facts import cpuinfo_answers
-from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
-from kvmprobe.analysis.msr import BitRef
-from kvmprobe.analysis.profile import (
-    HostProfile,
-    MsrFacts,
-    feature_space,
-    msr_facts,
+from kvmprobe.analysis.answers import (
+    UNKNOWN,
+    YES,
+    Answer,
+    answers_from_cpuid,
+    no,
     verdict_answer,
 )
-from kvmprobe.analysis.require import Subject
-from kvmprobe.snapshot import Snapshot
+from kvmprobe.analysis.deps import Finding, consistency_findings
+from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
 from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered
+
+if TYPE_CHECKING:
+    # What only the --require subjects and annotations need stays out of the import of
+    # ``cpuid``'s path (start-up time): baseline, fleet facts, MSR decoding, requirements.
+    from kvmprobe.analysis.baseline import Baseline
+    from kvmprobe.analysis.effective import CpuidAnalysis
+    from kvmprobe.analysis.msr import BitRef
+    from kvmprobe.analysis.profile import HostProfile, MsrFacts
+    from kvmprobe.analysis.require import Subject
+    from kvmprobe.snapshot import Snapshot
 
 #: where the host's level came from (kept as names for readers of this module)
 HOST_FROM_CPUID = LevelSource.CPUID
@@ -77,6 +82,8 @@ def psabi_summary(a: CpuidAnalysis) -> PsabiSummary:
     error = snap.host.cpuid_error or "not recorded"
     if not snap.host.cpuinfo_flags:
         return PsabiSummary(guest, None, None, error)
+    from kvmprobe.analysis.fleet_facts import cpuinfo_answers
+
     flags = cpuinfo_answers(snap.host.cpuinfo_flags)
     return PsabiSummary(guest, psabi_level(flags), LevelSource.CPUINFO, error)
 
@@ -102,6 +109,9 @@ def _msr_answer(facts: MsrFacts) -> Callable[[BitRef], tuple[Answer, str]]:
 
 def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> Subject:
     """The guest of one analysed host (``kvmprobe cpuid --require``)."""
+    from kvmprobe.analysis.profile import msr_facts
+    from kvmprobe.analysis.require import Subject
+
     s = summary or psabi_summary(a)
     by_loc = {r.feature.loc: r for r in a.features}
 
@@ -119,6 +129,9 @@ def analysis_subject(a: CpuidAnalysis, summary: PsabiSummary | None = None) -> S
 
 def profile_subject(p: HostProfile) -> Subject:
     """The guest of one host profile (``kvmprobe diff --require``)."""
+    from kvmprobe.analysis.profile import feature_space
+    from kvmprobe.analysis.require import Subject
+
     space = feature_space()
     levels = psabi_level(p.answers({r.feature for r in requirements()}, level=True))
 
@@ -145,6 +158,8 @@ def baseline_subject(b: Baseline) -> Subject:
     """The baseline guest of a fleet (``kvmprobe baseline --require``): an MSR bit is met when
     every host offers it."""
     from kvmprobe.analysis.compare import msr_bit_answer
+    from kvmprobe.analysis.profile import feature_space
+    from kvmprobe.analysis.require import Subject
 
     space = feature_space()
     levels = psabi_level(b.answers(level=True))

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.analysis import cpuid as cp
-from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, no
+from kvmprobe.analysis.answers import UNKNOWN, Answer
+from kvmprobe.analysis.answers import verdict_answer as verdict_answer  # its old home
 from kvmprobe.snapshot import ProbeError, Snapshot, Steps
-from kvmprobe.vocab import FeatureStatus, NotOfferedReason, Vendor
+from kvmprobe.vocab import FeatureStatus, Vendor
 
 U32 = 0xFFFF_FFFF
 
@@ -363,43 +364,9 @@ class HostProfile:
         return None if self.cpuid_known else "KVM_GET_SUPPORTED_CPUID was not answered"
 
 
-def verdict_answer(
-    status: FeatureStatus, effective: bool | None, emulated: bool, *, level: bool = False
-) -> Answer:
-    """One effective-analysis verdict as an Answer.
-
-    Like ``answers.answer_from_status``, with two refinements for emulated features (KVM
-    traps each use of the instruction: MOVBE on many AMD hosts):
-
-    * a feature a guest cannot be given that KVM_GET_EMULATED_CPUID lists, and that no quirk
-      decided (status host-only or unsupported), is "no (emulated)";
-    * with ``level`` (answers for the x86-64 level), a feature offered only through KVM's
-      emulator (status emulated) is "no (emulated)" too, so that ``levels.psabi_level`` applies
-      its rule for emulated features (listed, not counted by default)."""
-    if effective is None or status is FeatureStatus.UNKNOWN:
-        return UNKNOWN
-    if level and status is FeatureStatus.EMULATED:
-        return no(NotOfferedReason.EMULATED)
-    if effective:
-        return YES
-    if status in (FeatureStatus.HOST_ONLY, FeatureStatus.UNSUPPORTED) and emulated:
-        return no(NotOfferedReason.EMULATED)
-    return no(_REASON.get(status, NotOfferedReason.UNKNOWN))
-
-
 def _step_text(e: ProbeError) -> str:
     errno = f" ({e.errno_name})" if e.errno is not None else ""
     return f"{e.step} failed{errno}: {e.message}" if e.message else f"{e.step} failed{errno}"
-
-
-_REASON: dict[FeatureStatus, NotOfferedReason] = {
-    FeatureStatus.HOST_ONLY: NotOfferedReason.HOST_ONLY,
-    FeatureStatus.REMOVED_BY_QUIRK: NotOfferedReason.REMOVED_BY_QUIRK,
-    FeatureStatus.EMULATED: NotOfferedReason.EMULATED,
-    FeatureStatus.UNSUPPORTED: NotOfferedReason.UNSUPPORTED,
-    FeatureStatus.OPT_IN: NotOfferedReason.OPT_IN,
-    FeatureStatus.RUNTIME: NotOfferedReason.RUNTIME,
-}
 
 
 def _complete(snap: Snapshot) -> bool:

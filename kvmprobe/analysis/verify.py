@@ -10,11 +10,17 @@ host-model) stops at start-up. Every refusal here names the bits and who would s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from kvmprobe.analysis.msr import MsrBit, layout_rows, msr_name
 from kvmprobe.snapshot import SetAttempt, Snapshot, Steps
-from kvmprobe.tables import msr_data
 from kvmprobe.vocab import CpuidTable
+
+if TYPE_CHECKING:
+    from kvmprobe.analysis.msr_layout import MsrBit
+
+# The MSR layouts (kvmprobe.analysis.msr_layout, tables.msr_data) are imported where a
+# refusal is named, not here: every JSON document carries a verification section, most
+# without a refusal, and the import costs start-up time.
 
 SET_MSRS = "KVM_SET_MSRS"
 SET_CPUID2 = "KVM_SET_CPUID2"
@@ -54,6 +60,8 @@ class Refusal:
         """``KVM_SET_MSRS(0x10a IA32_ARCH_CAPABILITIES)``-style description."""
         a = self.attempt
         if a.what == SET_MSRS and a.target is not None:
+            from kvmprobe.analysis.msr_layout import msr_name
+
             return f"{a.what}({a.target:#x} {msr_name(a.target)[0]})"
         if a.what == SET_XCRS:
             return f"{a.what}(XCR0 = {a.value:#x})" if a.value is not None else a.what
@@ -152,6 +160,8 @@ def attempt_text(a: SetAttempt) -> str:
     (irqchip split): refused; bits refused alone: RDCL_NO, ...``."""
     value = "?" if a.value is None else f"{a.value:#x}"
     if a.what == SET_MSRS and a.target is not None:
+        from kvmprobe.analysis.msr_layout import msr_name
+
         head = f"{a.what}({a.target:#x} {msr_name(a.target)[0]} = {value})"
     else:
         head = Refusal(a, ()).what
@@ -171,6 +181,9 @@ def attempt_text(a: SetAttempt) -> str:
 def _named_bits(attempt: SetAttempt) -> tuple[RefusedBit, ...]:
     rows: dict[int, MsrBit] = {}
     if attempt.what == SET_MSRS and attempt.target is not None:
+        from kvmprobe.analysis.msr_layout import layout_rows
+        from kvmprobe.tables import msr_data
+
         layout = msr_data.MSR_LAYOUT.get(attempt.target)
         if layout is not None:
             rows = {r.lo: r for r in layout_rows(layout) if r.lo == r.hi}
@@ -203,6 +216,8 @@ def verification(snap: Snapshot) -> Verification:
 def qemu_host_fix(v: Verification) -> str | None:
     """The ``-cpu`` argument that makes QEMU's host model start despite the refusals, when one
     QEMU property covers them; None when nothing is refused or no single switch helps."""
+    from kvmprobe.tables import msr_data
+
     switches: list[str] = []
     for r in v.refusals:
         a = r.attempt

@@ -5,9 +5,11 @@ Reads /proc, /sys and /dev/cpu/N/cpuid. Every failure is recorded, none is fatal
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import struct
+from collections.abc import Iterator
 from typing import Protocol
 
 from kvmprobe.kvm import abi
@@ -79,13 +81,42 @@ def kvm_modules(sys_module: str = "/sys/module") -> dict[str, ModuleInfo]:
 
 
 class _CpuidReader:
+    """CPUID of one CPU through its /dev/cpu/N/cpuid node. Every read runs the instruction
+    on that CPU (a cross-CPU call when this thread runs elsewhere), so each (leaf, subleaf)
+    is read once: the walk asks for some twice (a leaf's subleaf 0 decides its subleaves)."""
+
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._read: dict[int, tuple[int, int, int, int]] = {}
 
     def __call__(self, leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
-        data = os.pread(self.fd, 16, (subleaf << 32) | leaf)
-        a, b, c, d = struct.unpack("<4I", data)
-        return int(a), int(b), int(c), int(d)
+        offset = (subleaf << 32) | leaf
+        got = self._read.get(offset)
+        if got is None:
+            a, b, c, d = struct.unpack("<4I", os.pread(self.fd, 16, offset))
+            got = self._read[offset] = (int(a), int(b), int(c), int(d))
+        return got
+
+
+@contextlib.contextmanager
+def _running_on(cpu: int) -> Iterator[None]:
+    """This thread on ``cpu`` while the block runs, when its affinity allows it (then each
+    read of that CPU's cpuid node is a local call, not an interrupt of another CPU: about
+    six times faster in a VM); otherwise where it was. The affinity is restored after."""
+    try:
+        before = os.sched_getaffinity(0)
+        if cpu not in before or len(before) == 1:
+            before = set()
+        else:
+            os.sched_setaffinity(0, {cpu})
+    except OSError:
+        before = set()
+    try:
+        yield
+    finally:
+        if before:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, before)
 
 
 def _walk(read: _CpuidReader, first: int) -> list[CpuidEntry]:
@@ -137,9 +168,10 @@ def host_cpuid(cpu: int = 0) -> tuple[tuple[CpuidEntry, ...] | None, str | None,
         return None, None, f"{path}: {why}"
     try:
         read = _CpuidReader(fd)
-        entries = _walk(read, 0)
-        entries += _walk(read, 0x40000000) if _hypervisor_present(read) else []
-        entries += _walk(read, 0x80000000)
+        with _running_on(cpu):
+            entries = _walk(read, 0)
+            entries += _walk(read, 0x40000000) if _hypervisor_present(read) else []
+            entries += _walk(read, 0x80000000)
         return tuple(entries), path, None
     except OSError as e:
         return None, None, f"{path}: {e.strerror or e}"

@@ -110,7 +110,10 @@ class Line:
 
     @property
     def width(self) -> int:
-        return sum(cell_len(t) for t, _ in self.spans)
+        n = 0
+        for t, _ in self.spans:  # a loop, not sum(): measured for every cell of every row
+            n += len(t) if t.isascii() else cell_len(t)
+        return n
 
     def __bool__(self) -> bool:
         return any(t for t, _ in self.spans)
