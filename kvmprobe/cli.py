@@ -1167,9 +1167,9 @@ def diff(
 
         emit(rj.dumps(rj.diff_document(result, (a_snap, b_snap), required)))
     else:
-        from kvmprobe.render.diff_report import print_diff
+        from kvmprobe.render.diff_report import diff_lines
 
-        print_diff(_console(ctx), result)
+        _emit_lines(ctx, diff_lines(_term(ctx), result))
         _print_require(ctx, required)
     _require_exit(ctx, required)
     if not result.can_take:
@@ -1258,8 +1258,8 @@ def baseline(
 
         emit(rj.dumps(rj.baseline_document(b, skipped, required, level)))
     else:
-        from kvmprobe.render.baseline_report import print_baseline
+        from kvmprobe.render.baseline_report import baseline_lines
 
-        print_baseline(_console(ctx), b, level, skipped)
+        _emit_lines(ctx, baseline_lines(_term(ctx), b, level, skipped))
         _print_require(ctx, required)
     _require_exit(ctx, required)

@@ -49,6 +49,12 @@ class DiffItem:
     blocks_reverse: bool
 
 
+def _verdict(blocking: list[DiffItem]) -> bool | None:
+    if not blocking:
+        return True
+    return None if all(i.change is Change.UNKNOWN for i in blocking) else False
+
+
 @dataclass(frozen=True)
 class DiffResult:
     a: HostProfile
@@ -56,14 +62,16 @@ class DiffResult:
     items: tuple[DiffItem, ...]
 
     @property
-    def can_take(self) -> bool:
-        """B can take A's guests: nothing blocks A -> B."""
-        return not any(i.blocks for i in self.items)
+    def can_take(self) -> bool | None:
+        """B can take A's guests: True when nothing blocks A -> B, False when a known
+        difference does, None when only unknown evidence stands in the way (kvmprobe cannot
+        tell; unknown is never taken as equal, nor as different)."""
+        return _verdict([i for i in self.items if i.blocks])
 
     @property
-    def reverse(self) -> bool:
-        """A can take B's guests."""
-        return not any(i.blocks_reverse for i in self.items)
+    def reverse(self) -> bool | None:
+        """A can take B's guests (True, False, or None: only unknown evidence blocks)."""
+        return _verdict([i for i in self.items if i.blocks_reverse])
 
     def group(self, change: Change) -> tuple[DiffItem, ...]:
         return tuple(i for i in self.items if i.change is change)

@@ -1,20 +1,19 @@
 """Text report for ``kvmprobe diff``: the verdict, then what a guest from A loses on B, what
-must match and differs, what is unknown, what B adds, and notes."""
+must match and differs, what is unknown, what B adds, and notes. Laid out with
+kvmprobe.render.term: long lines wrap under their own text, never to column 0."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
+from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import Change
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from kvmprobe.analysis.diff import DiffItem, DiffResult
     from kvmprobe.analysis.profile import HostProfile
+    from kvmprobe.render.term import Term
 
 GROUPS: tuple[tuple[Change, str, str], ...] = (
     (Change.LOST, "A guest from A loses on B", "red"),
@@ -24,68 +23,86 @@ GROUPS: tuple[tuple[Change, str, str], ...] = (
     (Change.NOTE, "Notes (do not block)", "dim"),
 )
 
+#: where an item's text continues when it wraps (under the item's name)
+HANG = 4
+
 
 def _host(p: HostProfile) -> str:
     sig = "" if p.signature is None else " family {} model {} stepping {}".format(*p.signature)
     return f"{safe(p.name)} (kernel {safe(p.kernel_release) or '?'}; {safe(p.vendor or '?')}{sig})"
 
 
-def _line(i: DiffItem) -> Text:
-    t = Text(f"  {safe(i.name)}", style="bold")
-    t.append(f"  {i.where}", style="dim")
+def _item(term: Term, i: DiffItem) -> list[Line]:
+    line = Line.of(f"  {safe(i.name)}", "bold").add(f"  {i.where}", "dim")
     if i.kind == "feature":
-        t.append(f"  A: {i.a}; B: {i.b}")
+        line.add(f"  A: {i.a}; B: {i.b}")
     else:
-        t.append(f"  A: {safe(i.a)}, B: {safe(i.b)} ({i.rule})")
+        line.add(f"  A: {safe(i.a)}, B: {safe(i.b)} ({i.rule})")
     if i.change is Change.UNKNOWN or i.kind != "feature":
-        t.append(f"  - {safe(i.reason)}", style="dim")
-    return t
+        line.add(f"  - {safe(i.reason)}", "dim")
+    return term.para(line, HANG)
 
 
 #: unknown features named per failed step before "and N more" (JSON lists them all)
 SHOWN_UNKNOWN = 12
 
 
-def _print_unknown(console: Console, items: tuple[DiffItem, ...]) -> None:
+def _unknown(term: Term, items: tuple[DiffItem, ...]) -> list[Line]:
     """Unknown features grouped by the failed step behind them (a failed step can make
     hundreds unknown); other unknown items one per line."""
+    out: list[Line] = []
     by_reason: dict[str, list[str]] = {}
     for i in items:
         if i.kind == "feature":
             by_reason.setdefault(i.reason, []).append(i.name)
         else:
-            console.print(_line(i))
+            out += _item(term, i)
     for reason, names in by_reason.items():
         shown = ", ".join(safe(n) for n in names[:SHOWN_UNKNOWN])
         more = f" and {len(names) - SHOWN_UNKNOWN} more" if len(names) > SHOWN_UNKNOWN else ""
-        line = Text(f"  {len(names)} feature(s): ", style="bold")
-        line.append(f"{shown}{more}")
-        line.append(f"  - {safe(reason)}", style="dim")
-        console.print(line)
+        line = Line.of(f"  {len(names)} feature(s): ", "bold").add(f"{shown}{more}")
+        line.add(f"  - {safe(reason)}", "dim")
+        out += term.para(line, HANG)
+    return out
 
 
-def print_diff(console: Console, d: DiffResult) -> None:
-    verdict = Text("Can a guest started on A run on B? ", style="bold")
-    verdict.append("yes" if d.can_take else "NO", style="bold green" if d.can_take else "bold red")
-    console.print(verdict)
-    console.print(Text(f"  A: {_host(d.a)}", style="dim"))
-    console.print(Text(f"  B: {_host(d.b)}", style="dim"))
+#: the headline answer to "can a guest started on A run on B?"
+_VERDICT: dict[bool | None, tuple[str, str]] = {
+    True: ("yes", "bold green"),
+    False: ("NO", "bold red"),
+    None: ("UNKNOWN", "bold yellow"),
+}
+
+
+def diff_lines(term: Term, d: DiffResult) -> list[Line]:
+    word, style = _VERDICT[d.can_take]
+    out = [Line.of("Can a guest started on A run on B? ", "bold").add(word, style)]
+    out += term.para(Line.of(f"  A: {_host(d.a)}", "dim"), HANG)
+    out += term.para(Line.of(f"  B: {_host(d.b)}", "dim"), HANG)
     exits = ",".join(d.a.disable_exits) or "none"
-    console.print(Text(f"  set-up: irqchip={d.a.irqchip}, exits disabled: {exits}", style="dim"))
+    out.append(Line.of(f"  set-up: irqchip={d.a.irqchip}, exits disabled: {exits}", "dim"))
     for change, title, style in GROUPS:
         items = d.group(change)
         if not items:
             continue
-        console.print(Text(f"{title} ({len(items)}):", style=f"bold {style}"))
+        out.append(Line.of(f"{title} ({len(items)}):", f"bold {style}"))
         if change is Change.UNKNOWN:
-            _print_unknown(console, items)
+            out += _unknown(term, items)
             continue
         for i in items:
-            console.print(_line(i))
+            out += _item(term, i)
     blocking = [i for i in d.items if i.blocks]
     if d.can_take:
-        console.print(Text("Nothing a guest from A sees or needs is missing on B.", style="green"))
+        end = Line.of("Nothing a guest from A sees or needs is missing on B.", "green")
+    elif d.can_take is None:
+        end = Line.of(
+            f"kvmprobe cannot tell: {len(blocking)} unknown item(s) stand between A and B "
+            "(each is listed above with what it needs).",
+            "yellow",
+        )
     else:
-        console.print(Text(f"{len(blocking)} item(s) stop a guest from A on B.", style="red"))
-    rev = "can" if d.reverse else "cannot"
-    console.print(Text(f"The reverse: a guest started on B {rev} run on A.", style="dim"))
+        end = Line.of(f"{len(blocking)} item(s) stop a guest from A on B.", "red")
+    out += term.para(end)
+    rev = {True: "can", False: "cannot", None: "may or may not (unknown evidence)"}[d.reverse]
+    out += term.para(Line.of(f"The reverse: a guest started on B {rev} run on A.", "dim"))
+    return out
