@@ -159,8 +159,10 @@ def _summary(device: str) -> None:
     except KvmprobeError as e:
         e.hint = (e.hint + "; " if e.hint else "") + "run 'kvmprobe doctor' for a full diagnosis"
         raise
+    from kvmprobe.render.term import terminal
+
     analysis = analyse(snap) if snap.supported_cpuid is not None else None
-    click.echo(summary_text(snap, analysis))
+    click.echo(summary_text(snap, analysis, terminal()))
 
 
 @main.command()
@@ -689,7 +691,7 @@ def msr(
         from kvmprobe.render import json as rj
         from kvmprobe.render.json import msr_body
 
-        body = msr_body(a, sel, name_filter, mitigations, snap.errors)
+        body = msr_body(a, sel, name_filter, mitigations, snap.errors, snap)
         emit(rj.dumps(rj.document("msr", snap, body)))
     else:
         from kvmprobe.render.msr_report import print_msr

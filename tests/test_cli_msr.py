@@ -17,6 +17,7 @@ from support.synth_msr import hyperv_host, intel_nested_vmx
 from kvmprobe.cli import main
 
 FIX = str(FIXTURES / "amd-epyc-pvm-6.18.json")
+ZEN4 = str(FIXTURES / "amd-epyc-zen4-pvm-6.18.json")
 SAFE_INT = 2**53
 
 
@@ -74,7 +75,11 @@ def test_msr_json_from_fixture() -> None:
     mds = next(b for b in caps["bits"] if b["name"] == "MDS_NO")
     assert mds["libvirt"] == "mds-no" and mds["qemu"] == "mds-no" and mds["set"] is True
     assert len(doc["msr_index_list"]) == 40
-    assert doc["mitigations"].startswith("guest may skip mitigations for: Meltdown/L1TF")
+    # recorded before the vCPU check: what a guest is told is unknown, never the advertisement
+    assert doc["mitigations"].startswith("unknown: KVM advertises RDCL_NO")
+    assert (
+        caps["vcpu"]["accepted"] is None and "no vCPU verification" in caps["vcpu"]["why_unknown"]
+    )
     assert doc["probe_errors"] == [] and doc["unread"] == []
     assert max(_ints(doc)) < SAFE_INT
 
@@ -122,8 +127,35 @@ def test_msr_text_no_color() -> None:
     assert r.exit_code == 0
     assert "\x1b[" not in r.stdout
     assert "IA32_ARCH_CAPABILITIES = 0x400000000c000069" in r.stdout
-    assert "guest may skip mitigations for" in r.stdout
+    assert "unknown whether a vCPU takes this value: no vCPU verification" in r.stdout
     assert run("msr", "--from", FIX, env={"NO_COLOR": "1"}).stdout == r.stdout
+
+
+def test_msr_counts_only_what_a_vcpu_takes(tmp_path) -> None:
+    """The guest's speculation picture is the advertised bits a vCPU takes: all refused (the
+    zen4 recording), all taken, or some refused (synthetic verifications of the same MSR)."""
+    from dataclasses import replace
+
+    from kvmprobe.snapshot import SetAttempt, load
+
+    snap, _ = load(ZEN4)
+    r = run("msr", "--json", "--from", ZEN4)
+    doc = json.loads(r.stdout)
+    caps = {d["name"]: d for d in doc["feature_msrs"]}["MSR_IA32_ARCH_CAPABILITIES"]
+    assert caps["vcpu"]["accepted"] is False
+    assert {b["name"] for b in caps["vcpu"]["refused_bits"]} >= {"MDS_NO", "RDCL_NO"}
+    assert doc["mitigations"].startswith("a guest is told of no immunity: KVM advertises")
+    value = snap.feature_msrs[0x10A]
+    for refused, start in (((), "a guest may skip mitigations for: Meltdown/L1TF"),
+                           ((5,), "a guest may skip mitigations for: Meltdown/L1TF")):  # fmt: skip
+        kept = tuple(a for a in snap.verification or () if a.target != 0x10A)
+        tried = SetAttempt("KVM_SET_MSRS", "split", 0x10A, value, not refused, None, refused)
+        path = tmp_path / f"v{len(refused)}.json"
+        path.write_text(replace(snap, verification=(*kept, tried)).dumps())
+        doc = json.loads(run("msr", "--json", "--from", str(path)).stdout)
+        assert doc["mitigations"].startswith(start), doc["mitigations"]
+        assert ("a vCPU refuses MDS_NO" in doc["mitigations"]) is bool(refused)
+        assert "MDS" not in doc["mitigations"].split("(")[0] or not refused
 
 
 def test_hyperv_not_built_on_the_recorded_host() -> None:

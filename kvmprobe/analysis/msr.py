@@ -384,26 +384,75 @@ def _select_bits(a: MsrAnalysis, rows: list[MsrBit], msrs: set[int]) -> Selectio
 # The vulnerability picture in one line (for doctor and the bare summary)
 
 
-def mitigation_summary(snap: Snapshot) -> str | None:
-    """One line on which speculation mitigations a guest is told it may skip, from the
-    ARCH_CAPABILITIES value KVM reports. None when the feature MSRs were not read (unknown
-    is not a guess)."""
+@dataclass(frozen=True)
+class MitigationPicture:
+    """What a guest is told about speculation: which mitigations it may skip."""
+
+    text: str
+    #: False when kvmprobe cannot tell what a guest is told (no vCPU verification, or a
+    #: vCPU check that could not be made): the text then says what is unknown
+    known: bool
+
+
+def mitigation_picture(snap: Snapshot) -> MitigationPicture | None:
+    """The speculation picture a guest is given: the ARCH_CAPABILITIES immunity bits KVM
+    advertises that a vCPU also takes (kvmprobe.kvm.verify). A bit a vCPU refuses is never
+    told to a guest; without verification what a guest is told is unknown. None when the
+    feature MSRs were not read (unknown is not a guess)."""
+    from kvmprobe.analysis.verify import verification
+
     if snap.msr_feature_index_list is None:
         return None
     index = T.MSR_IA32_ARCH_CAPABILITIES
     if index not in snap.msr_feature_index_list:
-        return (
-            "guest vulnerabilities: KVM offers no ARCH_CAPABILITIES MSR, so a guest claims "
-            "no immunity and applies every mitigation it knows"
+        return MitigationPicture(
+            "a guest is told of no immunity (KVM offers no ARCH_CAPABILITIES MSR); it applies "
+            "every mitigation it knows",
+            True,
         )
     value = snap.feature_msrs.get(index)
     if value is None:
         return None
     d = decode_msr(index, value, vendor_of(snap))
-    skips = [b.bit.skip for b in d.set_bits if b.bit.skip]
+    v = verification(snap)
+    taken: list[MsrBit] = []
+    refused: list[MsrBit] = []
+    unsure: list[MsrBit] = []
+    for b in d.set_bits:
+        if not b.bit.skip:
+            continue
+        answer = v.refused_msr_bit(index, b.bit.lo)
+        (taken if answer is False else refused if answer is True else unsure).append(b.bit)
     tail = f"ARCH_CAPABILITIES {d.hex}"
     if d.remainder:
         tail += f", unknown bits {d.remainder:#x}"
-    if not skips:
-        return f"guest vulnerabilities: told of no immunity ({tail}); it applies every mitigation"
-    return f"guest may skip mitigations for: {', '.join(skips)} ({tail})"
+    if not taken and not refused and not unsure:
+        return MitigationPicture(
+            f"a guest is told of no immunity ({tail}); it applies every mitigation", True
+        )
+    if unsure:
+        names = ", ".join(b.name for b in unsure)
+        why = "no vCPU verification in this snapshot" if not v.tried else "a vCPU check failed"
+        return MitigationPicture(
+            f"unknown: KVM advertises {names} ({tail}), but whether a guest can be told them "
+            f"is unknown ({why})",
+            False,
+        )
+    if not taken:
+        names = ", ".join(b.name for b in refused)
+        return MitigationPicture(
+            f"a guest is told of no immunity: KVM advertises {names} ({tail}), but a vCPU "
+            "refuses those bits, so the guest applies every mitigation",
+            True,
+        )
+    skips = ", ".join(b.skip or b.name for b in taken)
+    text = f"a guest may skip mitigations for: {skips} ({tail})"
+    if refused:
+        text += f"; a vCPU refuses {', '.join(b.name for b in refused)}"
+    return MitigationPicture(text, True)
+
+
+def mitigation_summary(snap: Snapshot) -> str | None:
+    """``mitigation_picture``'s sentence (None when the feature MSRs were not read)."""
+    picture = mitigation_picture(snap)
+    return None if picture is None else picture.text

@@ -228,3 +228,29 @@ def qemu_host_fix(v: Verification) -> str | None:
         else:
             return None
     return "-cpu host," + ",".join(dict.fromkeys(switches)) if switches else None
+
+
+@dataclass(frozen=True)
+class MsrTrial:
+    """What a vCPU said to one feature MSR's advertised value."""
+
+    #: True: took the whole value; False: refused it; None: kvmprobe could not tell
+    accepted: bool | None
+    #: why it cannot tell (accepted None): no vCPU verification, or the call's errno
+    why: str | None = None
+    #: the set bits a vCPU refused on their own, with their names where kvmprobe's tables
+    #: have them
+    refused: tuple[RefusedBit, ...] = ()
+
+
+def msr_trial(v: Verification, index: int) -> MsrTrial | None:
+    """The vCPU's answer to feature MSR ``index``'s advertised value; None when the MSR was
+    not part of the verification (a snapshot with it, but without this MSR)."""
+    if not v.tried:
+        return MsrTrial(None, "no vCPU verification in this snapshot (record it again)")
+    for a in v.attempts:
+        if a.what == SET_MSRS and a.target == index:
+            if a.accepted is None:
+                return MsrTrial(None, f"the vCPU call failed ({a.errno_name or 'no errno'})")
+            return MsrTrial(a.accepted, None, _named_bits(a))
+    return None

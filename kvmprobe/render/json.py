@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
     from kvmprobe.analysis.hyperv import HvProperty, HyperVAnalysis
     from kvmprobe.analysis.msr import DecodedBit, DecodedMsr, MsrAnalysis, Selection
+    from kvmprobe.analysis.verify import MsrTrial
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.doctor import DoctorReport
@@ -249,7 +250,20 @@ def _bit(b: DecodedBit) -> dict[str, Any]:
     return item
 
 
-def _msr(d: DecodedMsr) -> dict[str, Any]:
+def _trial(d: DecodedMsr, trial: MsrTrial | None) -> dict[str, Any] | None:
+    if trial is None:
+        return None
+    return {
+        "accepted": trial.accepted,
+        "why_unknown": trial.why,
+        "refused_bits": [
+            {"bit": b.position, "name": None if b.row is None else b.row.name}
+            for b in trial.refused
+        ],
+    }
+
+
+def _msr(d: DecodedMsr, trial: MsrTrial | None = None) -> dict[str, Any]:
     item: dict[str, Any] = {
         "index": d.index,
         "hex_index": f"{d.index:#x}",
@@ -267,6 +281,7 @@ def _msr(d: DecodedMsr) -> dict[str, Any]:
         "remainder": f"{d.remainder:#x}",
         "reading": d.reading,
         "partial": d.partial,
+        "vcpu": _trial(d, trial),
     }
     if d.kind is MsrLayoutKind.CONTROLS:
         item["remainder_must_be_1"] = f"{d.remainder_must1:#x}"
@@ -280,8 +295,12 @@ def msr_body(
     name_filter: str | None,
     mitigations: str | None,
     errors: tuple[ProbeError, ...],
+    snap: Snapshot | None = None,
 ) -> dict[str, Any]:
     """The body of ``kvmprobe msr --json``."""
+    from kvmprobe.analysis.verify import msr_trial, verification
+
+    v = None if snap is None else verification(snap)
     index_list = None
     if sel.index_list is not None:
         index_list = [
@@ -302,7 +321,9 @@ def msr_body(
             None if a.feature_list is None else [f"{i:#x}" for i in a.feature_list]
         ),
         "count": len(sel.features),
-        "feature_msrs": [_msr(d) for d in sel.features],
+        "feature_msrs": [
+            _msr(d, None if v is None else msr_trial(v, d.index)) for d in sel.features
+        ],
         "unread": [
             {"index": i, "hex_index": f"{i:#x}", "name": _msr_name(i), "why": why}
             for i, why in a.unread

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from kvmprobe.analysis.msr import DecodedBit, DecodedMsr, MsrAnalysis, Selection
+    from kvmprobe.analysis.verify import MsrTrial
     from kvmprobe.snapshot import ProbeError, Snapshot
 
 __all__ = ["print_msr"]
@@ -78,8 +79,36 @@ def _header(d: DecodedMsr) -> Text:
     return t
 
 
-def _print_one(console: Console, d: DecodedMsr) -> None:
+def _trial_line(d: DecodedMsr, trial: MsrTrial | None) -> tuple[str, str] | None:
+    """What a vCPU said to the advertised value (kvmprobe tries it on a vCPU as a VMM would),
+    with its style."""
+    if trial is None or d.value == 0:
+        return None
+    if trial.accepted:
+        return "a vCPU takes this value (KVM_SET_MSRS)", "green"
+    if trial.accepted is None:
+        return f"unknown whether a vCPU takes this value: {trial.why}", "yellow"
+    refused = ", ".join(b.name for b in trial.refused) or "every bit"
+    return (
+        f"a vCPU refuses this value (KVM_SET_MSRS); refused on their own: {refused}. "
+        "A guest is told none of the refused bits.",
+        "bold red",
+    )
+
+
+def _indented(console: Console, text: str, style: str, indent: int = 6) -> None:
+    """``text`` wrapped to the console's width, every line ``indent`` cells in."""
+    from kvmprobe.render.term import Line, Term
+
+    for line in Term(console.width).indented(Line.of(text), indent):
+        console.print(Text(line.plain, style=style))
+
+
+def _print_one(console: Console, d: DecodedMsr, trial: MsrTrial | None = None) -> None:
     console.print(_header(d))
+    said = _trial_line(d, trial)
+    if said is not None:
+        _indented(console, *said)
     if d.bits:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
         table.add_column("bit", justify="right", style="cyan", no_wrap=True)
@@ -94,8 +123,16 @@ def _print_one(console: Console, d: DecodedMsr) -> None:
         setting = d.kind in (MsrLayoutKind.CONTROLS, MsrLayoutKind.ALLOWED1)
         table.add_column("may be" if setting else "value", no_wrap=True)
         table.add_column("meaning", ratio=3, overflow="fold")
+        refused = (
+            {b.position for b in trial.refused}
+            if trial is not None and trial.accepted is False
+            else set()
+        )
         for b in d.bits:
-            table.add_row(b.bit.position, _names_cell(b), _value_cell(b), b.bit.description)
+            value = _value_cell(b)
+            if b.bit.lo == b.bit.hi and b.bit.lo in refused:
+                value.append("\nrefused", style="bold red")
+            table.add_row(b.bit.position, _names_cell(b), value, b.bit.description)
         console.print(table)
     tail = []
     if d.remainder:
@@ -181,8 +218,11 @@ def _print_msr(
         )
     console.print(title)
     console.print()
+    from kvmprobe.analysis.verify import msr_trial, verification
+
+    v = verification(snap)
     for d in sel.features:
-        _print_one(console, d)
+        _print_one(console, d, msr_trial(v, d.index))
     for index, why in a.unread:
         if name_filter and index not in {d.index for d in sel.features}:
             continue

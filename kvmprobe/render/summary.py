@@ -1,10 +1,12 @@
 """The bare ``kvmprobe`` summary: usable or not, API version, capability and feature counts,
-and where to look next. Plain text (no rich): every value from the system is made safe."""
+and where to look next. Laid out with kvmprobe.render.term (no rich): long lines wrap under
+their own text at the terminal's width; every value from the system is made safe."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kvmprobe.render.term import Line, Term
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import FeatureStatus, Scope
 
@@ -13,28 +15,32 @@ if TYPE_CHECKING:
     from kvmprobe.snapshot import Snapshot
 
 NEXT_STEPS = (
-    "  kvmprobe caps      every capability, decoded, per fd scope",
-    "  kvmprobe cpuid     effective guest CPUID with quirks explained (--explain NAME)",
-    "  kvmprobe doctor    why KVM does or does not work here",
-    "  kvmprobe record    save a snapshot for --from FILE or a bug report",
+    ("caps", "every capability, decoded, per fd scope"),
+    ("cpuid", "effective guest CPUID, quirks explained (--explain NAME)"),
+    ("msr", "feature MSRs a guest is given (immunities, PMU, nested VMX)"),
+    ("hyperv", "Hyper-V enlightenments KVM offers"),
+    ("doctor", "why KVM does or does not work here"),
+    ("record", "save a snapshot for --from FILE or a bug report"),
+    ("diff", "can a guest started on one host run on another"),
+    ("baseline", "the largest guest definition every host of a fleet can give"),
+    ("export", "the guest CPU for QEMU, libvirt, Firecracker, KVM_SET_CPUID2"),
 )
+#: where a wrapped summary line continues
+HANG = 4
 
 
 def guest_mitigations(snap: Snapshot) -> str | None:
     """The one-line speculation picture a guest is given, with what the vCPU check found."""
     from kvmprobe.analysis.msr import mitigation_summary
-    from kvmprobe.analysis.verify import verification
-    from kvmprobe.tables.msr_data import MSR_IA32_ARCH_CAPABILITIES
 
-    text = mitigation_summary(snap)
-    if text and verification(snap).refused_msr(MSR_IA32_ARCH_CAPABILITIES) is not None:
-        text += "; but a vCPU refuses these bits, so a guest can be told none of it"
-    return text
+    return mitigation_summary(snap)
 
 
-def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None) -> str:
+def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None, term: Term | None = None) -> str:
     """The summary of a live probe of ``snap.device``; ``analysis`` is the in-kernel irqchip
-    CPUID analysis (None when KVM_GET_SUPPORTED_CPUID gave no answer)."""
+    CPUID analysis (None when KVM_GET_SUPPORTED_CPUID gave no answer); laid out for ``term``
+    (default: 80 columns, no colour)."""
+    term = term or Term()
     nonzero = len(snap.caps.get(Scope.SYSTEM) or {})
     lines = [
         f"KVM is usable at {safe(snap.device)}: API version {snap.api_version}, "
@@ -60,4 +66,11 @@ def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None) -> str:
         lines.append(f"  guest speculation picture: {safe(mitigations)}")
     if snap.errors:
         lines.append(f"  {len(snap.errors)} probe step(s) failed: see 'kvmprobe record'")
-    return "\n".join([*lines, "", *NEXT_STEPS])
+    out: list[Line] = []
+    for text in lines:
+        out += term.para(Line.of(text), HANG)
+    out.append(Line())
+    steps = [Line.of(f"  kvmprobe {name:<10}").add(what) for name, what in NEXT_STEPS]
+    for step in steps:
+        out += term.hanging(Line(step.spans[:1]), Line(step.spans[1:]))
+    return term.render(out).rstrip("\n")

@@ -12,7 +12,7 @@
 #
 # Inputs:
 #   scripts/data/msr_facts.json sha256 a606621ce793106004083b45a5205ce074cd5508d8c079179845031374f6abea
-#   scripts/data/msr_overlay.tsv sha256 0ce07d5d35612be2940f98cc8db537f76f06d754ed77967f693093c31d611921
+#   scripts/data/msr_overlay.tsv sha256 57a07a76659ce85961e084d648ecb2dda437d588be6fcd4fe6e1cd05c17c875d
 # Descriptions and skip labels are our own words (scripts/data/msr_overlay.tsv).
 """Hyper-V CPUID leaves, bits and QEMU hv-* properties (generated; plain data, no logic)."""
 

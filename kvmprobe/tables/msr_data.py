@@ -13,7 +13,7 @@
 #
 # Inputs:
 #   scripts/data/msr_facts.json sha256 a606621ce793106004083b45a5205ce074cd5508d8c079179845031374f6abea
-#   scripts/data/msr_overlay.tsv sha256 0ce07d5d35612be2940f98cc8db537f76f06d754ed77967f693093c31d611921
+#   scripts/data/msr_overlay.tsv sha256 57a07a76659ce85961e084d648ecb2dda437d588be6fcd4fe6e1cd05c17c875d
 # Descriptions and skip labels are our own words (scripts/data/msr_overlay.tsv).
 """Feature-MSR names, numbers and bit layouts (generated; plain data, no logic)."""
 
@@ -1095,7 +1095,7 @@ MSR_DESCRIPTIONS: dict[int, str] = {
     0x8B: "Microcode revision the guest reads (Intel: bits 63:32, AMD: 31:0)",
     0xCE: "Platform information; KVM reports only CPUID faulting",
     0xCF: "Model-specific core capabilities (split-lock detection)",
-    0x10A: "Speculation immunities and controls the guest is told it has",
+    0x10A: "Speculation immunities and controls, as KVM advertises them to a guest",
     0x345: "What the guest's performance-monitoring unit can do",
     0x480: "Basic VMX facts for a nested hypervisor (VMCS size, memory type)",
     0x481: "Pin-based VM-execution controls (default1 bits forced to 1)",

@@ -9,12 +9,11 @@ from __future__ import annotations
 from kvmprobe.analysis.caps import cap_by_name
 from kvmprobe.analysis.doctor.api import usable
 from kvmprobe.analysis.doctor.report import Check, failed, passed, skipped, warned
-from kvmprobe.analysis.msr import mitigation_summary
+from kvmprobe.analysis.msr import mitigation_picture
 from kvmprobe.analysis.verify import SET_MSRS, qemu_host_fix, verification
 from kvmprobe.knowledge.vmm_requirements import VMMS, VmmProfile
 from kvmprobe.snapshot import Snapshot
 from kvmprobe.tables.caps_data import KVM_CAP_SPLIT_IRQCHIP
-from kvmprobe.tables.msr_data import MSR_IA32_ARCH_CAPABILITIES
 from kvmprobe.vocab import DoctorOutcome, Scope
 
 
@@ -176,12 +175,15 @@ def _libvirt_check(snap: Snapshot) -> Check:
 def _mitigations_check(snap: Snapshot) -> Check:
     """What a guest is told about speculation (information: PASS when known)."""
     cid, title = "vmm.guest_mitigations", "guest speculation picture"
-    text = mitigation_summary(snap)
-    if text is None:
+    picture = mitigation_picture(snap)
+    if picture is None:
         return skipped(cid, title, "the feature MSRs were not read: unknown")
-    if verification(snap).refused_msr(MSR_IA32_ARCH_CAPABILITIES) is not None:
-        text += "; but a vCPU refuses these bits, so a guest can be told none of it"
-    return passed(cid, title, text)
+    if not picture.known:
+        return warned(
+            cid, title, picture.text,
+            "record the snapshot again with this kvmprobe (it tries the bits on a vCPU)",
+        )  # fmt: skip
+    return passed(cid, title, picture.text)
 
 
 def _effective_tables_check(snap: Snapshot) -> Check | None:
