@@ -1212,8 +1212,9 @@ def baseline(
     --disable-exits, without those whose dependencies (Linux cpuid-deps.c, XSAVE state) are
     not all there; fields at their common value or at the smallest where smaller is safe; and
     for each feature left out, how many hosts lack it, which, and why. A file that cannot be
-    read stops the run (exit 1) unless --skip-bad. With --require, exit status 5 when the
-    baseline guest lacks an item.
+    read stops the run (exit 1) unless --skip-bad. Exit status 5 when the hosts' CPU vendors
+    differ (no guest can move between them) and, with --require, when the baseline guest lacks
+    an item.
     """
     from kvmprobe.analysis.baseline import BaselineBuilder
     from kvmprobe.analysis.guest import baseline_subject
@@ -1265,3 +1266,9 @@ def baseline(
         _emit_lines(ctx, baseline_lines(_term(ctx), b, level, skipped))
         _print_require(ctx, required)
     _require_exit(ctx, required)
+    if b.vendor is None:  # the report says so; a gate on the exit status must see it too
+        raise KvmprobeError(
+            "the hosts' CPU vendors differ: no guest can move between them",
+            "take the baseline of each vendor's hosts separately",
+            ExitStatus.CHECK_FAILED,
+        )

@@ -300,3 +300,20 @@ def test_interrupt_with_workers_running_ends_cleanly(tmp_path: Path) -> None:
     assert p.returncode in (0, 130), (p.returncode, err)
     if p.returncode == 130:
         assert err.strip() == "kvmprobe: interrupted"
+
+
+def test_baseline_of_two_vendors_is_no_guest(tmp_path: Path) -> None:
+    """Hosts whose CPU vendors differ share no guest: exit 5 (text and JSON), and every
+    --require item is missing for that reason, the levels included."""
+    intel = _write(tmp_path / "intel.json", hosts.SKYLAKE_SERVER)
+    r = run("baseline", ZEN4, intel, "--no-color")
+    assert r.exit_code == 5
+    assert "vendor differs between hosts" in r.stdout
+    assert "the hosts' CPU vendors differ" in r.stderr
+    r = run("baseline", ZEN4, intel, "--json", "--require", "sse2,x86-64-v1")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["vendor"] is None
+    (subject,) = doc["require"]["subjects"]
+    assert [i["met"] for i in subject["items"]] == [False, False], subject
+    assert subject["items"][1]["offered"] == "no"

@@ -162,6 +162,16 @@ def baseline_subject(b: Baseline) -> Subject:
     from kvmprobe.analysis.require import Subject
 
     space = feature_space()
+    if b.vendor is None:  # no guest can move between these hosts: nothing is met
+        vendors = ", ".join(b.vendors)
+        why = f"the hosts' CPU vendors differ ({vendors}): no guest can move between them"
+        nothing = no(NotOfferedReason.UNSUPPORTED)
+        return Subject(
+            "baseline",
+            lambda f: (nothing, why),
+            lambda ref: (nothing, why),
+            psabi_level({r.feature: nothing for r in requirements()}),
+        )
     levels = psabi_level(b.answers(level=True))
 
     def feature(f: cp.FeatureDef) -> tuple[Answer, str]:
