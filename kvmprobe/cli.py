@@ -743,9 +743,10 @@ def _fleet_snapshot(from_file: str | None, device: str) -> Snapshot:
     "KVM is not usable here" as a fact, not as a failed job."""
     if from_file:
         return get_snapshot(from_file, device)
+    from kvmprobe.analysis.guest_cpuid import effective_tables
     from kvmprobe.kvm.probe import examine
 
-    snap = examine(device)
+    snap = examine(device, effective_tables)  # as doctor: the same checks live and recorded
     if snap.errors:
         from kvmprobe.render.text import failed_steps_line
 

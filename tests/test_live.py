@@ -154,3 +154,18 @@ def test_live_text_report_is_verified_like_json(live_device) -> None:
     (item,) = [f for f in doc["features"] if f["name"] == "arch_capabilities"]
     status = item["status"]
     assert status.replace("-", " ").split()[0] in text.stdout.replace("-", " ")
+
+
+def test_live_fleet_outputs_run_the_checks_a_recording_holds(tmp_path, live_device) -> None:
+    """metrics (and fact, nfd) examine the live host as doctor does: the same doctor checks
+    live and from a fresh recording, so a series never depends on where the data came from."""
+    out = tmp_path / "host.json"
+    assert _run("record", "-o", str(out), "--device", live_device).exit_code == 0
+
+    def checks(*args: str) -> set[str]:
+        text = _run("metrics", *args).stdout
+        return {
+            ln.split("}")[0] for ln in text.splitlines() if ln.startswith("kvmprobe_doctor_check{")
+        }
+
+    assert checks("--device", live_device) == checks("--from", str(out))
