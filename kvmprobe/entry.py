@@ -60,7 +60,9 @@ def _usage_error(e: Exception) -> None:
     import click
 
     assert isinstance(e, click.ClickException)
-    _say(f"kvmprobe: error: {e.format_message()}")
+    # one line: click lays some messages out over several (a Choice's list of values)
+    message = " ".join(e.format_message().split())
+    _say(f"kvmprobe: error: {message}")
     ctx = getattr(e, "ctx", None)
     if ctx is not None:
         _say(f"hint: see '{ctx.command_path} --help'")
