@@ -63,7 +63,9 @@ def _refusal_problem(snap: Snapshot, profile: VmmProfile) -> tuple[str, str] | N
         f"({'; '.join(parts)})"
     )
     hint = (
-        f"start with {fix}, or a CPU model without these bits"
+        f"start with {fix} (in-kernel irqchip, QEMU's default; with kernel-irqchip=off QEMU "
+        "also sets KVM's paravirtual MSRs: take 'kvmprobe export qemu --qemu-base host "
+        "--irqchip userspace'), or a CPU model without these bits"
         if fix
         else "use a CPU model that does not carry what KVM refuses; report the refusal to the "
         "host kernel's maintainers"
