@@ -99,6 +99,21 @@ class _CpuidReader:
 
 
 @contextlib.contextmanager
+def on_first_cpu() -> Iterator[None]:
+    """This thread on the lowest-numbered CPU it may run on while the block runs. For
+    KVM_GET_SUPPORTED_CPUID: KVM fills a few per-CPU fields (the initial APIC ID in leaf 1
+    EBX[31:24], the x2APIC ID of leaf 0xB/0x1F EDX) from the CPU the ioctl ran on, so without
+    this two probes of one host could differ in them."""
+    try:
+        first = min(os.sched_getaffinity(0))
+    except (OSError, ValueError):
+        yield
+        return
+    with _running_on(first):
+        yield
+
+
+@contextlib.contextmanager
 def _running_on(cpu: int) -> Iterator[None]:
     """This thread on ``cpu`` while the block runs, when its affinity allows it (then each
     read of that CPU's cpuid node is a local call, not an interrupt of another CPU: about

@@ -184,7 +184,8 @@ def probe(
                 recorded_at=_now(),
             )
         mmap_size = _try(rec, Steps.VCPU_MMAP_SIZE, dev.vcpu_mmap_size)
-        supported = _try(rec, Steps.SUPPORTED_CPUID, dev.supported_cpuid)
+        with hostmod.on_first_cpu():  # per-CPU fields (APIC IDs) the same on every run
+            supported = _try(rec, Steps.SUPPORTED_CPUID, dev.supported_cpuid)
         emulated = None
         if sys_caps.get(abi.KVM_CAP_EXT_EMUL_CPUID):
             emulated = _try(rec, Steps.EMULATED_CPUID, dev.emulated_cpuid)
