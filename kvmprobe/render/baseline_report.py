@@ -91,6 +91,19 @@ def baseline_lines(
     unknown_caps = [c.name for c in b.caps if c.unknown]
     if unknown_caps:
         say(f"  capabilities unknown somewhere: {', '.join(unknown_caps)}", "yellow")
+    if b.arch_caps_unknown:
+        on = ", ".join(safe(h) for h in b.arch_caps_unknown[:SHOWN_HOSTS])
+        extra = len(b.arch_caps_unknown) - SHOWN_HOSTS
+        on += f" and {extra} more" if extra > 0 else ""
+        say(f"  IA32_ARCH_CAPABILITIES every guest is told: unknown (on {on}); no immunity "
+            "bit is in the baseline", "yellow")  # fmt: skip
+    elif b.arch_capabilities is not None:
+        from kvmprobe.analysis.msr import decode_msr
+        from kvmprobe.tables.msr_data import MSR_IA32_ARCH_CAPABILITIES
+
+        d = decode_msr(MSR_IA32_ARCH_CAPABILITIES, b.arch_capabilities)
+        bits = ", ".join(x.bit.name for x in d.set_bits) or "no immunity bit"
+        say(f"  IA32_ARCH_CAPABILITIES every guest is told: {b.arch_capabilities:#x} ({bits})")
     if b.msr_index_list is not None:
         say(f"  MSR index list common to all hosts: {len(b.msr_index_list)} MSRs")
     if b.inconsistent:
