@@ -61,6 +61,9 @@ def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snaps
     if from_file:
         from kvmprobe.snapshot import load
 
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            _warn_unused(ctx, {"device": "with --from (the snapshot is read instead)"})
         snap, warnings = load(from_file)  # a newer format's error already says "upgrade"
         for w in warnings:
             _warn(f"{from_file}: {w}")
@@ -253,6 +256,38 @@ def record(output: str | None, force: bool, device: str) -> None:
     click.echo(msg, err=True)
 
 
+def _warn_refused_exits(snap: Snapshot, opts: Options) -> tuple[tuple[DisableExit, ...], bool]:
+    """Say where the set-up asked for cannot be had: exits KVM will not let a VMM disable.
+    Returns them, and whether KVM_CAP_X86_DISABLE_EXITS could be read."""
+    from kvmprobe.analysis import cpuid_query as cq
+
+    refused, exits_known = cq.refused_exits(snap, opts.disable_exits)
+    for x in refused:
+        _warn(
+            f"--disable-exits {x}: "
+            + (
+                f"KVM_CAP_X86_DISABLE_EXITS does not allow disabling {x.upper()} exits here; "
+                "analysed as if they stay enabled"
+                if exits_known
+                else "KVM_CAP_X86_DISABLE_EXITS could not be read; this exit may stay enabled"
+            )
+        )
+    return tuple(refused), exits_known
+
+
+def _warn_unused(ctx: click.Context, why: dict[str, str]) -> None:
+    """Name each option the user gave that has no effect here (``why``: parameter name ->
+    the reason), so nothing is silently ignored."""
+    from click.core import ParameterSource
+
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in why and ctx.get_parameter_source(name) in given:
+            flag = param.opts[0] if isinstance(param, click.Option) else name.upper()
+            _warn(f"{flag} has no effect {why[name]}")
+
+
 def _parse_exits(value: str | None) -> frozenset[DisableExit]:
     if not value:
         return frozenset()
@@ -435,6 +470,12 @@ def cpuid(
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     from kvmprobe.analysis.msr import lookup_bit
 
+    unused: dict[str, str] = {}
+    if explain:
+        with_explain = "with --explain (it shows one feature's story)"
+        unused |= dict.fromkeys(("feature_filter", "raw", "show_host", "show_all"), with_explain)
+    _warn_unused(ctx, unused)
+
     target = None
     msr_explain: Any = ()  # feature-MSR bits --explain names (mds-no), when no CPUID feature
     if explain:
@@ -458,17 +499,7 @@ def cpuid(
             + ("the snapshot" if from_file else "the probe"),
             "see the 'errors' list in 'kvmprobe record' output",
         )
-    refused, exits_known = cq.refused_exits(snap, opts.disable_exits)
-    for x in refused:
-        _warn(
-            f"--disable-exits {x}: "
-            + (
-                f"KVM_CAP_X86_DISABLE_EXITS does not allow disabling {x.upper()} exits here; "
-                "analysed as if they stay enabled"
-                if exits_known
-                else "KVM_CAP_X86_DISABLE_EXITS could not be read; this exit may stay enabled"
-            )
-        )
+    refused, exits_known = _warn_refused_exits(snap, opts)
     a = effective.analyse(snap, opts)
     required = _check_cpuid_require(a, reqs)
     if msr_explain:
@@ -1028,6 +1059,12 @@ def export(
         )
     if force and not output:
         _warn("--force has no effect without -o FILE")
+    unused = (
+        {"device": "with --from (the snapshots are read instead)"} if len(from_files) > 1 else {}
+    )
+    if fmt != "qemu":
+        unused["qemu_base"] = f"on the {fmt} format"
+    _warn_unused(click.get_current_context(), unused)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     if len(from_files) > 1:
         from kvmprobe.analysis.baseline import BaselineBuilder
@@ -1046,6 +1083,7 @@ def export(
         guest = guest_cpu_from_baseline(builder.finish(), guests)
     else:
         snap = get_snapshot(from_files[0] if from_files else None, device)
+        _warn_refused_exits(snap, opts)
         guest = guest_cpu_from_analysis(effective.analyse(snap, opts), with_opt_in=with_opt_in)
         snap = _try_exported_table(snap, guest, opts, live=not from_files, device=device)
     if fmt == "qemu":

@@ -474,3 +474,24 @@ def test_every_other_report_fits_when_piped(args: list[str], width: int) -> None
         return  # tables: a cell's words wrap beside the next cell's, so no squash compare
     wide = CliRunner().invoke(main, ["--no-color", *args], env={"COLUMNS": "400"})
     assert _squash(wide.stdout) == _squash(r.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "warning"),
+    [
+        (["caps", "--device", "/dev/null"], "--device has no effect with --from"),
+        (["cpuid", "--explain", "x2apic", "avx2"], "FEATURE_FILTER has no effect with --explain"),
+        (["cpuid", "--explain", "x2apic", "--raw"], "--raw has no effect with --explain"),
+        (["export", "libvirt", "--qemu-base", "host"], "--qemu-base has no effect on the libvirt"),
+        (["export", "qemu", "--disable-exits", "mwait"], "--disable-exits mwait: KVM_CAP_X86"),
+    ],
+)
+def test_options_that_do_nothing_are_named(args: list[str], warning: str) -> None:
+    """Nothing the user asked for is ignored in silence: an option that has no effect in this
+    combination, or a set-up KVM will not allow, is named on standard error."""
+    fixture = str(FIXTURES / HOSTS[-1])
+    r = CliRunner().invoke(main, [*args, "--from", fixture])
+    assert r.exit_code == 0, r.output
+    assert f"kvmprobe: warning: {warning}" in r.stderr
+    quiet = CliRunner().invoke(main, ["cpuid", "--explain", "x2apic", "--from", fixture])
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
