@@ -139,8 +139,8 @@ def stopped(errno_value: int, message: str) -> ProbeError:
 def run_doctor(device: str, from_file: str | None, as_json: bool, width: int | None = None):
     """``kvmprobe doctor`` as typed (JSON, or text without colour), its output passed on to
     this process's stdout/stderr; returns the exit status."""
-    args = ["doctor", "--device", device, "--json" if as_json else "--no-color"]
-    args += ["--from", from_file] if from_file else []
+    args = ["doctor", "--json" if as_json else "--no-color"]
+    args += ["--from", from_file] if from_file else ["--device", device]
     env = {"COLUMNS": str(width) if width else None, "NO_COLOR": None}
     r = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     sys.stdout.write(r.stdout)

@@ -277,9 +277,17 @@ def test_select_substring_of_bit_names() -> None:
 
 
 def test_mitigation_summary_recorded(amd: Snapshot) -> None:
-    line = m.mitigation_summary(amd)
-    assert line == (
-        "guest may skip mitigations for: Meltdown/L1TF, L1D flush on VM entry, MDS, "
+    """The recorded host predates the vCPU check: what a guest is told is unknown; with a
+    vCPU that takes the value, the immunities it names are the guest's."""
+    from kvmprobe.snapshot import SetAttempt
+
+    picture = m.mitigation_picture(amd)
+    assert picture is not None and not picture.known
+    assert picture.text.startswith("unknown: KVM advertises RDCL_NO, SKIP_VMENTRY_L1DFLUSH")
+    value = amd.feature_msrs[0x10A]
+    taken = replace(amd, verification=(SetAttempt("KVM_SET_MSRS", "split", 0x10A, value, True),))
+    assert m.mitigation_summary(taken) == (
+        "a guest may skip mitigations for: Meltdown/L1TF, L1D flush on VM entry, MDS, "
         "iTLB multihit, GDS, RFDS, ITS (ARCH_CAPABILITIES 0x400000000c000069)"
     )
 

@@ -51,6 +51,8 @@ class MsrBitResult:
     attempt: SetAttempt | None = None
     #: the CPUID feature announcing the MSR, as the analysis has it (None: no such row)
     announced_by: FeatureResult | None = None
+    #: KVM's feature-MSR list was read (so an MSR missing from it is a known "no")
+    list_known: bool = False
 
     @property
     def bit(self) -> MsrBit:
@@ -58,9 +60,10 @@ class MsrBitResult:
 
     @property
     def set_in_advertised(self) -> bool | None:
-        """Whether KVM's value has the bit set (None: the value is unknown)."""
+        """Whether KVM's value has the bit set (None: the value is unknown; False too when KVM
+        does not list the MSR at all)."""
         if self.advertised is None:
-            return None
+            return False if self.index is None and self.list_known else None
         return bool(self.advertised & self.ref.bit.mask)
 
     @property
@@ -103,7 +106,9 @@ def bit_result(a: CpuidAnalysis, ref: BitRef, facts: MsrFacts | None = None) -> 
             loc = feature_loc(kernel)
             announced = next((r for r in a.features if r.feature.loc == loc), None)
             break
-    return MsrBitResult(ref, index, advertised, answer, why, attempt, announced)
+    return MsrBitResult(
+        ref, index, advertised, answer, why, attempt, announced, facts.feature_list is not None
+    )
 
 
 def advertised_bits(a: CpuidAnalysis) -> tuple[MsrBitResult, ...]:

@@ -96,7 +96,10 @@ def table_lines(results: Sequence[MsrBitResult], term: Term) -> list[Line]:
         kvm = r.set_in_advertised
         head = Line.of(" ").add(r.bit.qemu_name or r.bit.name.lower(), "bold")
         head.add(f"  MSR {r.msr_label} bit {r.bit.position}  KVM: ")
-        head.add("?" if kvm is None else ("set" if kvm else "clear"))
+        if kvm is False and r.index is None:
+            head.add("no such MSR")
+        else:
+            head.add("?" if kvm is None else ("set" if kvm else "clear"))
         head.add("  guest: ").extend(_answer(r))
         out += term.para(head, 5)
         out += term.hanging(Line.of("     "), Line.of(safe(r.why), "dim"), 5)
