@@ -367,7 +367,9 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
         mask = ((1 << (fd.hi - fd.lo + 1)) - 1) << fd.lo
         values = [getattr(t[key], fd.register) & mask for t in tables]
         m, v = b.field_bits.get((fd.leaf, fd.subleaf, fd.register), (0, 0))
-        if m & mask == mask:
+        if len(set(values)) == 1:  # the hosts' tables agree (GuestPhysBits 0 stays 0)
+            value = values[0]
+        elif m & mask == mask:
             value = v & mask
         elif fd.name in LARGEST_IS_SAFE:
             value = max(values)
