@@ -1009,7 +1009,9 @@ def export(
     which QEMU version's model list it assumes).
     firecracker: a Firecracker custom CPU template (JSON, Firecracker's own format).
     libvirt: a libvirt <cpu mode='custom' match='exact'> element (XML comments say what it
-    cannot).
+    cannot). --json: qemu and libvirt as a kvmprobe JSON document.
+
+    With several --from: the baseline of those snapshots, in every format.
     """
     from kvmprobe.analysis import effective
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis

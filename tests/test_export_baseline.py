@@ -287,3 +287,30 @@ def test_libvirt_can_provide_the_baseline_of_live_and_fixtures(tmp_path: Path) -
         f"libvirt does not count {sorted(missing)} as provided by this host although KVM "
         "offers them (not in its own host-model either); the rest of the baseline compares"
     )
+
+
+@pytest.mark.parametrize("irqchip", ["kernel", "split", "userspace"])
+def test_kvm_takes_the_baseline_table_of_live_and_fixtures(irqchip: str, tmp_path: Path) -> None:
+    """KVM_SET_CPUID2 (and XCR0) on a vCPU of this host accept the cpuid2 baseline of this
+    host and both recorded hosts, in each irqchip set-up."""
+    import os
+
+    from kvmprobe.analysis.verify import verification
+    from kvmprobe.kvm.probe import try_tables
+    from kvmprobe.snapshot import CpuidEntry
+    from kvmprobe.vocab import Irqchip
+
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("/dev/kvm is not usable here")
+    live = tmp_path / "live.json"
+    assert run("record", "-o", str(live)).exit_code == 0
+    r = run("export", "cpuid2", "--irqchip", irqchip, "--from", str(live), "--from", A, "--from", B)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    entries = tuple(
+        CpuidEntry(e["function"], e["index"], e["flags"], e["eax"], e["ebx"], e["ecx"], e["edx"])
+        for e in doc["entries"]
+    )
+    snap = try_tables(load(str(live))[0], {Irqchip(irqchip): entries}, "/dev/kvm")
+    refusal = verification(snap).effective_refusal(irqchip)
+    assert refusal is None, refusal
