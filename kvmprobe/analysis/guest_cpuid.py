@@ -356,6 +356,7 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
     from kvmprobe.vocab import CompareRule
 
     pin_rules = {r.name for r in FIELD_RULES if r.rule is CompareRule.NOT_LESS}
+    offered_views = [cp.CpuidView(g.offered) for g in hosts]
     first_host: list[str] = []
     pinned: dict[tuple[int, int, str], int] = {}
     for fd in cp.fields():
@@ -380,8 +381,8 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
         r[j] = (r[j] & ~mask) | value
         offered = [
             getattr(o, fd.register) & mask
-            for g in hosts
-            if (o := cp.CpuidView(g.offered).entry(fd.leaf, fd.subleaf)) is not None
+            for view in offered_views
+            if (o := view.entry(fd.leaf, fd.subleaf)) is not None
         ]
         if fd.name in pin_rules and any(x != value for x in offered):
             slot = (fd.leaf, fd.subleaf, fd.register)
