@@ -998,6 +998,13 @@ EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 )
 @click.option("--cpuid-r", "cpuid_r", is_flag=True, help="cpuid2: the 'cpuid -r' text format.")
 @click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="qemu, libvirt: a JSON document (the value, and everything its comments say); "
+    "cpuid2 is JSON already.",
+)
+@click.option(
     "--qemu-base",
     type=click.Choice(["model", "host"]),
     default="model",
@@ -1013,7 +1020,7 @@ EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
     metavar="FILE",
     multiple=True,
     help="Export a snapshot recorded with 'kvmprobe record' instead of the live device "
-    "(several: their baseline; qemu only).",
+    "(several: their baseline, as 'kvmprobe baseline' makes it).",
 )
 @device_option
 def export(
@@ -1022,6 +1029,7 @@ def export(
     disable_exits: str | None,
     with_opt_in: bool,
     cpuid_r: bool,
+    as_json: bool,
     qemu_base: str,
     output: str | None,
     force: bool,
@@ -1035,18 +1043,14 @@ def export(
     which QEMU version's model list it assumes).
     firecracker: a Firecracker custom CPU template (JSON, Firecracker's own format).
     libvirt: a libvirt <cpu mode='custom' match='exact'> element (XML comments say what it
-    cannot).
+    cannot). --json: qemu and libvirt as a kvmprobe JSON document.
+
+    With several --from: the baseline of those snapshots, in every format.
     """
     from kvmprobe.analysis import effective
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
     from kvmprobe.analysis.quirks import Options
 
-    if len(from_files) > 1 and fmt != "qemu":
-        raise KvmprobeError(
-            f"exporting the baseline of several snapshots as {fmt} is not available yet",
-            "give --from once (or not at all for the live host), or export qemu",
-            ExitStatus.USAGE,
-        )
     if len(from_files) > 1 and qemu_base == "host":
         raise KvmprobeError(
             "--qemu-base host cannot export a baseline: QEMU's host model differs per host",
@@ -1056,6 +1060,12 @@ def export(
     if cpuid_r and fmt != "cpuid2":
         raise KvmprobeError(
             "--cpuid-r applies to the cpuid2 format only", "drop --cpuid-r", ExitStatus.USAGE
+        )
+    if as_json and (fmt == "firecracker" or cpuid_r):
+        raise KvmprobeError(
+            "--json applies to qemu, libvirt and cpuid2 (without --cpuid-r)",
+            "a Firecracker template is Firecracker's own JSON already; drop --json",
+            ExitStatus.USAGE,
         )
     if force and not output:
         _warn("--force has no effect without -o FILE")
@@ -1091,7 +1101,12 @@ def export(
         from kvmprobe.render.export_qemu import qemu_text
 
         q = qemu_host(guest) if qemu_base == "host" else qemu_model(guest)
-        text = qemu_text(guest, q, from_files)
+        if as_json:
+            from kvmprobe.render.export_qemu import qemu_json
+
+            text = qemu_json(snap, guest, q)
+        else:
+            text = qemu_text(guest, q, from_files)
     elif fmt == "firecracker":
         from kvmprobe.analysis.export import firecracker_cpuid, firecracker_msrs
         from kvmprobe.render.export_firecracker import firecracker_json
@@ -1099,13 +1114,19 @@ def export(
         text = firecracker_json(firecracker_cpuid(guest), firecracker_msrs(guest))
     elif fmt == "libvirt":
         from kvmprobe.analysis.export import libvirt_custom
-        from kvmprobe.render.export_libvirt import libvirt_xml
+        from kvmprobe.render.export_libvirt import libvirt_json, libvirt_xml
 
-        text = libvirt_xml(guest, libvirt_custom(guest))
+        lc = libvirt_custom(guest)
+        text = libvirt_json(snap, guest, lc) if as_json else libvirt_xml(guest, lc)
     else:
         from kvmprobe.render import export_cpuid2 as ec
 
         text = ec.cpuid_r_text(guest) if cpuid_r else ec.cpuid2_json(snap, guest)
+    if fmt == "firecracker" or cpuid_r:  # formats with no room for comments
+        from kvmprobe.analysis.guest_cpuid import baseline_notes
+
+        for note in baseline_notes(guest):
+            click.echo(f"kvmprobe: note: {note}", err=True)
     if not output or output == "-":
         emit(text)
         return

@@ -231,8 +231,8 @@ def test_cli_writes_a_file_once(tmp_path: Path) -> None:
 def test_cli_bad_usage() -> None:
     r = run("export", "vmware", "--from", FIX)
     assert r.exit_code == 2 and "Invalid value for 'FORMAT'" in r.stderr
-    r = run("export", "cpuid2", "--from", FIX, "--from", FIX)
-    assert r.exit_code == 2 and r.stderr.startswith("kvmprobe: error: exporting the baseline")
+    r = run("export", "cpuid2", "--from", FIX, "--json", "--cpuid-r")
+    assert r.exit_code == 2 and r.stderr.startswith("kvmprobe: error: --json applies to")
     r = run("export", "cpuid2", "--from", FIX, "--disable-exits", "nap")
     assert r.exit_code == 2 and "hint:" in r.stderr
 

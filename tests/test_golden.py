@@ -59,6 +59,8 @@ CASES: dict[str, tuple[list[str], int]] = {
     "export-qemu-userspace.txt": (["export", "qemu", "--irqchip", "userspace"], 120),
     "export-firecracker.json": (["export", "firecracker"], 120),  # Firecracker's JSON
     "export-libvirt.xml": (["export", "libvirt"], 120),
+    "export-qemu.json": (["export", "qemu", "--json"], 120),
+    "export-libvirt.json": (["export", "libvirt", "--json"], 120),
 }  # fmt: skip
 # doctor's exit status is its verdict (0, 3, 4 or 5); every other command here exits 0
 DOCTOR_STATUSES = (0, 3, 4, 5)

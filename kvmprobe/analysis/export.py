@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.guest_cpuid import GuestCpu
@@ -141,6 +142,29 @@ def _qemu_locs() -> dict[str, frozenset[cp.Loc]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
+@cache
+def _model_msr_bit(name: str) -> bool:
+    """``name`` (a QEMU model feature) is a bit of a plain-bits feature MSR
+    (IA32_ARCH_CAPABILITIES, IA32_PERF_CAPABILITIES), whose answers ``GuestCpu.msr_bits``
+    carries (VMX controls are not among them: they stay unchecked)."""
+    from kvmprobe.analysis.msr_features import lookup
+    from kvmprobe.tables import msr_data as T
+    from kvmprobe.vocab import MsrLayoutKind
+
+    for ref in lookup(name):
+        for index in ref.msrs:
+            layout = T.MSR_LAYOUT.get(index)
+            if layout is not None and T.LAYOUT_KIND[layout] == MsrLayoutKind.BITS.value:
+                return True
+    return False
+
+
+def msr_bits_given_qemu(g: GuestCpu) -> frozenset[str]:
+    """QEMU's names of the feature-MSR bits a guest is effectively given (KVM advertises the
+    bit, a vCPU takes it; for a baseline: on every host)."""
+    return frozenset(r.bit.qemu_name for r in g.msr_bits if r.bit.qemu_name and r.effective)
+
+
 @dataclass(frozen=True)
 class _Fit:
     name: str
@@ -163,7 +187,9 @@ def qemu_model(g: GuestCpu) -> QemuCpu:
     removals (``-f``), then the fewest additions. Ties go to the newer version, then the
     name. Only features KVM offers are added (``enforce`` refuses the rest: named in a
     comment); ``runtime`` bits are left to KVM; differences QEMU (or the assumed version)
-    has no name for are named in comments, never dropped."""
+    has no name for are named in comments, never dropped. A feature-MSR bit of the model
+    (``mds-no``...) stays only when the guest is given it (``GuestCpu.msr_bits``); the others
+    are removed by name."""
     from kvmprobe.tables import qemu_models_data as qm
 
     if not g.vendor:
@@ -185,6 +211,7 @@ def qemu_model(g: GuestCpu) -> QemuCpu:
     for name, locs in qlocs.items():
         if name in known and not locs & g.runtime and has(name):
             wanted[name] = all(offered.has_loc(loc) for loc in locs)
+    given = msr_bits_given_qemu(g)
     fits: list[_Fit] = []
     for m in qm.MODELS.values():
         if m.vendor != g.vendor or not _VERSIONED.search(m.name):
@@ -194,8 +221,12 @@ def qemu_model(g: GuestCpu) -> QemuCpu:
         placed = {n for n in feats if n in qlocs}
         minus = sorted(n for n in placed if not qlocs[n] & g.runtime and not has(n))
         plus = sorted(n for n, ok in wanted.items() if ok and n not in feats)
+        msr_bits = {n for n in feats - placed if _model_msr_bit(n)}
+        # a feature-MSR bit of the model the guest is not given (not advertised, refused,
+        # unverified): removed by name (QEMU would copy it into the MSR)
+        minus += sorted(n for n in msr_bits if n not in given)
         unchecked = sorted(
-            n for n in feats - placed
+            n for n in feats - placed - msr_bits
             if not (n.startswith("vmx-") and "vmx" in minus)  # QEMU drops them without vmx
         )  # fmt: skip
         fits.append(_Fit(m.name, tuple(plus), tuple(minus), tuple(unchecked)))
@@ -286,8 +317,12 @@ def firecracker_cpuid(g: GuestCpu) -> tuple[FirecrackerLeaf, ...]:
     the export changed): ``0`` where the effective guest lacks it, ``1`` where the guest has
     it and KVM's offer does not (set by a quirk, or opt-in with --with-opt-in), ``x`` where
     KVM's offer already matches, and ``x`` for ``runtime`` bits (KVM keeps those itself).
-    Every other bit (counts, sizes, topology, unnamed bits) is ``x``: left as KVM gives it.
-    A bit whose leaf KVM's table does not carry is left out (Firecracker cannot modify it).
+    Every other bit (counts, sizes, topology, unnamed bits) is ``x``: left as KVM gives it,
+    except, for a baseline, the fields whose value differs between some host's KVM and the
+    baseline (``GuestCpu.pinned``: the smallest leaf maxima and address widths...), written
+    as ``0``/``1``. For a baseline ``offered`` is what every host's KVM offers, so ``x`` on a
+    feature bit means every host gives it. A bit whose leaf KVM's table does not carry is
+    left out (Firecracker cannot modify it).
     """
     final = cp.CpuidView(g.entries)
     offered = cp.CpuidView(g.offered)
@@ -309,6 +344,17 @@ def firecracker_cpuid(g: GuestCpu) -> tuple[FirecrackerLeaf, ...]:
         regs = marks.setdefault(key, {})
         bits = regs.setdefault(loc[2], ["x"] * 32)
         bits[31 - loc[3]] = "1" if want else "0"
+    for (leaf, sub, reg), mask in sorted(g.pinned.items()):  # a baseline's fields
+        e = final.entry(leaf, sub)
+        if e is None:
+            continue
+        key = (e.function, e.index)
+        flags[key] = e.flags
+        bits = marks.setdefault(key, {}).setdefault(reg, ["x"] * 32)
+        value = getattr(e, reg)
+        for b in range(32):
+            if mask >> b & 1:
+                bits[31 - b] = "1" if value >> b & 1 else "0"
     out: list[FirecrackerLeaf] = []
     for key in sorted(marks):
         regs = marks[key]

@@ -28,7 +28,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
@@ -38,7 +38,7 @@ from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verificatio
 from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.snapshot import CpuidEntry, Snapshot
 from kvmprobe.tables import msr_data
-from kvmprobe.vocab import FeatureStatus, Irqchip
+from kvmprobe.vocab import FeatureStatus, Irqchip, Offered
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.baseline import Baseline
@@ -92,6 +92,22 @@ class GuestCpu:
     #: guest is effectively given it (a refused or unverified bit is not): what an exporter
     #: turns off by name
     msr_bits: tuple[MsrBitResult, ...] = ()
+    #: the snapshots of a baseline (``--from`` several times), in the order given; empty for
+    #: one host
+    hosts: tuple[str, ...] = ()
+    #: a baseline's CPUID fields whose value differs between the hosts and that no rule
+    #: settles: the value is the first host's (see ``guest_cpu_from_baseline``)
+    first_host_fields: tuple[str, ...] = ()
+    #: register bits a baseline must write whatever a host's KVM offers ((leaf, subleaf,
+    #: register) -> mask): the fields a guest must not see shrink (leaf maxima, address
+    #: widths, PMU counters: ``compare.FIELD_RULES``) whose value differs between some host's
+    #: offer and the baseline's (a Firecracker template pins them; every other field is
+    #: left as each host's KVM and VMM make it)
+    pinned: dict[tuple[int, int, str], int] = field(default_factory=dict)
+
+    @property
+    def is_baseline(self) -> bool:
+        return len(self.hosts) > 1
 
     def has(self, loc: cp.Loc) -> bool:
         return loc in self.features
@@ -250,17 +266,42 @@ def effective_tables(snap: Snapshot) -> dict[Irqchip, tuple[CpuidEntry, ...]]:
     return out
 
 
-def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
-    """The baseline guest of several hosts, ready for export.
+#: fields that are sizes a guest allocates by: the largest value among the hosts is safe (KVM
+#: also recomputes the XSAVE sizes from the guest's XCR0 / XSS while it runs)
+LARGEST_IS_SAFE = frozenset({"xsave_size_enabled", "xsave_size_max", "xsaves_size_enabled"})
 
-    Its features are those of the baseline (``kvmprobe baseline``: every host gives them, and
-    their dependencies stay whole) that every host's own export also carries (the export
-    policy above: opt-in bits only when asked, nothing a vCPU refused); ``offered`` is what
-    every host's KVM offers (a VMM may add only that with ``enforce``); ``runtime`` is every
-    bit some host's KVM changes while the guest runs. ``entries`` are the baseline's register
-    values (``Baseline.registers()``: feature bits and common fields only; topology and cache
-    leaves are the VMM's to build). Raises KvmprobeError when the hosts share no CPUID vendor:
-    no guest can move between them."""
+
+def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
+    """The baseline guest of several hosts, ready for export (the baseline export policy,
+    also in the README).
+
+    Features: those of the baseline (``kvmprobe baseline``: every host gives them, and their
+    dependencies stay whole) that every host's own export also carries (the export policy
+    above: opt-in bits only when asked, nothing a vCPU refused). ``offered`` is what every
+    host's KVM offers (a VMM may add only that with ``enforce``); ``runtime`` is every bit
+    some host's KVM changes while the guest runs.
+
+    The table (``entries``), register by register:
+
+    - leaves: those every host's table has, none beyond the smallest maximum basic and
+      extended leaf, and of leaf 0xD only the XSAVE components the baseline keeps;
+    - feature bits (every bit of a register that holds features and no multi-bit field, named
+      or not): the baseline's;
+    - fields (``cpuid.fields()``): the baseline's value where there is one (every host's
+      common value; the smallest where a smaller value is safe: leaf maxima, address
+      widths, PMU counters); XSAVE sizes: the largest (a guest allocates by them; KVM
+      recomputes them anyway); any other field whose value differs between the hosts
+      (family/model/stepping, cache and topology descriptions): the first host's, named in
+      ``first_host_fields`` and in every export's comments;
+    - every other register (brand string, cache and topology leaves with no field row): the
+      first host's;
+    - leaf 0xD: XCR0/XSS as the baseline keeps them, each component at its common size and
+      offset.
+
+    Feature-MSR bits (``msr_bits``): a bit any host's KVM advertises, given only when every
+    host gives it (``compare.msr_bit_answer`` per host); unknown on any host means not given,
+    and the answer says where. Raises KvmprobeError when the hosts share no CPUID vendor: no
+    guest can move between them."""
     if b.vendor is None or not hosts:
         vendors = ", ".join(f"{v} ({n} hosts)" for v, n in b.vendors.items())
         raise KvmprobeError(
@@ -273,14 +314,81 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
     space = feature_space()
     base_locs = {space.loc(p) for p in positions(b.features)}
     feats = frozenset.intersection(frozenset(base_locs), *(g.features for g in hosts))
-    regs = {(e.function, e.index): [e.eax, e.ebx, e.ecx, e.edx] for e in b.registers()}
-    for loc in base_locs - feats:
-        r = regs.get((loc[0], loc[1]))
-        if r is not None:
-            r[cp.REGISTERS.index(loc[2])] &= ~(1 << loc[3])
+    first = hosts[0]
+    tables = [{(e.function, e.index): e for e in reversed(g.entries)} for g in hosts]
+    common_keys = set.intersection(*(set(t) for t in tables))
+    max_basic = b.common_fields.get("max_basic_leaf")
+    max_ext = b.common_fields.get("max_ext_leaf")
+    components = {c.number for c in b.xsave_components}
+    baseline_regs = {(e.function, e.index): e for e in b.registers()}
+
+    def beyond(leaf: int) -> bool:
+        if leaf < 0x40000000:
+            return max_basic is not None and leaf > max_basic
+        if leaf >= 0x80000000:
+            return max_ext is not None and leaf > max_ext
+        return False
+
+    regs: dict[tuple[int, int], list[int]] = {}
+    order: list[CpuidEntry] = []
+    for e in first.entries:
+        key = (e.function, e.index)
+        if key in regs or key not in common_keys or beyond(e.function):
+            continue
+        if e.function == 0xD and e.index >= 2:
+            if e.index not in components:
+                continue
+            c = baseline_regs.get(key)
+            regs[key] = [0, 0, 0, 0] if c is None else [c.eax, c.ebx, c.ecx, c.edx]
+        else:
+            regs[key] = [e.eax, e.ebx, e.ecx, e.edx]
+        order.append(e)
+    # feature bits: the baseline's
+    for i, (leaf, sub, reg) in enumerate(space.slots):
+        r = regs.get((leaf, sub))
+        if r is None:
+            continue
+        want = sum(1 << loc[3] for loc in feats if loc[:3] == (leaf, sub, reg))
+        j = cp.REGISTERS.index(reg)
+        r[j] = (r[j] & ~space.space[i]) | want
+    # fields: the baseline's value, the largest size, or the first host's
+    from kvmprobe.analysis.compare import FIELD_RULES
+    from kvmprobe.vocab import CompareRule
+
+    pin_rules = {r.name for r in FIELD_RULES if r.rule is CompareRule.NOT_LESS}
+    offered_views = [cp.CpuidView(g.offered) for g in hosts]
+    first_host: list[str] = []
+    pinned: dict[tuple[int, int, str], int] = {}
+    for fd in cp.fields():
+        key = (fd.leaf, fd.subleaf)
+        r = regs.get(key)
+        if r is None or (fd.leaf == 0xD and fd.subleaf >= 2):
+            continue
+        j = cp.REGISTERS.index(fd.register)
+        mask = ((1 << (fd.hi - fd.lo + 1)) - 1) << fd.lo
+        values = [getattr(t[key], fd.register) & mask for t in tables]
+        m, v = b.field_bits.get((fd.leaf, fd.subleaf, fd.register), (0, 0))
+        if len(set(values)) == 1:  # the hosts' tables agree (GuestPhysBits 0 stays 0)
+            value = values[0]
+        elif m & mask == mask:
+            value = v & mask
+        elif fd.name in LARGEST_IS_SAFE:
+            value = max(values)
+        else:
+            value = r[j] & mask
+            if len(set(values)) > 1:
+                first_host.append(fd.name)
+        r[j] = (r[j] & ~mask) | value
+        offered = [
+            getattr(o, fd.register) & mask
+            for view in offered_views
+            if (o := view.entry(fd.leaf, fd.subleaf)) is not None
+        ]
+        if fd.name in pin_rules and any(x != value for x in offered):
+            slot = (fd.leaf, fd.subleaf, fd.register)
+            pinned[slot] = pinned.get(slot, 0) | mask
     entries = tuple(
-        CpuidEntry(e.function, e.index, e.flags, *regs[(e.function, e.index)])
-        for e in b.registers()
+        CpuidEntry(e.function, e.index, e.flags, *regs[(e.function, e.index)]) for e in order
     )
     common: dict[tuple[int, int], CpuidEntry] = {}
     for i, g in enumerate(hosts):
@@ -300,12 +408,11 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
     for g in hosts:
         for index, bits in g.refused_msrs.items():
             refused[index] = tuple(sorted(set(refused.get(index, ())) | set(bits)))
-    sigs = {g.signature for g in hosts}
-    first = hosts[0]
+    final = cp.CpuidView(entries)
     return GuestCpu(
         vendor=b.vendor,
-        signature=sigs.pop() if len(sigs) == 1 else None,
-        features=feats,
+        signature=cp.family_model_stepping(final),
+        features=frozenset(loc for loc in feats if final.has_loc(loc)),
         entries=entries,
         with_opt_in=first.with_opt_in,
         irqchip=first.irqchip,
@@ -313,4 +420,67 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
         refused_msrs=refused,
         offered=tuple(common.values()),
         runtime=frozenset().union(*(g.runtime for g in hosts)),
+        msr_bits=baseline_msr_bits(b, hosts),
+        hosts=tuple(b.hosts),
+        first_host_fields=tuple(first_host),
+        pinned=pinned,
     )
+
+
+def baseline_msr_bits(b: Baseline, hosts: Sequence[GuestCpu]) -> tuple[MsrBitResult, ...]:
+    """Every feature-MSR bit some host's KVM advertises, given only when every host gives it
+    (``compare.msr_bit_answer`` over each host's facts): no on any host is no, otherwise
+    unknown on any host is unknown (never given); the answer's ``why`` names the hosts."""
+    from kvmprobe.analysis.answers import UNKNOWN, YES
+    from kvmprobe.analysis.compare import msr_bit_answer
+
+    facts = [f for _name, f in b.msr_hosts()]
+    seen: dict[tuple[int | None, str], MsrBitResult] = {}
+    for g in hosts:
+        for r in g.msr_bits:
+            seen.setdefault((r.index, r.bit.name), r)
+    out: list[MsrBitResult] = []
+    for r in seen.values():
+        answers = [msr_bit_answer(r.ref, f) for f in facts]
+        per_host = list(zip(b.hosts, answers, strict=True))
+        nos = [(h, a, why) for h, (a, why) in per_host if a.offered is Offered.NO]
+        unknown = [(h, why) for h, (a, why) in per_host if a.offered is Offered.UNKNOWN]
+        if nos:
+            host, answer, why = nos[0]
+            text = f"not given on {host}: {why}" + (
+                f" (and on {len(nos) - 1} more hosts)" if len(nos) > 1 else ""
+            )
+        elif unknown:
+            answer = UNKNOWN
+            text = "unknown on " + "; ".join(f"{h}: {why}" for h, why in unknown)
+        else:
+            answer, text = YES, f"given on every host of the {len(b.hosts)}"
+        out.append(replace(r, answer=answer, why=text, attempt=None))
+    return tuple(out)
+
+
+def baseline_notes(g: GuestCpu) -> list[str]:
+    """What every export of a baseline says about it, one sentence each (no notes for one
+    host): which snapshots, which fields are the first host's, which feature-MSR bits are left
+    out because some host does not give them or its answer is unknown."""
+    if not g.is_baseline:
+        return []
+    notes = [f"the baseline of {len(g.hosts)} snapshots: {', '.join(g.hosts)}"]
+    if g.first_host_fields:
+        notes.append(
+            f"CPUID fields whose value differs between the hosts, as the first ({g.hosts[0]}) "
+            "has them: " + " ".join(g.first_host_fields)
+        )
+    unknown = [r.bit.qemu_name or r.bit.name for r in g.msr_bits if r.effective is None]
+    lacking = [r.bit.qemu_name or r.bit.name for r in g.msr_bits if r.effective is False]
+    if unknown:
+        notes.append(
+            "feature-MSR bits left out of the baseline, unknown on some host (no vCPU "
+            "verification vouches for them there): " + " ".join(dict.fromkeys(unknown))
+        )
+    if lacking:
+        notes.append(
+            "feature-MSR bits left out of the baseline, not given on some host: "
+            + " ".join(dict.fromkeys(lacking))
+        )
+    return notes

@@ -36,6 +36,26 @@ def guest_json(g: GuestCpu) -> dict[str, Any]:
             {"index": f"{index:#x}", "refused_bits": list(bits)}
             for index, bits in sorted(g.refused_msrs.items())
         ],
+        "baseline": baseline_json(g),
+    }
+
+
+def baseline_json(g: GuestCpu) -> dict[str, Any] | None:
+    """A baseline's hosts and what the export took from where (None for one host)."""
+    if not g.is_baseline:
+        return None
+    return {
+        "hosts": list(g.hosts),
+        "first_host_fields": list(g.first_host_fields),
+        "msr_bits": [
+            {
+                "name": r.bit.qemu_name or r.bit.name,
+                "msr": None if r.index is None else f"{r.index:#x}",
+                "given": r.effective,
+                "why": r.why,
+            }
+            for r in g.msr_bits
+        ],
     }
 
 
@@ -44,7 +64,7 @@ def tried_json(snap: Snapshot, g: GuestCpu) -> dict[str, Any] | None:
     ``record`` tried the plain table of each irqchip mode. None when no attempt applies."""
     from kvmprobe.analysis.verify import verification
 
-    if snap.source != "live" and (g.with_opt_in or g.disable_exits):
+    if g.is_baseline or (snap.source != "live" and (g.with_opt_in or g.disable_exits)):
         return None
     v = verification(snap)
     calls = v.effective_table(g.irqchip)

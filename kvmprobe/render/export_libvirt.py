@@ -3,8 +3,11 @@ cannot say. Stdlib only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from kvmprobe.analysis.export import LIBVIRT_NAMES_FROM, LibvirtCpu
-from kvmprobe.analysis.guest_cpuid import GuestCpu
+from kvmprobe.analysis.guest_cpuid import GuestCpu, baseline_notes
+from kvmprobe.snapshot import Snapshot
 
 
 def _comment(text: str) -> str:
@@ -17,8 +20,10 @@ def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:
     setup = f"irqchip {g.irqchip}" + (
         f", disable-exits {','.join(g.disable_exits)}" if g.disable_exits else ""
     )
+    what = f"the baseline of {len(g.hosts)} snapshots, " if g.is_baseline else ""
     lines = [
-        _comment(f"kvmprobe export libvirt: {g.vendor or 'unknown vendor'}{sig}, {setup}"),
+        _comment(f"kvmprobe export libvirt: {what}{g.vendor or 'unknown vendor'}{sig}, {setup}"),
+        *(_comment(note) for note in baseline_notes(g)),
         _comment(f"libvirt feature and model names as of {LIBVIRT_NAMES_FROM}"),
     ]
     if c.not_addable:
@@ -52,3 +57,32 @@ def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:
         lines += [f"  <feature policy='{policy}' name='{n}'/>" for n in names]
     lines.append("</cpu>")
     return "\n".join(lines) + "\n"
+
+
+def libvirt_document(snap: Snapshot, g: GuestCpu, c: LibvirtCpu) -> dict[str, Any]:
+    """``export libvirt --json``: the ``<cpu>`` element (with its comments) and its parts."""
+    from kvmprobe.render import json as rj
+    from kvmprobe.render.export_cpuid2 import guest_json
+
+    body = {
+        "guest": guest_json(g),
+        "xml": libvirt_xml(g, c),
+        "model": c.model,
+        "vendor": c.vendor,
+        "names_from": LIBVIRT_NAMES_FROM,
+        "require": list(c.require),
+        "disable": list(c.disable),
+        "msr_require": list(c.msr_require),
+        "msr_disable": list(c.msr_disable),
+        "not_addable": list(c.not_addable),
+        "unnamed": list(c.unnamed),
+        "msr_unnamed": list(c.msr_unnamed),
+        "notes": baseline_notes(g),
+    }
+    return rj.document("export-libvirt", snap, body)
+
+
+def libvirt_json(snap: Snapshot, g: GuestCpu, c: LibvirtCpu) -> str:
+    from kvmprobe.render import json as rj
+
+    return rj.dumps(libvirt_document(snap, g, c))

@@ -4,19 +4,22 @@ say. Stdlib only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu
-from kvmprobe.analysis.guest_cpuid import GuestCpu
+from kvmprobe.analysis.guest_cpuid import GuestCpu, baseline_notes
+from kvmprobe.snapshot import Snapshot
 
 
 def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
     fms = g.signature
     sig = "" if fms is None else " family {} model {} stepping {}".format(*fms)
-    what = f"the baseline of {len(files)} snapshots, " if len(files) > 1 else ""
+    what = f"the baseline of {len(g.hosts)} snapshots, " if g.is_baseline else ""
     lines = [
         f"# kvmprobe export qemu: {what}{g.vendor or 'unknown vendor'}{sig}, irqchip {g.irqchip}"
         + (f", disable-exits {','.join(g.disable_exits)}" if g.disable_exits else ""),
     ]
+    lines += [f"# {note}" for note in baseline_notes(g)]
     lines.append(f"# assumes the CPU models and property names of {q.qemu_version}")
     lines.append(f"# QEMU feature names by CPUID bit as of {QEMU_NAMES_FROM} (target/i386/cpu.c)")
     if q.base == "host":
@@ -53,3 +56,33 @@ def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
         )
     lines.append(f"-cpu {q.value}")
     return "\n".join(lines) + "\n"
+
+
+def qemu_document(snap: Snapshot, g: GuestCpu, q: QemuCpu) -> dict[str, Any]:
+    """``export qemu --json``: the ``-cpu`` value and everything its comment lines say."""
+    from kvmprobe.render import json as rj
+    from kvmprobe.render.export_cpuid2 import guest_json
+
+    body = {
+        "guest": guest_json(g),
+        "cpu": q.value,
+        "base": q.base,
+        "choice": q.choice,
+        "qemu_version": q.qemu_version,
+        "names_from": QEMU_NAMES_FROM,
+        "plus": list(q.plus),
+        "minus": list(q.minus),
+        "not_addable": list(q.not_addable),
+        "not_in_version": list(q.not_in_version),
+        "unnamed": list(q.unnamed),
+        "derived": list(q.derived),
+        "unchecked": list(q.unchecked),
+        "notes": baseline_notes(g),
+    }
+    return rj.document("export-qemu", snap, body)
+
+
+def qemu_json(snap: Snapshot, g: GuestCpu, q: QemuCpu) -> str:
+    from kvmprobe.render import json as rj
+
+    return rj.dumps(qemu_document(snap, g, q))

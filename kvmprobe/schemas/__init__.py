@@ -26,6 +26,8 @@ SCHEMAS: tuple[str, ...] = (
     "kvmprobe.hyperv/1",
     "kvmprobe.fact/1",
     "kvmprobe.export-cpuid2/1",
+    "kvmprobe.export-qemu/1",
+    "kvmprobe.export-libvirt/1",
     "kvmprobe.diff/1",
     "kvmprobe.baseline/1",
 )
