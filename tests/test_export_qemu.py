@@ -21,6 +21,7 @@ from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu, qemu_host, qemu_m
 from kvmprobe.analysis.guest_cpuid import GuestCpu, guest_cpu_from_analysis
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.cli import main
+from kvmprobe.kvm.probe import probe
 from kvmprobe.snapshot import Snapshot, load
 from kvmprobe.tables import qemu_models_data as qm
 from kvmprobe.vocab import Irqchip
@@ -97,10 +98,12 @@ def _qemu_or_skip() -> str:
     return qemu
 
 
-def start_qemu(qemu: str, cpu: str, irqchip: str = "kernel") -> subprocess.CompletedProcess[str]:
+def start_qemu(
+    qemu: str, cpu: str, irqchip: str = "kernel", qmp_more: str = ""
+) -> subprocess.CompletedProcess[str]:
     from support.qemu_peer import IRQCHIP_MODES
 
-    qmp = '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n'
+    qmp = '{"execute":"qmp_capabilities"}\n' + qmp_more + '{"execute":"quit"}\n'
     accel = f"kvm,kernel-irqchip={IRQCHIP_MODES[irqchip]}"
     argv = [qemu, "-accel", accel, "-machine", "pc", "-S", "-nodefaults", "-display", "none"]
     return subprocess.run(
@@ -146,8 +149,12 @@ def test_qemu_starts_with_the_baseline_of_live_and_fixtures(tmp_path: Path) -> N
     assert r.exit_code == 0, r.stderr
     assert r.stdout.startswith("# kvmprobe export qemu: the baseline of 3 snapshots")
     cpu = r.stdout.splitlines()[-1].removeprefix("-cpu ")
-    p = start_qemu(qemu, cpu)
+    # a baseline is for moving guests: QEMU must accept a migration of it (invtsc would block)
+    migrate = '{"execute":"migrate","arguments":{"uri":"exec:cat > /dev/null"}}\n'
+    p = start_qemu(qemu, cpu, qmp_more=migrate)
     assert p.returncode == 0, f"-cpu {cpu}: {p.stderr[-2000:]}"
+    assert "blocked" not in p.stdout and "non-migratable" not in p.stdout, p.stdout
+    assert "+invtsc" not in cpu
     # the baseline never adds what this host's own guest lacks
     live_g = guest_cpu_from_analysis(analyse(load(str(live))[0]))
     for token in cpu.split(",")[1:-1]:
@@ -155,6 +162,27 @@ def test_qemu_starts_with_the_baseline_of_live_and_fixtures(tmp_path: Path) -> N
         assert f is not None, token
         if token.startswith("+"):
             assert live_g.has(f.loc), token
+
+
+@pytest.mark.parametrize("irqchip", ["kernel", "split", "userspace"])
+@pytest.mark.parametrize("base", ["model", "host"])
+def test_qemu_starts_with_the_opt_in_export(irqchip: str, base: str) -> None:
+    """--with-opt-in asks for what QEMU itself counts as supported (kvm-hint-dedicated,
+    kvm-msi-ext-dest-id with split) rather than calling it refused, and QEMU starts."""
+    qemu = _qemu_or_skip()
+    _installed_is_the_table_version(qemu)
+    r = run("export", "qemu", "--with-opt-in", "--qemu-base", base, "--irqchip", irqchip)
+    assert r.exit_code == 0, r.stderr
+    cpu = r.stdout.splitlines()[-1].removeprefix("-cpu ")
+    g = guest_cpu_from_analysis(
+        analyse(probe(), Options(irqchip=Irqchip(irqchip))), with_opt_in=True
+    )
+    if g.has(cp.lookup("kvm_hints_realtime").loc):  # type: ignore[union-attr]
+        assert "+kvm-hint-dedicated" in cpu.split(",")
+    refused = next((ln for ln in r.stdout.splitlines() if "enforce would refuse" in ln), "")
+    assert "kvm-hint-dedicated" not in refused
+    p = start_qemu(qemu, cpu, irqchip)
+    assert p.returncode == 0, f"-cpu {cpu}: {p.stderr[-2000:]}"
 
 
 def _installed_is_the_table_version(qemu: str) -> None:

@@ -48,6 +48,9 @@ class QemuCpu:
     #: effective bits QEMU has no property for because it derives them from other features
     #: (XSAVE components of leaf 0xD; AMD's copies of leaf 1 EDX in 0x80000001 EDX)
     derived: tuple[str, ...] = ()
+    #: effective features left out on purpose: in a baseline, those that stop a guest from
+    #: migrating (``QEMU_UNMIGRATABLE``)
+    unmigratable: tuple[str, ...] = ()
 
     @property
     def value(self) -> str:
@@ -59,6 +62,49 @@ def _name(f: cp.FeatureDef) -> str:
     return f.name if f.known else f.where
 
 
+#: features QEMU 7.2 counts as supported under KVM although KVM_GET_SUPPORTED_CPUID may not
+#: report them, so ``enforce`` accepts them when asked for (QEMU 7.2.22
+#: target/i386/kvm/kvm.c kvm_arch_get_supported_cpuid(); tests/peers/qemu_policy.md,
+#: section A): by QEMU property name -> (the irqchip modes it holds in, None: every one;
+#: whether QEMU's host model also turns it on by itself, section B)
+QEMU_ADDS_TO_SUPPORTED: dict[str, tuple[frozenset[str] | None, bool]] = {
+    "mtrr": (None, True),
+    "pat": (None, True),
+    "mce": (None, True),
+    "mca": (None, True),
+    "hypervisor": (None, True),
+    "arat": (None, True),
+    "topoext": (None, False),
+    "kvm-hint-dedicated": (None, False),
+    "kvm-msi-ext-dest-id": (frozenset({"split"}), True),
+}
+
+#: QEMU properties that stop a guest from migrating (QEMU marks them unmigratable: invtsc
+#: needs an explicit tsc-frequency; target/i386/cpu.c feature_word_info "unmigratable_flags"
+#: of FEAT_8000_0007_EDX): a baseline export, made for moving guests, leaves them out
+QEMU_UNMIGRATABLE = frozenset({"invtsc"})
+
+
+def _qemu_adds(g: GuestCpu, *, host_model: bool) -> set[cp.Loc]:
+    out: set[cp.Loc] = set()
+    for loc, f in cp.by_loc().items():
+        rule = QEMU_ADDS_TO_SUPPORTED.get(f.qemu_name or "")
+        if rule is None:
+            continue
+        modes, auto = rule
+        if (modes is None or g.irqchip in modes) and (auto or not host_model):
+            out.add(loc)
+    return out
+
+
+def qemu_addable(g: GuestCpu) -> frozenset[cp.Loc]:
+    """The feature locations QEMU's ``enforce`` accepts asking for: what KVM offers plus what
+    QEMU itself counts as supported in this irqchip set-up (``QEMU_ADDS_TO_SUPPORTED``)."""
+    offered = cp.CpuidView(g.offered)
+    out = {loc for loc in cp.by_loc() if offered.has_loc(loc)}
+    return frozenset(out | _qemu_adds(g, host_model=False))
+
+
 def qemu_host(g: GuestCpu) -> QemuCpu:
     """``-cpu host`` with explicit removals (see the module text).
 
@@ -68,6 +114,9 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
     from kvmprobe.tables import qemu_models_data as qm
 
     offered = cp.CpuidView(g.offered)
+    addable = qemu_addable(g)
+    host_adds = _qemu_adds(g, host_model=True)
+    plus: list[str] = []
     minus: list[str] = []
     not_addable: list[str] = []
     unnamed: list[str] = []
@@ -76,7 +125,7 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
     locs = sorted(set(table) | g.features)
     for loc in locs:
         f = table.get(loc)
-        kvm_has = offered.has_loc(loc)
+        kvm_has = offered.has_loc(loc) or loc in host_adds  # what QEMU's host model gives
         want = loc in g.features
         if kvm_has == want:
             continue
@@ -88,6 +137,8 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
             not_in_version.append(sign + f.qemu_name)
         elif kvm_has:
             minus.append(f.qemu_name)
+        elif loc in addable:  # QEMU counts it as supported: enforce takes it
+            plus.append(f.qemu_name)
         else:
             not_addable.append(f.qemu_name)
     for name in msr_bits_off_qemu(g):
@@ -95,7 +146,7 @@ def qemu_host(g: GuestCpu) -> QemuCpu:
             name if name in qm.FEATURE_NAMES else "-" + name
         )
     return QemuCpu(
-        "host", (), tuple(minus), tuple(not_addable), tuple(unnamed),
+        "host", tuple(plus), tuple(minus), tuple(not_addable), tuple(unnamed),
         tuple(not_in_version), qm.QEMU_VERSION, "asked for: --qemu-base host",
     )  # fmt: skip
 
@@ -198,7 +249,7 @@ def qemu_model(g: GuestCpu) -> QemuCpu:
             "export with --qemu-base host",
             ExitStatus.USAGE,
         )
-    offered = cp.CpuidView(g.offered)
+    addable = qemu_addable(g)
     qlocs = _qemu_locs()
     table = cp.by_loc()
     known = qm.FEATURE_NAMES
@@ -210,7 +261,10 @@ def qemu_model(g: GuestCpu) -> QemuCpu:
     wanted: dict[str, bool] = {}  # QEMU name -> addable (KVM offers every bit)
     for name, locs in qlocs.items():
         if name in known and not locs & g.runtime and has(name):
-            wanted[name] = all(offered.has_loc(loc) for loc in locs)
+            wanted[name] = all(loc in addable for loc in locs)
+    unmigratable = sorted(n for n in wanted if n in QEMU_UNMIGRATABLE) if g.is_baseline else []
+    for name in unmigratable:
+        del wanted[name]
     given = msr_bits_given_qemu(g)
     fits: list[_Fit] = []
     for m in qm.MODELS.values():
@@ -264,6 +318,7 @@ def qemu_model(g: GuestCpu) -> QemuCpu:
     return QemuCpu(
         best.name, best.plus, best.minus, tuple(not_addable), tuple(unnamed),
         tuple(not_in_version), qm.QEMU_VERSION, choice, best.unchecked, tuple(derived),
+        tuple(unmigratable),
     )  # fmt: skip
 
 

@@ -49,6 +49,12 @@ def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
             "# set by QEMU itself from the features above (XSAVE components, AMD copies of "
             "leaf 1 EDX): " + " ".join(q.derived)
         )
+    if q.unmigratable:
+        lines.append(
+            "# left out of this baseline: QEMU will not migrate a guest that has them (invtsc "
+            "needs a fixed tsc-frequency=; add it with one if you do not migrate): "
+            + " ".join(q.unmigratable)
+        )
     if q.unchecked:
         lines.append(
             "# model features kvmprobe cannot check (QEMU's enforce checks them): "
@@ -77,6 +83,7 @@ def qemu_document(snap: Snapshot, g: GuestCpu, q: QemuCpu) -> dict[str, Any]:
         "unnamed": list(q.unnamed),
         "derived": list(q.derived),
         "unchecked": list(q.unchecked),
+        "unmigratable": list(q.unmigratable),
         "notes": baseline_notes(g),
     }
     return rj.document("export-qemu", snap, body)
