@@ -452,6 +452,9 @@ class LibvirtCpu:
     msr_disable: tuple[str, ...] = ()
     #: advertised feature-MSR bits a guest is not given that libvirt has no name for
     msr_unnamed: tuple[str, ...] = ()
+    #: in a baseline: effective features left out because QEMU will not migrate a guest that
+    #: has them (``QEMU_UNMIGRATABLE``; libvirt's names are the same)
+    unmigratable: tuple[str, ...] = ()
 
 
 def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
@@ -476,6 +479,8 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
                 disable.append(name)
         elif eff:
             (require if offered.has_loc(loc) else not_addable).append(name)
+    unmigratable = [n for n in require if n in QEMU_UNMIGRATABLE] if g.is_baseline else []
+    require = [n for n in require if n not in unmigratable]
     table = cp.by_loc()
     unnamed = [
         table[loc].name if loc in table else cp.fmt_loc(*loc)
@@ -504,4 +509,5 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
         tuple(dict.fromkeys(msr_require)),
         tuple(dict.fromkeys(msr_disable)),
         tuple(dict.fromkeys(msr_unnamed)),
+        tuple(unmigratable),
     )

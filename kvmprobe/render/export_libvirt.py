@@ -45,6 +45,21 @@ def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:
                 + " ".join(c.msr_unnamed)
             )
         )
+    if c.unmigratable:
+        lines.append(
+            _comment(
+                "left out of this baseline: QEMU will not migrate a guest that has them: "
+                + " ".join(c.unmigratable)
+            )
+        )
+    if "topoext" in c.require:
+        lines.append(
+            _comment(
+                "topoext: KVM offers it, but QEMU's host model does not turn it on by itself, so "
+                "'virsh hypervisor-cpu-compare' (which judges by that host model) may call this "
+                "CPU incompatible; a domain with it starts"
+            )
+        )
     lines.append("<cpu mode='custom' match='exact'>")
     lines.append(f"  <model fallback='forbid'>{c.model}</model>")
     if c.vendor is not None:
@@ -77,6 +92,7 @@ def libvirt_document(snap: Snapshot, g: GuestCpu, c: LibvirtCpu) -> dict[str, An
         "not_addable": list(c.not_addable),
         "unnamed": list(c.unnamed),
         "msr_unnamed": list(c.msr_unnamed),
+        "unmigratable": list(c.unmigratable),
         "notes": baseline_notes(g),
     }
     return rj.document("export-libvirt", snap, body)
