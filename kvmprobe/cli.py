@@ -256,6 +256,14 @@ def record(output: str | None, force: bool, device: str) -> None:
     click.echo(msg, err=True)
 
 
+def _stdin_twice() -> KvmprobeError:
+    return KvmprobeError(
+        "'-' (standard input) is given more than once: it can be read only once",
+        "save all but one snapshot to files first",
+        ExitStatus.USAGE,
+    )
+
+
 def _warn_refused_exits(snap: Snapshot, opts: Options) -> tuple[tuple[DisableExit, ...], bool]:
     """Say where the set-up asked for cannot be had: exits KVM will not let a VMM disable.
     Returns them, and whether KVM_CAP_X86_DISABLE_EXITS could be read."""
@@ -1051,6 +1059,8 @@ def export(
     from kvmprobe.analysis.guest_cpuid import guest_cpu_from_analysis
     from kvmprobe.analysis.quirks import Options
 
+    if from_files.count("-") > 1:
+        raise _stdin_twice()
     if len(from_files) > 1 and qemu_base == "host":
         raise KvmprobeError(
             "--qemu-base host cannot export a baseline: QEMU's host model differs per host",
@@ -1214,6 +1224,8 @@ def diff(
 
     reqs = _parse_require(require)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
+    if a_file == b_file == "-":
+        raise _stdin_twice()
     a_snap = _load_snapshot(a_file)
     b_snap = _load_snapshot(b_file) if b_file else get_snapshot(None, device)
     pa, pb = build(a_snap, opts), build(b_snap, opts)

@@ -812,7 +812,8 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     schema = o.get("schema")
     shown = repr(schema) if len(repr(schema)) <= 60 else repr(schema)[:57] + "..."
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
-        raise _Bad("schema", f"not a kvmprobe snapshot (schema {shown})")
+        what = "no schema field" if schema is None else f"schema {shown}"
+        raise _Bad("schema", f"not a kvmprobe snapshot ({what})")
     try:
         major = int(schema[len(SCHEMA_PREFIX) :])
     except ValueError:

@@ -495,3 +495,20 @@ def test_options_that_do_nothing_are_named(args: list[str], warning: str) -> Non
     assert f"kvmprobe: warning: {warning}" in r.stderr
     quiet = CliRunner().invoke(main, ["cpuid", "--explain", "x2apic", "--from", fixture])
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["diff", "-", "-"], ["export", "qemu", "--from", "-", "--from", "-"]]
+)
+def test_standard_input_twice_is_a_usage_error(args: list[str]) -> None:
+    fixture = (FIXTURES / HOSTS[-1]).read_text()
+    r = CliRunner().invoke(main, args, input=fixture)
+    assert r.exit_code == 2
+    assert "can be read only once" in r.stderr
+
+
+def test_a_file_without_schema_says_so(tmp_path) -> None:
+    path = tmp_path / "empty.json"
+    path.write_text("{}")
+    r = CliRunner().invoke(main, ["cpuid", "--from", str(path)])
+    assert r.exit_code == 1 and "(no schema field)" in r.stderr and "None" not in r.stderr

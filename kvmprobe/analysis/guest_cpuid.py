@@ -303,7 +303,7 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
     and the answer says where. Raises KvmprobeError when the hosts share no CPUID vendor: no
     guest can move between them."""
     if b.vendor is None or not hosts:
-        vendors = ", ".join(f"{v} ({n} hosts)" for v, n in b.vendors.items())
+        vendors = ", ".join(f"{v} ({n} host{'' if n == 1 else 's'})" for v, n in b.vendors.items())
         raise KvmprobeError(
             f"the snapshots have no common CPUID vendor: {vendors}",
             "a guest cannot move between vendors; export each vendor's hosts separately",
