@@ -323,12 +323,36 @@ def _unknown_feature(name: str) -> KvmprobeError:
             f"see 'kvmprobe msr {name}'",
             ExitStatus.USAGE,
         )
+    import re
+
+    bit = re.fullmatch(
+        r"\s*(?:0x)?[0-9a-f]+\.(?:0x)?[0-9a-f]+\.e[abcd]x\[(\d+)(?::(\d+))?\]\s*", name, re.I
+    )
+    if bit and any(int(b) > 31 for b in bit.groups() if b is not None):
+        return KvmprobeError(
+            f"{name!r}: a CPUID register has bits 0..31",
+            "give a bit or a range within 0..31, such as 0x7.0.edx[29] or 0x80000008.0.eax[7:0]",
+            ExitStatus.USAGE,
+        )
+    number = re.fullmatch(r"\s*0x([0-9a-f]+)\s*", name, re.I)
+    if number is not None:
+        from kvmprobe.analysis import cpuid as cp
+
+        value = int(number.group(1), 16)
+        msr, _aliases, known = msr_name(value)
+        if known and not any(loc[0] == value for loc in cp.by_loc()):
+            return KvmprobeError(
+                f"{name.strip()!r} is not a CPUID leaf kvmprobe knows, but it is MSR {msr}",
+                f"see 'kvmprobe msr {name.strip()}'",
+                ExitStatus.USAGE,
+            )
     close = suggestions(name)
     hint = (
         f"did you mean: {', '.join(close)}?"
         if close
-        else "use a Linux name (x2apic), a QEMU name (tsc-deadline), a kernel name "
-        "(X86_FEATURE_..., KVM_FEATURE_...) or a location such as 0x1.0.ecx[24] or 0x40000001"
+        else "use a Linux name (x2apic), a QEMU or libvirt name (tsc-deadline, pclmuldq), a "
+        "kernel name (X86_FEATURE_..., KVM_FEATURE_...), a feature-MSR bit (mds-no) or a "
+        "location such as 0x1.0.ecx[24] or 0x40000001"
     )
     return KvmprobeError(f"unknown CPUID feature {name!r}", hint, ExitStatus.USAGE)
 

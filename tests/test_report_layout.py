@@ -512,3 +512,15 @@ def test_a_file_without_schema_says_so(tmp_path) -> None:
     path.write_text("{}")
     r = CliRunner().invoke(main, ["cpuid", "--from", str(path)])
     assert r.exit_code == 1 and "(no schema field)" in r.stderr and "None" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("0x10a", "is not a CPUID leaf kvmprobe knows, but it is MSR MSR_IA32_ARCH_CAPABILITIES"),
+        ("0x7.0.edx[99]", "a CPUID register has bits 0..31"),
+    ],
+)
+def test_explain_says_what_a_wrong_name_is(name: str, said: str) -> None:
+    r = CliRunner().invoke(main, ["cpuid", "--explain", name, "--from", str(FIXTURES / HOSTS[-1])])
+    assert r.exit_code == 2 and said in r.stderr
