@@ -116,6 +116,14 @@ def _print_leaf(console: Console, leaf: HvLeaf) -> None:
     console.print()
 
 
+def _para(console: Console, text: str, style: str = "", hang: int = 4) -> None:
+    """``text`` wrapped to the console's width, later lines ``hang`` cells in."""
+    from kvmprobe.render.term import Line, Term
+
+    for line in Term(console.width).para(Line.of(text), hang):
+        console.print(Text(line.plain, style=style))
+
+
 def _print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
     title = Text("Hyper-V enlightenments KVM offers", style="bold")
     title.append(
@@ -125,11 +133,11 @@ def _print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
     text, style = AVAILABILITY_TEXT[a.availability]
     console.print(Text(text, style=style))
     for line in a.evidence:
-        console.print(Text(f"  {safe(line)}"))
+        _para(console, f"  {safe(line)}")
     caps = ", ".join(
         f"{name.removeprefix('KVM_CAP_')}={'?' if v is None else v}" for name, v in a.caps
     )
-    console.print(Text(f"  capabilities on /dev/kvm: {caps}", style="dim"))
+    _para(console, f"  capabilities on /dev/kvm: {caps}", "dim")
     console.print()
     if a.availability is HvAvailability.AVAILABLE:
         sig = []
