@@ -170,3 +170,22 @@ def test_a_refused_effective_table_is_named_and_never_exported(
     # a table record did not try (opt-in bits asked for) is exported, and says it was not tried
     opt = runner.invoke(main, ["export", "cpuid2", "--from", str(path), "--with-opt-in"])
     assert opt.exit_code == 0 and json.loads(opt.output)["tried_on_vcpu"] is None
+
+
+def test_a_vm_that_cannot_be_set_up_is_a_failed_step(monkeypatch, no_fd_leak) -> None:
+    """KVM_CREATE_IRQCHIP failing (EEXIST, ENOMEM...) is no answer about the table: that mode's
+    attempt is 'could not ask' with the errno, named in errors, and doctor warns."""
+    from kvmprobe.analysis.guest_cpuid import effective_tables
+    from kvmprobe.kvm.probe import try_tables
+
+    monkeypatch.setattr(abi, "KVM_RDEV", (1, 3))
+    fake = FakeKvm(SNAP, fail={"CREATE_IRQCHIP": errno.ENOMEM})
+    snap = probe("/dev/null", ioctl=fake)
+    snap = try_tables(snap, effective_tables(snap), "/dev/null", ioctl=fake)
+    v = verification(snap)
+    (kernel,) = v.effective_table("kernel")
+    assert kernel.accepted is None and kernel.errno == errno.ENOMEM
+    assert v.effective_refusal("kernel") is None
+    assert any(e.step.startswith(Steps.VERIFY) and e.errno == errno.ENOMEM for e in snap.errors)
+    check = {c.id: c for c in diagnose(snap).checks}["vmm.exported_tables"]
+    assert check.status is CheckStatus.WARN and "kernel" in check.evidence
