@@ -45,3 +45,15 @@ def make_console(no_color: bool = False, width: int | None = None) -> Console:
         width=width,
         soft_wrap=False,
     )
+
+
+def print_wrapped(console: Console, text: str, style: str = "", hang: int = 4) -> None:
+    """``text`` (with its own leading blanks) wrapped to the console's width, later lines
+    ``hang`` cells in: the hanging indent of kvmprobe.render.term, for the reports still
+    drawn with rich tables."""
+    from rich.text import Text
+
+    from kvmprobe.render.term import Line, Term
+
+    for line in Term(console.width).para(Line.of(text), hang):
+        console.print(Text(line.plain, style=style))

@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from kvmprobe.render.console import print_wrapped
 from kvmprobe.render.text import safe
 from kvmprobe.render.trim import trimmed
 from kvmprobe.vocab import HvAvailability, HvRequirement
@@ -116,14 +117,6 @@ def _print_leaf(console: Console, leaf: HvLeaf) -> None:
     console.print()
 
 
-def _para(console: Console, text: str, style: str = "", hang: int = 4) -> None:
-    """``text`` wrapped to the console's width, later lines ``hang`` cells in."""
-    from kvmprobe.render.term import Line, Term
-
-    for line in Term(console.width).para(Line.of(text), hang):
-        console.print(Text(line.plain, style=style))
-
-
 def _print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
     title = Text("Hyper-V enlightenments KVM offers", style="bold")
     title.append(
@@ -133,11 +126,11 @@ def _print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
     text, style = AVAILABILITY_TEXT[a.availability]
     console.print(Text(text, style=style))
     for line in a.evidence:
-        _para(console, f"  {safe(line)}")
+        print_wrapped(console, f"  {safe(line)}")
     caps = ", ".join(
         f"{name.removeprefix('KVM_CAP_')}={'?' if v is None else v}" for name, v in a.caps
     )
-    _para(console, f"  capabilities on /dev/kvm: {caps}", "dim")
+    print_wrapped(console, f"  capabilities on /dev/kvm: {caps}", "dim")
     console.print()
     if a.availability is HvAvailability.AVAILABLE:
         sig = []

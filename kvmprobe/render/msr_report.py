@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from kvmprobe.render.console import print_wrapped
 from kvmprobe.render.text import safe
 from kvmprobe.render.trim import trimmed
 from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin
@@ -96,19 +97,12 @@ def _trial_line(d: DecodedMsr, trial: MsrTrial | None) -> tuple[str, str] | None
     )
 
 
-def _indented(console: Console, text: str, style: str, indent: int = 6) -> None:
-    """``text`` wrapped to the console's width, every line ``indent`` cells in."""
-    from kvmprobe.render.term import Line, Term
-
-    for line in Term(console.width).indented(Line.of(text), indent):
-        console.print(Text(line.plain, style=style))
-
-
 def _print_one(console: Console, d: DecodedMsr, trial: MsrTrial | None = None) -> None:
     console.print(_header(d))
     said = _trial_line(d, trial)
     if said is not None:
-        _indented(console, *said)
+        text, style = said
+        print_wrapped(console, "      " + text, style, 6)
     if d.bits:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
         table.add_column("bit", justify="right", style="cyan", no_wrap=True)
