@@ -29,37 +29,21 @@ def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
         )
     else:
         lines.append(f"# base: {q.base}, {q.choice}; enforce: QEMU stops rather than give less")
-    if q.not_addable:
-        lines.append(
-            "# effective but not offered by KVM, so QEMU's enforce would refuse them (set them "
-            "in KVM_SET_CPUID2 yourself, see 'kvmprobe export cpuid2'): " + " ".join(q.not_addable)
-        )
-    if q.not_in_version:
-        lines.append(
-            "# differences this QEMU version has no property for (it cannot be asked for "
-            "them; its host model leaves such bits out): " + " ".join(q.not_in_version)
-        )
-    if q.unnamed:
-        lines.append(
-            "# differences QEMU has no property name for (+: effective, not in the base; -: in "
-            "the base, not effective): " + " ".join(q.unnamed)
-        )
-    if q.derived:
-        lines.append(
-            "# set by QEMU itself from the features above (XSAVE components, AMD copies of "
-            "leaf 1 EDX): " + " ".join(q.derived)
-        )
-    if q.unmigratable:
-        lines.append(
-            "# left out of this baseline: QEMU will not migrate a guest that has them (invtsc "
-            "needs a fixed tsc-frequency=; add it with one if you do not migrate): "
-            + " ".join(q.unmigratable)
-        )
-    if q.unchecked:
-        lines.append(
-            "# model features kvmprobe cannot check (QEMU's enforce checks them): "
-            + " ".join(q.unchecked)
-        )
+    for names, what in (
+        (q.not_addable, "effective but not offered by KVM, so QEMU's enforce would refuse them "
+         "(set them in KVM_SET_CPUID2 yourself, see 'kvmprobe export cpuid2')"),
+        (q.not_in_version, "differences this QEMU version has no property for (it cannot be "
+         "asked for them; its host model leaves such bits out)"),
+        (q.unnamed, "differences QEMU has no property name for (+: effective, not in the base; "
+         "-: in the base, not effective)"),
+        (q.derived, "set by QEMU itself from the features above (XSAVE components, AMD copies "
+         "of leaf 1 EDX)"),
+        (q.unmigratable, "left out of this baseline: QEMU will not migrate a guest that has "
+         "them (invtsc needs a fixed tsc-frequency=; add it with one if you do not migrate)"),
+        (q.unchecked, "model features kvmprobe cannot check (QEMU's enforce checks them)"),
+    ):  # fmt: skip
+        if names:
+            lines.append(f"# {what}: " + " ".join(names))
     lines.append(f"-cpu {q.value}")
     return "\n".join(lines) + "\n"
 
