@@ -942,9 +942,9 @@ def nfd(
 
     NFD's local source reads it from its features.d directory and labels the node, so VMs
     (KubeVirt) can be scheduled with node selectors on what KVM can really give: the guest's
-    x86-64 level, each CPUID feature a guest can be given (absent when it cannot or when the
-    answer is unknown), whether KVM is usable. Exits 0 when the file is written, also when
-    KVM is not usable here (kvm-usable=false).
+    x86-64 level, each CPUID feature and feature-MSR bit (mds-no) a guest can be given
+    (absent when it cannot or when the answer is unknown), whether KVM is usable. Exits 0
+    when the file is written, also when KVM is not usable here (kvm-usable=false).
     """
     from kvmprobe.analysis.fleet_facts import host_facts
     from kvmprobe.render import nfd as rn
@@ -985,8 +985,9 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
 
     Whether KVM is usable, the API version, the doctor's verdict, the guest's and the host's
     x86-64 levels, the CPUID features a guest can be given and those whose answer is unknown,
-    failed probe steps. Prints JSON and exits 0 also when KVM is not usable here, so the fact
-    is always there; see contrib/ansible in the source tree for the facts.d executable.
+    the feature-MSR bits KVM reports set with their answers, failed probe steps. Prints JSON
+    and exits 0 also when KVM is not usable here, so the fact is always there; see
+    contrib/ansible in the source tree for the facts.d executable.
     """
     from kvmprobe.analysis.fleet_facts import host_facts
     from kvmprobe.render import json as rj
