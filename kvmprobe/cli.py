@@ -15,6 +15,7 @@ from kvmprobe.vocab import CapArch, DisableExit, Irqchip
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.guest_cpuid import GuestCpu
+    from kvmprobe.analysis.msr import BitRef
     from kvmprobe.analysis.quirks import Options
     from kvmprobe.snapshot import Snapshot
 
@@ -828,10 +829,11 @@ def _write_state_file(output: str | None, text: str) -> None:
     write_new_file(output, text, force=True)
 
 
-def _feature_names(feature_list: str | None) -> dict[str, str] | None:
+def _feature_names(feature_list: str | None) -> tuple[dict[str, str], tuple[BitRef, ...]] | None:
+    """The CPUID features and the feature-MSR bits (mds-no) --features names."""
     if feature_list is None:
         return None
-    from kvmprobe.analysis.fleet_facts import resolve_features
+    from kvmprobe.analysis.fleet_facts import resolve_features, resolve_msr_bits
 
     words = [w.strip() for w in feature_list.split(",") if w.strip()]
     if not words:
@@ -841,9 +843,11 @@ def _feature_names(feature_list: str | None) -> dict[str, str] | None:
             ExitStatus.USAGE,
         )
     names, bad = resolve_features(words)
+    bits = resolve_msr_bits(words)
+    bad = [w for w in bad if not resolve_msr_bits([w])]
     if bad:
         raise _unknown_feature(bad[0])
-    return names
+    return names, bits
 
 
 _irqchip_choice = click.Choice([m.value for m in Irqchip])
@@ -869,8 +873,8 @@ _irqchip_choice = click.Choice([m.value for m in Irqchip])
     "--features",
     "feature_list",
     metavar="LIST",
-    help="Per-feature series only for these features (comma-separated names); default: "
-    "every named feature.",
+    help="Per-feature series only for these features (comma-separated names; feature-MSR "
+    "bits such as mds-no too); default: every named feature and every MSR bit KVM sets.",
 )
 @from_option
 @device_option
@@ -885,7 +889,8 @@ def metrics(
 
     Whether KVM is usable, the guest's and the host's x86-64 levels, every CPUID feature a
     guest can be given (0/1 per feature and irqchip set-up; an unknown answer has no 0/1
-    sample but a kvmprobe_feature_unknown one), watched capability values, the doctor's
+    sample but a kvmprobe_feature_unknown one), the feature-MSR bits KVM reports set
+    (mds-no: 1 only when a vCPU takes it), watched capability values, the doctor's
     checks and verdict, failed probe steps and the kvmprobe versions. Exits 0 when the file
     is written, also when KVM is not usable here (kvmprobe_kvm_usable is then 0).
     """
@@ -895,10 +900,14 @@ def metrics(
     if output and output != "-" and not output.endswith(".prom"):
         _warn(f"{output} does not end in .prom: node_exporter's textfile collector skips it")
     snap = _fleet_snapshot(from_file, device)
-    facts = host_facts(snap, [Irqchip(m) for m in irqchips] or [Irqchip.KERNEL])
+    bits = names[1] if names is not None else ()
+    facts = host_facts(snap, [Irqchip(m) for m in irqchips] or [Irqchip.KERNEL], msr_bits=bits)
     from kvmprobe.render.metrics import exposition
 
-    _write_state_file(output, exposition(facts, None if names is None else set(names)))
+    if names is None:
+        _write_state_file(output, exposition(facts))
+    else:
+        _write_state_file(output, exposition(facts, set(names[0]), names[1]))
 
 
 @main.command()
@@ -933,9 +942,9 @@ def nfd(
 
     NFD's local source reads it from its features.d directory and labels the node, so VMs
     (KubeVirt) can be scheduled with node selectors on what KVM can really give: the guest's
-    x86-64 level, each CPUID feature a guest can be given (absent when it cannot or when the
-    answer is unknown), whether KVM is usable. Exits 0 when the file is written, also when
-    KVM is not usable here (kvm-usable=false).
+    x86-64 level, each CPUID feature and feature-MSR bit (mds-no) a guest can be given
+    (absent when it cannot or when the answer is unknown), whether KVM is usable. Exits 0
+    when the file is written, also when KVM is not usable here (kvm-usable=false).
     """
     from kvmprobe.analysis.fleet_facts import host_facts
     from kvmprobe.render import nfd as rn
@@ -976,8 +985,9 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
 
     Whether KVM is usable, the API version, the doctor's verdict, the guest's and the host's
     x86-64 levels, the CPUID features a guest can be given and those whose answer is unknown,
-    failed probe steps. Prints JSON and exits 0 also when KVM is not usable here, so the fact
-    is always there; see contrib/ansible in the source tree for the facts.d executable.
+    the feature-MSR bits KVM reports set with their answers, failed probe steps. Prints JSON
+    and exits 0 also when KVM is not usable here, so the fact is always there; see
+    contrib/ansible in the source tree for the facts.d executable.
     """
     from kvmprobe.analysis.fleet_facts import host_facts
     from kvmprobe.render import json as rj

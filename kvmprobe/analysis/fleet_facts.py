@@ -10,7 +10,12 @@
   answers, ``answers.answer_from_status``);
 * the host CPU's own x86-64 level, from its CPUID, or from the /proc/cpuinfo flags when its
   CPUID could not be read (``LevelSource`` says which);
-* the capability values of ``knowledge.fleet.FLEET_CAPS``.
+* the capability values of ``knowledge.fleet.FLEET_CAPS``;
+* the feature-MSR bits (``MsrBitFact``): every named single bit of a plain-bits feature MSR
+  KVM reports set (``msr_features.advertised_refs``), plus any bit asked for by name, each
+  with ``compare.msr_bit_answer``'s answer: given only when KVM lists the MSR, reports the bit
+  set and a vCPU took it; unknown without the vCPU verification; not given when refused.
+  These do not depend on the irqchip set-up, so they belong to the host.
 
 Unknown stays unknown. When KVM_GET_SUPPORTED_CPUID gave no answer (or the probe never ran),
 no feature is known: the set-up's ``cpuid_known`` is False and its features are empty, rather
@@ -30,6 +35,7 @@ from kvmprobe.analysis.answers import YES, Answer, answers_from_cpuid, no
 from kvmprobe.analysis.doctor import DoctorReport, diagnose, usable
 from kvmprobe.analysis.effective import analyse
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
+from kvmprobe.analysis.msr import BitRef, MsrBit, lookup_bit, msr_name
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.knowledge.fleet import FLEET_CAPS, FleetCap
 from kvmprobe.snapshot import ProbeError, Snapshot
@@ -90,6 +96,27 @@ class CapFact:
 
 
 @dataclass(frozen=True)
+class MsrBitFact:
+    """One feature-MSR bit and whether a guest is given it."""
+
+    #: QEMU's spelling (mds-no) where it names this bit alone, else kvmprobe's display name
+    #: in lower case with dashes (its-no); ``msr.lookup_bit`` takes either
+    name: str
+    qemu: str | None
+    #: the Linux macro (ARCH_CAP_MDS_NO), None when only QEMU names it
+    kernel: str | None
+    #: the MSR KVM lists that carries the bit (the first of the bit's MSRs when none is listed)
+    msr: int
+    msr_name: str
+    bit: int
+    #: here only because it was asked for by name (``host_facts(msr_bits=...)``): not one of
+    #: the plain bits KVM reports set (it may be clear, unknown, or a VMX control)
+    asked: bool
+    effective: bool | None  # None: unknown
+    why: str
+
+
+@dataclass(frozen=True)
 class HostFacts:
     usable: bool
     api_version: int | None
@@ -109,6 +136,15 @@ class HostFacts:
     caps: tuple[CapFact, ...]
     doctor: DoctorReport
     errors: tuple[ProbeError, ...]
+    #: KVM_GET_MSR_FEATURE_INDEX_LIST answered (False: which bits KVM reports is unknown)
+    msr_known: bool = False
+    #: the advertised feature-MSR bits, then the other bits asked for by name
+    msr_bits: tuple[MsrBitFact, ...] = ()
+
+    @property
+    def msr_advertised(self) -> tuple[MsrBitFact, ...]:
+        """The plain feature-MSR bits KVM reports set (not the ones only asked for)."""
+        return tuple(b for b in self.msr_bits if not b.asked)
 
     def setup(self, irqchip: Irqchip) -> SetupFacts:
         for s in self.setups:
@@ -198,15 +234,63 @@ def cap_facts(snap: Snapshot, caps: Iterable[FleetCap] = FLEET_CAPS) -> tuple[Ca
     return tuple(out)
 
 
+def bit_name(bit: MsrBit) -> str:
+    """The name a fleet output gives a feature-MSR bit: QEMU's where it names this bit
+    alone, else the display name in lower case with dashes (both found by lookup_bit)."""
+    if bit.qemu_name and len(lookup_bit(bit.qemu_name)) == 1:
+        return bit.qemu_name
+    return bit.name.lower().replace("_", "-")
+
+
+def msr_bit_facts(
+    snap: Snapshot, asked: Iterable[BitRef] = ()
+) -> tuple[bool, tuple[MsrBitFact, ...]]:
+    """Whether KVM's feature-MSR list is known, and the advertised bits with their answers,
+    then each bit in ``asked`` that is not among them."""
+    from kvmprobe.analysis.compare import msr_bit_answer
+    from kvmprobe.analysis.msr_features import advertised_refs
+    from kvmprobe.analysis.profile import msr_facts
+
+    facts = msr_facts(snap)
+    out: list[MsrBitFact] = []
+    seen: set[tuple[int, int, int]] = set()
+
+    def add(ref: BitRef, asked: bool) -> None:
+        listed = [i for i in ref.msrs if facts.feature_list is not None and i in facts.feature_list]
+        index = (listed or list(ref.msrs) or [-1])[0]
+        key = (index, ref.bit.lo, ref.bit.hi)
+        if index < 0 or key in seen:
+            return
+        seen.add(key)
+        answer, why = msr_bit_answer(ref, facts)
+        effective = None if answer.offered is Offered.UNKNOWN else answer.yes
+        b = ref.bit
+        out.append(
+            MsrBitFact(
+                bit_name(b), b.qemu_name, b.kernel_name, index, msr_name(index)[0], b.lo,
+                asked, effective, why,
+            )
+        )  # fmt: skip
+
+    for ref in advertised_refs(facts):
+        add(ref, False)
+    for ref in asked:
+        add(ref, True)
+    return facts.feature_list is not None, tuple(out)
+
+
 def host_facts(
     snap: Snapshot,
     irqchips: Iterable[Irqchip] = (Irqchip.KERNEL,),
     doctor: DoctorReport | None = None,
+    msr_bits: Iterable[BitRef] = (),
 ) -> HostFacts:
-    """Everything the fleet outputs show about one host."""
+    """Everything the fleet outputs show about one host; ``msr_bits``: feature-MSR bits to
+    answer also when KVM does not report them set (``metrics --features mds-no``)."""
     modes = tuple(dict.fromkeys(Irqchip(m) for m in irqchips)) or (Irqchip.KERNEL,)
     probed = snap.api_version is not None
     level, source = host_level(snap)
+    msr_known, bits = msr_bit_facts(snap, msr_bits)
     return HostFacts(
         usable=usable(snap),
         api_version=snap.api_version,
@@ -222,6 +306,8 @@ def host_facts(
         caps=cap_facts(snap) if probed else (),
         doctor=doctor if doctor is not None else diagnose(snap),
         errors=snap.errors,
+        msr_known=msr_known,
+        msr_bits=bits,
     )
 
 
@@ -241,16 +327,30 @@ def resolve_features(words: Iterable[str]) -> tuple[dict[str, str], list[str]]:
     return found, bad
 
 
+def resolve_msr_bits(words: Iterable[str]) -> tuple[BitRef, ...]:
+    """The feature-MSR bits the words name (any spelling ``msr.lookup_bit`` takes)."""
+    out: list[BitRef] = []
+    for w in words:
+        for ref in lookup_bit(w):
+            if ref not in out:
+                out.append(ref)
+    return tuple(out)
+
+
 __all__ = [
     "CapFact",
     "FeatureFact",
     "HostFacts",
+    "MsrBitFact",
     "SetupFacts",
+    "bit_name",
     "cap_facts",
     "cpuinfo_answers",
     "decided_level",
     "host_facts",
     "host_level",
+    "msr_bit_facts",
     "resolve_features",
+    "resolve_msr_bits",
     "setup_facts",
 ]

@@ -116,7 +116,13 @@ def advertised_bits(a: CpuidAnalysis) -> tuple[MsrBitResult, ...]:
     PERF_CAPABILITIES...) that KVM reports set, with its answer: what a VMM copying KVM's
     advertisement would give a guest, and whether it really can."""
     facts = msr_facts(a.snap)
-    out: list[MsrBitResult] = []
+    return tuple(bit_result(a, ref, facts) for ref in advertised_refs(facts))
+
+
+def advertised_refs(facts: MsrFacts) -> tuple[BitRef, ...]:
+    """The bits ``advertised_bits`` answers: every named single bit of a plain-bits feature
+    MSR that KVM lists and reports set, each with that one MSR."""
+    out: list[BitRef] = []
     for index, value in facts.values:
         if facts.feature_list is None or index not in facts.feature_list:
             continue
@@ -125,5 +131,5 @@ def advertised_bits(a: CpuidAnalysis) -> tuple[MsrBitResult, ...]:
             continue
         for row in layout_rows(layout):
             if row.lo == row.hi and value >> row.lo & 1:
-                out.append(bit_result(a, BitRef(row, (index,)), facts))
+                out.append(BitRef(row, (index,)))
     return tuple(out)

@@ -17,14 +17,21 @@ Body (beside ``schema``, ``source`` and ``probe_errors``, which every kvmprobe d
   and the guest level null: nothing about the guest is known);
 * ``features``: the names of every CPUID feature a guest can be given, sorted;
   ``unknown_features``: the names whose answer is unknown; ``counts``: how many features are
-  effective, not effective and unknown.
+  effective, not effective and unknown;
+* ``msr_known`` (bool): KVM_GET_MSR_FEATURE_INDEX_LIST answered (when false the MSR lists are
+  empty: which bits KVM reports is unknown); ``msr_bits``: every named single bit of a
+  plain-bits feature MSR KVM reports set (ARCH_CAPABILITIES...), each with ``name`` (QEMU's
+  spelling where there is one), ``qemu``, ``kernel``, ``msr``, ``msr_name``, ``bit``,
+  ``effective`` (true only when a vCPU took it, false when refused, null when unknown) and
+  ``reason``; ``msr_features`` and ``unknown_msr_features``: the names of those a guest is
+  given and of those whose answer is unknown, sorted.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kvmprobe.analysis.fleet_facts import HostFacts, SetupFacts
+from kvmprobe.analysis.fleet_facts import HostFacts, MsrBitFact, SetupFacts
 from kvmprobe.render import json as rj
 from kvmprobe.snapshot import Snapshot
 from kvmprobe.vocab import CheckStatus
@@ -57,6 +64,25 @@ def fact_body(facts: HostFacts, setup: SetupFacts) -> dict[str, Any]:
             "not_effective": len(setup.not_effective),
             "unknown": len(setup.unknown),
         },
+        "msr_known": facts.msr_known,
+        "msr_features": sorted({b.name for b in facts.msr_advertised if b.effective is True}),
+        "unknown_msr_features": sorted(
+            {b.name for b in facts.msr_advertised if b.effective is None}
+        ),
+        "msr_bits": [_msr_bit(b) for b in facts.msr_advertised],
+    }
+
+
+def _msr_bit(b: MsrBitFact) -> dict[str, Any]:
+    return {
+        "name": b.name,
+        "qemu": b.qemu,
+        "kernel": b.kernel,
+        "msr": b.msr,
+        "msr_name": b.msr_name,
+        "bit": b.bit,
+        "effective": b.effective,
+        "reason": b.why,
     }
 
 

@@ -25,6 +25,14 @@ kvmprobe_feature_effective{irqchip,        1: a guest can be given the feature, 
 kvmprobe_feature_unknown{irqchip,feature}  1 for each feature whose answer is unknown
 kvmprobe_features{irqchip,state}           how many features are effective, not_effective,
                                            unknown
+kvmprobe_msr_bit_effective{msr,bit}        1: a guest is given the feature-MSR bit (KVM reports
+                                           it set and a vCPU takes it), 0: it is not; no
+                                           sample when unknown; bit is QEMU's name (mds-no)
+                                           where there is one
+kvmprobe_msr_bit_unknown{msr,bit}          1 for each feature-MSR bit whose answer is unknown
+kvmprobe_msr_bit_answers{state}            how many feature-MSR bits KVM reports set are
+                                           effective, not_effective, unknown (no samples when
+                                           KVM's feature-MSR list is unknown)
 kvmprobe_capability_value{capability,      the KVM_CHECK_EXTENSION answer (no sample:
   scope}                                   unknown)
 kvmprobe_capability_unknown{capability,    1 for each watched capability whose answer is
@@ -51,7 +59,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from kvmprobe import __version__
-from kvmprobe.analysis.fleet_facts import HostFacts
+from kvmprobe.analysis.fleet_facts import HostFacts, MsrBitFact
+from kvmprobe.analysis.msr import BitRef
 from kvmprobe.vocab import CheckStatus, DoctorOutcome
 
 
@@ -69,11 +78,18 @@ def _errno(name: str | None) -> str:
 class HostCollector(Collector):
     """Yields every kvmprobe series for one host's facts."""
 
-    def __init__(self, facts: HostFacts, only: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        facts: HostFacts,
+        only: Collection[str] | None = None,
+        only_bits: Collection[BitRef] | None = None,
+    ) -> None:
         self.facts = facts
         self.setups = facts.setups
         #: the features that get a series of their own (None: all); counts cover every one
         self.only = only
+        #: the feature-MSR bits that get a series of their own (None: all advertised ones)
+        self.only_bits = only_bits
 
     def collect(self) -> Iterator[Metric]:
         h = self.facts
@@ -112,6 +128,7 @@ class HostCollector(Collector):
         yield g
         yield from self._levels()
         yield from self._features()
+        yield from self._msr_bits()
         yield from self._caps()
         yield from self._doctor()
         yield GaugeMetricFamily(
@@ -189,6 +206,47 @@ class HostCollector(Collector):
         yield unk
         yield counts
 
+    def _bit_shown(self, b: MsrBitFact) -> bool:
+        if self.only_bits is None:
+            return not b.asked
+        return any(b.msr in r.msrs and b.bit == r.bit.lo for r in self.only_bits)
+
+    def _msr_bits(self) -> Iterator[Metric]:
+        eff = GaugeMetricFamily(
+            "kvmprobe_msr_bit_effective",
+            "1 when a guest is given the feature-MSR bit (KVM reports it set and a vCPU takes "
+            "it), 0 when it is not (no sample when unknown: see kvmprobe_msr_bit_unknown).",
+            labels=["msr", "bit"],
+        )
+        unk = GaugeMetricFamily(
+            "kvmprobe_msr_bit_unknown",
+            "1 for each feature-MSR bit whose answer is unknown (no vCPU verification, or a "
+            "probe step it depends on failed).",
+            labels=["msr", "bit"],
+        )
+        counts = GaugeMetricFamily(
+            "kvmprobe_msr_bit_answers",
+            "How many of the feature-MSR bits KVM reports set a guest is given (effective), "
+            "is not given (not_effective), or are unknown.",
+            labels=["state"],
+        )
+        h = self.facts
+        for b in h.msr_bits:
+            if not self._bit_shown(b):
+                continue
+            if b.effective is None:
+                unk.add_metric([b.msr_name, b.name], 1)
+            else:
+                eff.add_metric([b.msr_name, b.name], int(b.effective))
+        if h.msr_known:
+            bits = h.msr_advertised
+            counts.add_metric(["effective"], sum(b.effective is True for b in bits))
+            counts.add_metric(["not_effective"], sum(b.effective is False for b in bits))
+            counts.add_metric(["unknown"], sum(b.effective is None for b in bits))
+        yield eff
+        yield unk
+        yield counts
+
     def _caps(self) -> Iterator[Metric]:
         val = GaugeMetricFamily(
             "kvmprobe_capability_value",
@@ -232,9 +290,14 @@ class HostCollector(Collector):
         yield g
 
 
-def exposition(facts: HostFacts, only: Collection[str] | None = None) -> str:
+def exposition(
+    facts: HostFacts,
+    only: Collection[str] | None = None,
+    only_bits: Collection[BitRef] | None = None,
+) -> str:
     """The text exposition of one host's facts; ``only``: the feature names that get
-    per-feature series (None: every named feature)."""
+    per-feature series (None: every named feature); ``only_bits``: likewise the feature-MSR
+    bits (None: every bit KVM reports set)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HostCollector(facts, only))
+    registry.register(HostCollector(facts, only, only_bits))
     return generate_latest(registry).decode("utf-8")

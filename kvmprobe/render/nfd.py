@@ -17,12 +17,18 @@ NS/guest-x86-64-level=3             the guest's x86-64 psABI level, 0..4 (node a
 NS/guest-x86-64-v1 ... -vN=true     one label for each level the guest reaches (nodeSelector)
 NS/host-x86-64-level=4              the host CPU's own level, 0..4
 NS/guest-cpuid.<feature>=true       each CPUID feature a guest can be given
+NS/guest-msr.<bit>=true             each feature-MSR bit a guest is given (KVM reports it set
+                                    and a vCPU takes it), by QEMU's name where there is one
+                                    (guest-msr.mds-no)
 NS/unknown-features=N               how many features are unknown (only when N > 0)
+NS/unknown-msr-bits=N               how many feature-MSR bits KVM reports set are unknown
+                                    (only when N > 0)
 NS/probe-errors=N                   how many probe steps failed (only when N > 0)
 ==================================  ===========================================================
 
-A feature a guest cannot be given, or whose answer is unknown, has no label: a node selector
-on ``guest-cpuid.<feature>: "true"`` only matches nodes where KVM is known to give it.
+A feature or MSR bit a guest cannot be given, or whose answer is unknown, has no label: a node
+selector on ``guest-cpuid.<feature>: "true"`` (or ``guest-msr.<bit>``) only matches nodes where
+KVM is known to give it.
 """
 
 from __future__ import annotations
@@ -154,8 +160,14 @@ def nfd_labels(facts: HostFacts, setup: SetupFacts, namespace: str = DEFAULT_NAM
     for f in setup.features:
         if f.effective is True and not add(f"guest-cpuid.{f.name}", "true"):
             skipped.append(f.name)
+    for b in facts.msr_advertised:
+        if b.effective is True and not add(f"guest-msr.{b.name}", "true"):
+            skipped.append(b.name)
     if setup.unknown:
         add("unknown-features", str(len(setup.unknown)))
+    msr_unknown = sum(b.effective is None for b in facts.msr_advertised)
+    if msr_unknown:
+        add("unknown-msr-bits", str(msr_unknown))
     if facts.errors:
         add("probe-errors", str(len(facts.errors)))
     return NfdFile(tuple(out), tuple(skipped))
