@@ -565,6 +565,12 @@ def _diff_item(i: DiffItem) -> dict[str, Any]:
     }
 
 
+def _answer_word(value: bool | None) -> str:
+    from kvmprobe.vocab import Offered
+
+    return str(Offered.UNKNOWN if value is None else Offered.YES if value else Offered.NO)
+
+
 def diff_document(
     d: DiffResult, sources: tuple[Snapshot, Snapshot], require: list[RequireResult] | None
 ) -> dict[str, Any]:
@@ -579,8 +585,10 @@ def diff_document(
         "disable_exits": list(d.a.disable_exits),
         "a": _host_json(d.a),
         "b": _host_json(d.b),
-        "can_take": d.can_take,
-        "reverse": d.reverse,
+        "can_take": d.can_take is True,
+        "reverse": d.reverse is True,
+        "answer": _answer_word(d.can_take),
+        "reverse_answer": _answer_word(d.reverse),
         "counts": {str(c): len(d.group(c)) for c in Change},
         "lost": [_diff_item(i) for i in d.group(Change.LOST)],
         "added": [_diff_item(i) for i in d.group(Change.ADDED)],
