@@ -50,15 +50,27 @@ NOT_MODELS = frozenset({"host", "max", "base"})
 def _qmp(qemu: str, accel: str, commands: list[dict[str, Any]]) -> list[Any]:
     argv = [qemu, "-machine", "none", "-accel", accel, "-S",
             "-nodefaults", "-no-user-config", "-display", "none", "-qmp", "stdio"]  # fmt: skip
-    cmds = [{"execute": "qmp_capabilities"}, *commands, {"execute": "quit"}]
-    p = subprocess.run(
-        argv, input="".join(json.dumps(c) + "\n" for c in cmds),
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    answers = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    replies = [a for a in answers if "return" in a or "error" in a]
-    if len(replies) < len(cmds) - 1:
-        raise SystemExit(f"QEMU answered {len(replies)} of {len(cmds)} commands: {p.stderr}")
+    cmds = [{"execute": "qmp_capabilities"}, *commands]
+    # Standard input stays open until every reply is in: QEMU closes the monitor at end of
+    # input and may drop commands it has not answered yet (seen on a loaded machine).
+    p = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write("".join(json.dumps(c) + "\n" for c in cmds))
+    p.stdin.flush()
+    replies: list[Any] = []
+    while len(replies) < len(cmds):
+        line = p.stdout.readline()
+        if not line:
+            break
+        if line.strip():
+            answer = json.loads(line)
+            if "return" in answer or "error" in answer:
+                replies.append(answer)
+    _out, err = p.communicate('{"execute": "quit"}\n', timeout=300)
+    if len(replies) < len(cmds):
+        raise SystemExit(f"QEMU answered {len(replies)} of {len(cmds)} commands: {err}")
     for r in replies:
         if "error" in r:
             raise SystemExit(f"QEMU: {r['error']}")

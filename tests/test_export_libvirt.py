@@ -105,7 +105,7 @@ def test_cli_output_is_one_cpu_element() -> None:
     # name are said in a comment
     disabled = {f.get("name") for f in root.findall("feature") if f.get("policy") == "disable"}
     assert {"rdctl-no", "skip-l1dfl-vmentry", "mds-no", "pschange-mc-no"} <= disabled
-    assert "libvirt has no name for them: CPUID_FAULT gds-no rfds-no ITS_NO" in r.stdout
+    assert "libvirt has no name for them: cpuid-fault gds-no rfds-no its-no" in r.stdout
 
 
 def _all_taken(snap: Snapshot) -> tuple[SetAttempt, ...]:

@@ -494,7 +494,7 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
         lv_name = r.bit.libvirt_name
         if lv_name is None:
             if not r.effective:
-                msr_unnamed.append(r.bit.qemu_name or r.bit.name)
+                msr_unnamed.append(r.bit.feature_name)
         elif r.effective:
             msr_require.append(lv_name)
         else:

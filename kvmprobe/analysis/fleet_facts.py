@@ -237,9 +237,7 @@ def cap_facts(snap: Snapshot, caps: Iterable[FleetCap] = FLEET_CAPS) -> tuple[Ca
 def bit_name(bit: MsrBit) -> str:
     """The name a fleet output gives a feature-MSR bit: QEMU's where it names this bit
     alone, else the display name in lower case with dashes (both found by lookup_bit)."""
-    if bit.qemu_name and len(lookup_bit(bit.qemu_name)) == 1:
-        return bit.qemu_name
-    return bit.name.lower().replace("_", "-")
+    return bit.feature_name
 
 
 def msr_bit_facts(

@@ -471,8 +471,8 @@ def baseline_notes(g: GuestCpu) -> list[str]:
             f"CPUID fields whose value differs between the hosts, as the first ({g.hosts[0]}) "
             "has them: " + " ".join(g.first_host_fields)
         )
-    unknown = [r.bit.qemu_name or r.bit.name for r in g.msr_bits if r.effective is None]
-    lacking = [r.bit.qemu_name or r.bit.name for r in g.msr_bits if r.effective is False]
+    unknown = [r.bit.feature_name for r in g.msr_bits if r.effective is None]
+    lacking = [r.bit.feature_name for r in g.msr_bits if r.effective is False]
     if unknown:
         notes.append(
             "feature-MSR bits left out of the baseline, unknown on some host (no vCPU "

@@ -37,6 +37,17 @@ class MsrBit:
     value_table: str | None
 
     @property
+    def feature_name(self) -> str:
+        """The one name kvmprobe shows a feature-MSR bit by: QEMU's where it names this bit
+        alone (mds-no), else the display name in lower case with dashes (its-no); both are
+        found by ``analysis.msr.lookup_bit``."""
+        from kvmprobe.analysis.msr import lookup_bit
+
+        if self.qemu_name and len(lookup_bit(self.qemu_name)) == 1:
+            return self.qemu_name
+        return self.name.lower().replace("_", "-")
+
+    @property
     def is_field(self) -> bool:
         return self.hi != self.lo
 

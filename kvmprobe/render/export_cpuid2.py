@@ -49,7 +49,7 @@ def baseline_json(g: GuestCpu) -> dict[str, Any] | None:
         "first_host_fields": list(g.first_host_fields),
         "msr_bits": [
             {
-                "name": r.bit.qemu_name or r.bit.name,
+                "name": r.bit.feature_name,
                 "msr": None if r.index is None else f"{r.index:#x}",
                 "given": r.effective,
                 "why": r.why,

@@ -746,7 +746,7 @@ def msr_bit_json(r: MsrBitResult) -> dict[str, Any]:
     a = r.attempt
     ann = r.announced_by
     return {
-        "name": b.qemu_name or b.name.lower(),
+        "name": b.feature_name,
         "kernel_name": b.kernel_name,
         "qemu": b.qemu_name,
         "libvirt": b.libvirt_name,

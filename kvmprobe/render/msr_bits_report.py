@@ -94,7 +94,7 @@ def table_lines(results: Sequence[MsrBitResult], term: Term) -> list[Line]:
     out = term.para(Line.of("Feature MSR bits", "bold"))
     for r in results:
         kvm = r.set_in_advertised
-        head = Line.of(" ").add(r.bit.qemu_name or r.bit.name.lower(), "bold")
+        head = Line.of(" ").add(r.bit.feature_name, "bold")
         head.add(f"  MSR {r.msr_label} bit {r.bit.position}  KVM: ")
         if kvm is False and r.index is None:
             head.add("no such MSR")
