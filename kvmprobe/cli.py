@@ -431,13 +431,13 @@ def cpuid(
 
     reqs = _parse_require(require)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
-    from kvmprobe.analysis.msr import lookup_bit
-
     target = None
     msr_explain: Any = ()  # feature-MSR bits --explain names (mds-no), when no CPUID feature
     if explain:
         target, alias_of = cq.resolve(explain)
         if target is None:
+            from kvmprobe.analysis.msr import lookup_bit
+
             msr_explain = lookup_bit(explain)
             if not msr_explain:
                 raise _unknown_feature(explain)
@@ -445,7 +445,10 @@ def cpuid(
     msr_refs: Any = ()  # feature-MSR bits the filter names
     if feature_filter:
         flt = cq.parse_filter(feature_filter)
-        msr_refs = lookup_bit(feature_filter) if flt.exact is None else ()
+        if flt.exact is None:
+            from kvmprobe.analysis.msr import lookup_bit
+
+            msr_refs = lookup_bit(feature_filter)
         if flt.exact is None and flt.location is None and not msr_refs and not _names_anything(flt):
             raise _unknown_feature(feature_filter)
     # the text report does not show the vCPU verification; JSON carries it
