@@ -174,6 +174,8 @@ class ModuleInfo:
 
 @dataclass(frozen=True)
 class HostInfo:
+    """What the probe read about the host itself: kernel, CPU, KVM modules, host CPUID."""
+
     kernel_release: str = ""
     kernel_version: str = ""
     machine: str = ""

@@ -242,6 +242,8 @@ def decode(number: int, value: int) -> DecodedValue:
 
 @dataclass(frozen=True)
 class CapRow:
+    """One capability with its value and decoding in each scope probed."""
+
     info: CapInfo
     values: dict[Scope, int | None]  # scope -> value (None: scope not probed, or check failed)
     decoded: dict[Scope, DecodedValue]  # scope -> decoded value (probed scopes only)

@@ -16,6 +16,8 @@ from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
 @dataclass(frozen=True)
 class FeatureResult:
+    """One feature and its verdict."""
+
     feature: cp.FeatureDef
     verdict: qk.Verdict
 
@@ -26,6 +28,8 @@ class FeatureResult:
 
 @dataclass(frozen=True)
 class FieldResult:
+    """One multi-bit field as KVM and the host answer it."""
+
     field: cp.FieldDef
     kvm: int | None
     host: int | None
@@ -33,6 +37,8 @@ class FieldResult:
 
 @dataclass(frozen=True)
 class LeafNote:
+    """A leaf-level quirk that applies here, with its evidence."""
+
     quirk: qk.LeafQuirk
     evidence: str
 
@@ -54,6 +60,8 @@ class XsaveComponent:
 
 @dataclass(frozen=True)
 class CpuidAnalysis:
+    """The effective CPUID of a guest in one set-up: every feature, field and leaf note."""
+
     snap: Snapshot
     options: qk.Options
     features: tuple[FeatureResult, ...]

@@ -51,6 +51,8 @@ HOST_FROM_CPUINFO = LevelSource.CPUINFO
 
 @dataclass(frozen=True)
 class PsabiSummary:
+    """The x86-64 levels a guest can be given and the host's own."""
+
     guest: LevelReport
     #: None when neither the host's CPUID nor its /proc/cpuinfo flags are known
     host: LevelReport | None
