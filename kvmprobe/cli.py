@@ -523,7 +523,9 @@ def cpuid(
         _explain_msr_bits(ctx, a, msr_explain, explain or "", as_json, required)
         return
     if target is not None:
-        story = effective.explain(a, target)
+        from kvmprobe.analysis.explanation import explain as story_of
+
+        story = story_of(a, target)
         assert story is not None
         if as_json:
             from kvmprobe.render import json as rj
