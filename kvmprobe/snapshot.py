@@ -9,7 +9,6 @@ input and rejects anything of the wrong shape with a KvmprobeError that names th
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -290,6 +289,8 @@ class Snapshot:
         }
 
     def dumps(self) -> str:
+        import json  # here, not at the top: a text report never reads or writes JSON
+
         return json.dumps(self.to_json(), indent=1) + "\n"
 
 
@@ -878,6 +879,8 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
 
 def loads(text: str, source: str) -> tuple[Snapshot, list[str]]:
     """Parse and check a snapshot's text; ``source`` names it in errors and in the result."""
+    import json
+
     hint = "record a new one with 'kvmprobe record -o FILE' on the host in question"
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
