@@ -10,11 +10,26 @@ their classes at start-up.
 
 from __future__ import annotations
 
+import stat as _stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvmprobe.errors import errno_name
 from kvmprobe.vocab import CgroupVersion, NodeKind
+
+
+@dataclass(frozen=True)
+class NodeMode:
+    """What stat() said about a device node, for hints that fit the node at hand (created
+    only on the way to a device error: kvmprobe.errors re-exports it)."""
+
+    mode: int  # st_mode (type and permission bits)
+    owner: str
+    group: str
+
+    @property
+    def text(self) -> str:
+        return f"{_stat.filemode(self.mode)} {self.owner}:{self.group}"
 
 
 @dataclass(frozen=True)

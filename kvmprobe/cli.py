@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,7 +22,24 @@ if TYPE_CHECKING:
 
 
 class KvmprobeGroup(click.Group):
-    """Turns KvmprobeError into one line plus a hint and the fixed exit status."""
+    """Turns KvmprobeError into one line plus a hint and the fixed exit status.
+
+    Subcommands registered with lazy_command are built (their options and arguments created)
+    the first time click looks them up: click's lazily loading group (list_commands and
+    get_command), so a run pays for its own command's options only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, Callable[[], click.Command]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        build = self.lazy_commands.pop(cmd_name, None)
+        if build is not None:
+            self.add_command(build(), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -153,6 +171,25 @@ def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
         _summary(DEFAULT_DEVICE)
 
 
+def lazy_command(*decorators: Any, name: str | None = None) -> Callable[[Any], Any]:
+    """Register the function as a subcommand of ``main`` whose click decorators (given top to
+    bottom, as they would be stacked) are applied when the command is first looked up."""
+
+    def register(f: Any) -> Any:
+        key = name or f.__name__
+
+        def build() -> click.Command:
+            cmd = f
+            for d in reversed(decorators):
+                cmd = d(cmd)
+            return click.command(key)(cmd)
+
+        main.lazy_commands[key] = build
+        return f
+
+    return register
+
+
 def _summary(device: str) -> None:
     """Usable or not, API version, capability and feature counts, where to look next."""
     from kvmprobe.analysis.effective import analyse
@@ -169,20 +206,23 @@ def _summary(device: str) -> None:
     click.echo(summary_text(snap, analysis, terminal()))
 
 
-@main.command()
-@common_options
-@click.argument("name_filter", required=False, metavar="[NAME-FILTER]", shell_complete=cap_names)
-@click.option("--all", "include_zero", is_flag=True, help="Also list known caps answered 0.")
-@click.option(
-    "--arch",
-    type=click.Choice([*(a.value for a in CapArch if a is not CapArch.GENERIC), "all"]),
-    help="With --all, whose caps answered 0 to list besides the generic ones: this host's "
-    "architecture (default) or another, or all.",
+@lazy_command(
+    common_options,
+    click.argument(
+        "name_filter", required=False, metavar="[NAME-FILTER]", shell_complete=cap_names
+    ),
+    click.option("--all", "include_zero", is_flag=True, help="Also list known caps answered 0."),
+    click.option(
+        "--arch",
+        type=click.Choice([*(a.value for a in CapArch if a is not CapArch.GENERIC), "all"]),
+        help="With --all, whose caps answered 0 to list besides the generic ones: this host's "
+        "architecture (default) or another, or all.",
+    ),
+    json_option,
+    from_option,
+    device_option,
+    click.pass_context,
 )
-@json_option
-@from_option
-@device_option
-@click.pass_context
 def caps(
     ctx: click.Context,
     name_filter: str | None,
@@ -232,11 +272,12 @@ def caps(
         _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
 
 
-@main.command()
-@common_options
-@click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
-@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@device_option
+@lazy_command(
+    common_options,
+    click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout."),
+    click.option("--force", is_flag=True, help="Overwrite FILE if it exists."),
+    device_option,
+)
 def record(output: str | None, force: bool, device: str) -> None:
     """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
     from kvmprobe.analysis.guest_cpuid import effective_tables
@@ -438,38 +479,44 @@ def _require_exit(ctx: click.Context, results: Any) -> None:
     ctx.exit(int(ExitStatus.CHECK_FAILED))
 
 
-@main.command()
-@common_options
-@click.argument(
-    "feature_filter", required=False, metavar="[FEATURE-FILTER]", shell_complete=feature_names
+@lazy_command(
+    common_options,
+    click.argument(
+        "feature_filter", required=False, metavar="[FEATURE-FILTER]", shell_complete=feature_names
+    ),
+    irqchip_option,
+    exits_option,
+    click.option(
+        "--host",
+        "show_host",
+        is_flag=True,
+        help="Show the host's own CPUID and host-only features.",
+    ),
+    click.option(
+        "--all",
+        "show_all",
+        is_flag=True,
+        help="Also list unsupported and host-only features, zero values and what values mean.",
+    ),
+    click.option(
+        "--raw",
+        is_flag=True,
+        help="Show the KVM_GET_SUPPORTED_CPUID entries (filtered) as registers.",
+    ),
+    click.option(
+        "--explain",
+        metavar="NAME",
+        help="Tell one feature's whole story.",
+        shell_complete=feature_names,
+    ),
+    click.option(
+        "--require", "require", metavar="LIST", help=REQUIRE_HELP, shell_complete=require_list
+    ),
+    json_option,
+    from_option,
+    device_option,
+    click.pass_context,
 )
-@irqchip_option
-@exits_option
-@click.option(
-    "--host", "show_host", is_flag=True, help="Show the host's own CPUID and host-only features."
-)
-@click.option(
-    "--all",
-    "show_all",
-    is_flag=True,
-    help="Also list unsupported and host-only features, zero values and what values mean.",
-)
-@click.option(
-    "--raw", is_flag=True, help="Show the KVM_GET_SUPPORTED_CPUID entries (filtered) as registers."
-)
-@click.option(
-    "--explain",
-    metavar="NAME",
-    help="Tell one feature's whole story.",
-    shell_complete=feature_names,
-)
-@click.option(
-    "--require", "require", metavar="LIST", help=REQUIRE_HELP, shell_complete=require_list
-)
-@json_option
-@from_option
-@device_option
-@click.pass_context
 def cpuid(
     ctx: click.Context,
     feature_filter: str | None,
@@ -501,8 +548,6 @@ def cpuid(
 
     reqs = _parse_require(require)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
-    from kvmprobe.analysis.msr import lookup_bit
-
     unused: dict[str, str] = {}
     if explain:
         with_explain = "with --explain (it shows one feature's story)"
@@ -514,6 +559,8 @@ def cpuid(
     if explain:
         target, alias_of = cq.resolve(explain)
         if target is None:
+            from kvmprobe.analysis.msr import lookup_bit
+
             msr_explain = lookup_bit(explain)
             if not msr_explain:
                 raise _unknown_feature(explain)
@@ -521,7 +568,10 @@ def cpuid(
     msr_refs: Any = ()  # feature-MSR bits the filter names
     if feature_filter:
         flt = cq.parse_filter(feature_filter)
-        msr_refs = lookup_bit(feature_filter) if flt.exact is None else ()
+        if flt.exact is None:
+            from kvmprobe.analysis.msr import lookup_bit
+
+            msr_refs = lookup_bit(feature_filter)
         if flt.exact is None and flt.location is None and not msr_refs and not _names_anything(flt):
             raise _unknown_feature(feature_filter)
     # the text report does not show the vCPU verification; JSON carries it
@@ -539,7 +589,9 @@ def cpuid(
         _explain_msr_bits(ctx, a, msr_explain, explain or "", as_json, required)
         return
     if target is not None:
-        story = effective.explain(a, target)
+        from kvmprobe.analysis.explanation import explain as story_of
+
+        story = story_of(a, target)
         assert story is not None
         if as_json:
             from kvmprobe.render import json as rj
@@ -686,12 +738,13 @@ def _field_selected(item: dict[str, Any], sel: Any) -> bool:
                for fr in sel.fields)  # fmt: skip
 
 
-@main.command()
-@common_options
-@json_option
-@from_option
-@device_option
-@click.pass_context
+@lazy_command(
+    common_options,
+    json_option,
+    from_option,
+    device_option,
+    click.pass_context,
+)
 def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str) -> None:
     """Why KVM does or does not work here, and what to do about it.
 
@@ -720,13 +773,14 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     ctx.exit(report.verdict.exit_status)
 
 
-@main.command()
-@common_options
-@click.argument("name_filter", required=False, metavar="[FILTER]")
-@json_option
-@from_option
-@device_option
-@click.pass_context
+@lazy_command(
+    common_options,
+    click.argument("name_filter", required=False, metavar="[FILTER]"),
+    json_option,
+    from_option,
+    device_option,
+    click.pass_context,
+)
 def msr(
     ctx: click.Context, name_filter: str | None, as_json: bool, from_file: str | None, device: str
 ) -> None:
@@ -769,12 +823,13 @@ def msr(
         _warn(f"{name_filter!r} names {names}, which KVM does not report here")
 
 
-@main.command()
-@common_options
-@json_option
-@from_option
-@device_option
-@click.pass_context
+@lazy_command(
+    common_options,
+    json_option,
+    from_option,
+    device_option,
+    click.pass_context,
+)
 def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str) -> None:
     """The Hyper-V enlightenments KVM offers (KVM_GET_SUPPORTED_HV_CPUID on /dev/kvm).
 
@@ -853,31 +908,32 @@ def _feature_names(feature_list: str | None) -> tuple[dict[str, str], tuple[BitR
 _irqchip_choice = click.Choice([m.value for m in Irqchip])
 
 
-@main.command()
-@common_options
-@click.option(
-    "-o",
-    "--output",
-    metavar="FILE",
-    help="Write FILE atomically, replacing it if it is a regular file (node_exporter's "
-    "textfile collector reads *.prom files); default: stdout.",
+@lazy_command(
+    common_options,
+    click.option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Write FILE atomically, replacing it if it is a regular file (node_exporter's "
+        "textfile collector reads *.prom files); default: stdout.",
+    ),
+    click.option(
+        "--irqchip",
+        "irqchips",
+        type=_irqchip_choice,
+        multiple=True,
+        help="VMM set-up the feature series describe; repeat for several (default: kernel).",
+    ),
+    click.option(
+        "--features",
+        "feature_list",
+        metavar="LIST",
+        help="Per-feature series only for these features (comma-separated names; feature-MSR "
+        "bits such as mds-no too); default: every named feature and every MSR bit KVM sets.",
+    ),
+    from_option,
+    device_option,
 )
-@click.option(
-    "--irqchip",
-    "irqchips",
-    type=_irqchip_choice,
-    multiple=True,
-    help="VMM set-up the feature series describe; repeat for several (default: kernel).",
-)
-@click.option(
-    "--features",
-    "feature_list",
-    metavar="LIST",
-    help="Per-feature series only for these features (comma-separated names; feature-MSR "
-    "bits such as mds-no too); default: every named feature and every MSR bit KVM sets.",
-)
-@from_option
-@device_option
 def metrics(
     output: str | None,
     irqchips: tuple[str, ...],
@@ -910,31 +966,32 @@ def metrics(
         _write_state_file(output, exposition(facts, set(names[0]), names[1]))
 
 
-@main.command()
-@common_options
-@click.option(
-    "-o",
-    "--output",
-    metavar="FILE",
-    help="Write FILE atomically, replacing it if it is a regular file (e.g. "
-    "/etc/kubernetes/node-feature-discovery/features.d/kvmprobe); default: stdout.",
+@lazy_command(
+    common_options,
+    click.option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Write FILE atomically, replacing it if it is a regular file (e.g. "
+        "/etc/kubernetes/node-feature-discovery/features.d/kvmprobe); default: stdout.",
+    ),
+    click.option(
+        "--irqchip",
+        type=_irqchip_choice,
+        default=Irqchip.KERNEL.value,
+        show_default=True,
+        help="VMM set-up the guest labels describe.",
+    ),
+    click.option(
+        "--namespace",
+        default=None,
+        metavar="NS",
+        help="Label namespace (a DNS subdomain; default kvmprobe.feature.node.kubernetes.io, "
+        "which nfd-master always publishes).",
+    ),
+    from_option,
+    device_option,
 )
-@click.option(
-    "--irqchip",
-    type=_irqchip_choice,
-    default=Irqchip.KERNEL.value,
-    show_default=True,
-    help="VMM set-up the guest labels describe.",
-)
-@click.option(
-    "--namespace",
-    default=None,
-    metavar="NS",
-    help="Label namespace (a DNS subdomain; default kvmprobe.feature.node.kubernetes.io, "
-    "which nfd-master always publishes).",
-)
-@from_option
-@device_option
 def nfd(
     output: str | None, irqchip: str, namespace: str | None, from_file: str | None, device: str
 ) -> None:
@@ -969,17 +1026,18 @@ def nfd(
     _write_state_file(output, text)
 
 
-@main.command()
-@common_options
-@click.option(
-    "--irqchip",
-    type=_irqchip_choice,
-    default=Irqchip.KERNEL.value,
-    show_default=True,
-    help="VMM set-up the guest facts describe.",
+@lazy_command(
+    common_options,
+    click.option(
+        "--irqchip",
+        type=_irqchip_choice,
+        default=Irqchip.KERNEL.value,
+        show_default=True,
+        help="VMM set-up the guest facts describe.",
+    ),
+    from_option,
+    device_option,
 )
-@from_option
-@device_option
 def fact(irqchip: str, from_file: str | None, device: str) -> None:
     """This host as one small JSON document: an Ansible facts.d fact (ansible_local.kvmprobe).
 
@@ -998,10 +1056,11 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
     emit(rj.dumps(fact_document(snap, facts, facts.setups[0])))
 
 
-@main.command()
-@common_options
-@click.argument("kind", required=False, metavar="[KIND]", shell_complete=schema_names)
-@click.option("--list", "list_all", is_flag=True, help="List the schemas kvmprobe ships.")
+@lazy_command(
+    common_options,
+    click.argument("kind", required=False, metavar="[KIND]", shell_complete=schema_names),
+    click.option("--list", "list_all", is_flag=True, help="List the schemas kvmprobe ships."),
+)
 def schema(kind: str | None, list_all: bool) -> None:
     """Print the JSON Schema (draft 2020-12) of a document kvmprobe writes.
 
@@ -1221,16 +1280,17 @@ def _load_snapshot(path: str) -> Snapshot:
     return snap
 
 
-@main.command()
-@common_options
-@click.argument("a_file", metavar="A")
-@click.argument("b_file", metavar="[B]", required=False)
-@irqchip_option
-@exits_option
-@require_option
-@json_option
-@device_option
-@click.pass_context
+@lazy_command(
+    common_options,
+    click.argument("a_file", metavar="A"),
+    click.argument("b_file", metavar="[B]", required=False),
+    irqchip_option,
+    exits_option,
+    require_option,
+    json_option,
+    device_option,
+    click.pass_context,
+)
 def diff(
     ctx: click.Context,
     a_file: str,
@@ -1284,23 +1344,26 @@ def diff(
         ctx.exit(int(ExitStatus.CHECK_FAILED))
 
 
-@main.command()
-@common_options
-@click.argument("paths", metavar="SNAP|DIR...", nargs=-1, required=True)
-@irqchip_option
-@exits_option
-@require_option
-@click.option(
-    "--skip-bad", is_flag=True, help="Report files that cannot be read and carry on without them."
+@lazy_command(
+    common_options,
+    click.argument("paths", metavar="SNAP|DIR...", nargs=-1, required=True),
+    irqchip_option,
+    exits_option,
+    require_option,
+    click.option(
+        "--skip-bad",
+        is_flag=True,
+        help="Report files that cannot be read and carry on without them.",
+    ),
+    click.option(
+        "--jobs",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Worker processes for reading many files (default: the CPUs available).",
+    ),
+    json_option,
+    click.pass_context,
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Worker processes for reading many files (default: the CPUs available).",
-)
-@json_option
-@click.pass_context
 def baseline(
     ctx: click.Context,
     paths: tuple[str, ...],

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import errno as _errno
 import stat as _stat
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kvmprobe.access_facts import NodeMode
 
 
 class ExitStatus(IntEnum):
@@ -40,17 +43,14 @@ def errno_name(code: int | None) -> str:
     return _errno.errorcode.get(code, f"E{code}")
 
 
-@dataclass(frozen=True)
-class NodeMode:
-    """What stat() said about a device node, for hints that fit the node at hand."""
+def __getattr__(name: str) -> Any:
+    # NodeMode lives with the other device-access facts and is created only when a device
+    # error needs a hint (every command imports this module; a dataclass costs start-up time)
+    if name == "NodeMode":
+        from kvmprobe.access_facts import NodeMode
 
-    mode: int  # st_mode (type and permission bits)
-    owner: str
-    group: str
-
-    @property
-    def text(self) -> str:
-        return f"{_stat.filemode(self.mode)} {self.owner}:{self.group}"
+        return NodeMode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _GROUP_RW = _stat.S_IRGRP | _stat.S_IWGRP

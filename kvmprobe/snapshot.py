@@ -9,7 +9,6 @@ input and rejects anything of the wrong shape with a KvmprobeError that names th
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
     from kvmprobe.access_facts import ContainerFacts as ContainerFacts
     from kvmprobe.access_facts import MountFacts as MountFacts
     from kvmprobe.access_facts import NodeStat as NodeStat
+    from kvmprobe.verification_facts import SetAttempt as SetAttempt
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -119,40 +119,6 @@ class Steps:
         return f"KVM_GET_DEVICE_ATTR({group}/{attr})"
 
 
-@dataclass(frozen=True)
-class SetAttempt:
-    """One start-up call a VMM makes with a value KVM advertised, tried on a fresh vCPU
-    (kvmprobe.kvm.verify): what was asked and what KVM answered. Raw facts, no conclusions."""
-
-    what: str  # the ioctl: KVM_SET_CPUID2, KVM_SET_MSRS, KVM_SET_XCRS, KVM_X86_SETUP_MCE, ...
-    irqchip: str  # the irqchip set-up of the VM it ran in (an Irqchip value)
-    target: int | None  # MSR index, XCR number; None for CPUID and MCE
-    value: int | None  # the value asked for (for KVM_SET_CPUID2: the number of entries)
-    accepted: bool | None  # None: the attempt itself failed (see errno)
-    errno: int | None = None
-    #: bits refused when tried one at a time (MSR bits; XCR0 state components)
-    refused_bits: tuple[int, ...] = ()
-    #: the CPUID table the vCPU was given (a CpuidTable value): KVM's supported table, or
-    #: kvmprobe's effective table for ``irqchip``; this call follows (or is) that KVM_SET_CPUID2
-    table: str = "supported"
-
-    @property
-    def errno_name(self) -> str | None:
-        return None if self.errno is None else errno_name(self.errno)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "irqchip": self.irqchip,
-            "target": self.target,
-            "value": _u64_json(self.value),
-            "accepted": self.accepted,
-            "errno": self.errno,
-            "refused_bits": list(self.refused_bits),
-            "table": self.table,
-        }
-
-
 def _u64_json(value: int | None) -> int | str | None:
     """Integers JSON readers can hold exactly stay numbers; larger ones become hex strings."""
     if value is None or value <= JSON_SAFE_MAX:
@@ -174,6 +140,8 @@ class ModuleInfo:
 
 @dataclass(frozen=True)
 class HostInfo:
+    """What the probe read about the host itself: kernel, CPU, KVM modules, host CPUID."""
+
     kernel_release: str = ""
     kernel_version: str = ""
     machine: str = ""
@@ -220,6 +188,10 @@ def __getattr__(name: str) -> Any:
         from kvmprobe import access_facts
 
         return getattr(access_facts, name)
+    if name == "SetAttempt":  # the vCPU verification's facts (kvmprobe.verification_facts)
+        from kvmprobe.verification_facts import SetAttempt
+
+        return SetAttempt
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -317,6 +289,8 @@ class Snapshot:
         }
 
     def dumps(self) -> str:
+        import json  # here, not at the top: a text report never reads or writes JSON
+
         return json.dumps(self.to_json(), indent=1) + "\n"
 
 
@@ -776,6 +750,8 @@ _ATTEMPT_KEYS = ("what", "irqchip", "target", "value", "accepted", "errno", "ref
 def _verification(v: Any, where: str) -> tuple[SetAttempt, ...] | None:
     if v is None:
         return None
+    from kvmprobe.verification_facts import SetAttempt
+
     out: list[SetAttempt] = []
     for i, raw in enumerate(_list(v, where)):
         w = f"{where}[{i}]"
@@ -904,6 +880,8 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
 
 def loads(text: str, source: str) -> tuple[Snapshot, list[str]]:
     """Parse and check a snapshot's text; ``source`` names it in errors and in the result."""
+    import json
+
     hint = "record a new one with 'kvmprobe record -o FILE' on the host in question"
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)

@@ -413,7 +413,7 @@ def test_readme_states_each_commands_options() -> None:
     common = {"--no-color", "--debug", "--help", "-h"}
     assert {"", "caps", "cpuid", "doctor", "record"} <= set(rows)
     for name, listed in rows.items():
-        cmd = main if not name else main.commands[name]
+        cmd = main if not name else main.get_command(click.Context(main), name)
         assert isinstance(cmd, click.Command)
         opts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts}
         opts |= {"--help", "-h"}

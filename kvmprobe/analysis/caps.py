@@ -242,6 +242,8 @@ def decode(number: int, value: int) -> DecodedValue:
 
 @dataclass(frozen=True)
 class CapRow:
+    """One capability with its value and decoding in each scope probed."""
+
     info: CapInfo
     values: dict[Scope, int | None]  # scope -> value (None: scope not probed, or check failed)
     decoded: dict[Scope, DecodedValue]  # scope -> decoded value (probed scopes only)
@@ -275,16 +277,30 @@ def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = Fal
     if include_zero:
         numbers.update(c.number for c in known_caps())
     rows: list[CapRow] = []
+    scopes = tuple(Scope)
+    per_scope = [(scope, snap.caps.get(scope)) for scope in scopes]
     for number in sorted(numbers):
         info = cap_info(number)
         if needle and not matches(info, needle):
             continue
-        values = {scope: snap.cap(number, scope) for scope in Scope}
-        decoded = {scope: decode(number, v) for scope, v in values.items() if v is not None}
-        failures = {
-            scope: f"{e.errno_name or 'failed'}: {e.message}"
-            for scope in Scope
-            if (e := snap.cap_failure(number, scope)) is not None
-        }
+        failures: dict[Scope, str] = {}
+        if snap.errors:
+            values = {scope: snap.cap(number, scope) for scope in scopes}
+            failures = {
+                scope: f"{e.errno_name or 'failed'}: {e.message}"
+                for scope in scopes
+                if (e := snap.cap_failure(number, scope)) is not None
+            }
+        else:  # no check failed: snap.cap's answer without looking for a failure each time
+            values = {s: None if v is None else v.get(number, 0) for s, v in per_scope}
+        # scopes mostly answer alike: one decoding per distinct value (they are immutable)
+        by_value: dict[int, DecodedValue] = {}
+        decoded: dict[Scope, DecodedValue] = {}
+        for scope, v in values.items():
+            if v is not None:
+                d = by_value.get(v)
+                if d is None:
+                    d = by_value[v] = decode(number, v)
+                decoded[scope] = d
         rows.append(CapRow(info=info, values=values, decoded=decoded, failures=failures))
     return rows

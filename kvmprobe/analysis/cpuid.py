@@ -26,6 +26,8 @@ def fmt_loc(leaf: int, subleaf: int, register: str, bit: int | str) -> str:
 
 @dataclass(frozen=True)
 class FeatureDef:
+    """One CPUID feature bit: where it is (leaf, subleaf, register, bit) and its names."""
+
     leaf: int
     subleaf: int
     register: str
@@ -48,6 +50,8 @@ class FeatureDef:
 
 @dataclass(frozen=True)
 class FieldDef:
+    """One multi-bit CPUID field: where it is (leaf, subleaf, register, bits lo..hi)."""
+
     leaf: int
     subleaf: int
     register: str

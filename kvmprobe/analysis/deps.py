@@ -31,12 +31,26 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, Answer, AnswerMap, answers_from_cpuid
 from kvmprobe.snapshot import CpuidEntry
 from kvmprobe.vocab import ConsistencyCheck, DependencyKind, Offered
+
+if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
+    from kvmprobe.analysis.deps_found import Dropped as Dropped
+    from kvmprobe.analysis.deps_found import Violation as Violation
+
+
+def __getattr__(name: str) -> Any:
+    # what a check finds missing is in kvmprobe.analysis.deps_found, created only when found
+    if name in ("Dropped", "Violation"):
+        from kvmprobe.analysis import deps_found
+
+        return getattr(deps_found, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # --------------------------------------------------------------------------------------------
 # The dependency facts
@@ -193,39 +207,6 @@ def requirements_of(feature: str, *, state: bool = True) -> tuple[Dependency, ..
 # Violations: offered while a requirement is not
 
 
-@dataclass(frozen=True)
-class Violation:
-    """``chain[0]`` is offered, every link up to ``chain[-2]`` is offered, and ``chain[-1]``,
-    which ``chain[-2]`` requires, is not (``answer`` says why or that it is unknown)."""
-
-    chain: tuple[str, ...]
-    answer: Answer
-
-    @property
-    def feature(self) -> str:
-        return self.chain[0]
-
-    @property
-    def missing(self) -> str:
-        return self.chain[-1]
-
-    @property
-    def direct(self) -> bool:
-        return len(self.chain) == 2
-
-    @property
-    def certain(self) -> bool:
-        """True when the requirement is known not to be offered; False when it is unknown."""
-        return self.answer.offered is Offered.NO
-
-    def describe(self) -> str:
-        via = "" if self.direct else f" (through {' -> '.join(self.chain)})"
-        return (
-            f"{self.feature} is offered but needs {self.missing}{via}, which is "
-            f"{self.answer.label()}"
-        )
-
-
 def _requirement_answer(answers: AnswerMap, dep: Dependency) -> tuple[str, Answer]:
     """The best answer among a dependency's alternatives: a yes if any, else the first
     known "no", else unknown."""
@@ -261,34 +242,14 @@ def violations(answers: AnswerMap, *, state: bool = True) -> tuple[Violation, ..
                 if answer.yes:
                     queue.append((*chain, name))
                 else:
+                    from kvmprobe.analysis.deps_found import Violation
+
                     out.append(Violation((*chain, name), answer))
     return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------
 # Closure: drop what cannot stand
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """``feature`` was dropped because ``chain[-1]`` (required through ``chain``) is absent."""
-
-    chain: tuple[str, ...]
-
-    @property
-    def feature(self) -> str:
-        return self.chain[0]
-
-    @property
-    def missing(self) -> str:
-        return self.chain[-1]
-
-    def reason(self, lacking: str | None = None) -> str:
-        """The reason in words: ``reason("host X lacks")`` gives "avx2 dropped: needs avx,
-        which host X lacks"; without ``lacking`` it ends "which is not in the set"."""
-        via = "" if len(self.chain) == 2 else f" (through {' -> '.join(self.chain[1:-1])})"
-        tail = lacking or "is not in the set"
-        return f"{self.feature} dropped: needs {self.missing}{via}, which {tail}"
 
 
 class Closure(NamedTuple):
@@ -310,6 +271,8 @@ def close_under_deps(features: Iterable[str], *, state: bool = True) -> Closure:
     for feature in sorted(have):
         chain = _missing_chain(feature, have, state)
         if chain is not None:
+            from kvmprobe.analysis.deps_found import Dropped
+
             dropped.append(Dropped(chain))
     gone = {d.feature for d in dropped}
     return Closure(have - gone, tuple(dropped))

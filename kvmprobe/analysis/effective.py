@@ -6,6 +6,7 @@ Everything the cpuid report and JSON show is computed here; the renderers only f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis import quirks as qk
@@ -13,9 +14,25 @@ from kvmprobe.snapshot import Snapshot
 from kvmprobe.tables.caps_data import KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
 from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
+if TYPE_CHECKING:
+    from kvmprobe.analysis.explanation import Explanation as Explanation
+    from kvmprobe.analysis.explanation import explain as explain
+
+
+def __getattr__(name: str) -> Any:
+    # ``cpuid --explain``'s story is in kvmprobe.analysis.explanation (one dataclass fewer for
+    # every other report); the names stay importable from here
+    if name in ("Explanation", "explain"):
+        from kvmprobe.analysis import explanation
+
+        return getattr(explanation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 @dataclass(frozen=True)
 class FeatureResult:
+    """One feature and its verdict."""
+
     feature: cp.FeatureDef
     verdict: qk.Verdict
 
@@ -26,6 +43,8 @@ class FeatureResult:
 
 @dataclass(frozen=True)
 class FieldResult:
+    """One multi-bit field as KVM and the host answer it."""
+
     field: cp.FieldDef
     kvm: int | None
     host: int | None
@@ -33,6 +52,8 @@ class FieldResult:
 
 @dataclass(frozen=True)
 class LeafNote:
+    """A leaf-level quirk that applies here, with its evidence."""
+
     quirk: qk.LeafQuirk
     evidence: str
 
@@ -54,6 +75,8 @@ class XsaveComponent:
 
 @dataclass(frozen=True)
 class CpuidAnalysis:
+    """The effective CPUID of a guest in one set-up: every feature, field and leaf note."""
+
     snap: Snapshot
     options: qk.Options
     features: tuple[FeatureResult, ...]
@@ -94,20 +117,6 @@ class CpuidAnalysis:
             if f.feature.loc == feature.loc:
                 return f
         return None
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """One feature's whole story, for ``cpuid --explain``: the result with every quirk step
-    (each step carries its record: condition in words, vendor scope, reason, citation) and
-    KVM's raw register."""
-
-    result: FeatureResult
-    kvm_register: int | None  # KVM's whole register holding the bit; None: leaf absent
-
-    @property
-    def steps(self) -> tuple[qk.Step, ...]:
-        return tuple(self.result.verdict.steps)
 
 
 def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
@@ -171,18 +180,6 @@ def analyse(snap: Snapshot, options: qk.Options | None = None) -> CpuidAnalysis:
         strings=strings,
         host_available=c.host is not None,
         host_source=c.host_source,
-    )
-
-
-def explain(a: CpuidAnalysis, feature: cp.FeatureDef) -> Explanation | None:
-    """The story of one feature of the analysis, or None when the analysis lacks it."""
-    r = a.find(feature)
-    if r is None:
-        return None
-    f = r.feature
-    return Explanation(
-        result=r,
-        kvm_register=cp.CpuidView(a.snap.supported_cpuid).reg(f.leaf, f.subleaf, f.register),
     )
 
 

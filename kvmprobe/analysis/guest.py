@@ -17,8 +17,9 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
@@ -51,6 +52,8 @@ HOST_FROM_CPUINFO = LevelSource.CPUINFO
 
 @dataclass(frozen=True)
 class PsabiSummary:
+    """The x86-64 levels a guest can be given and the host's own."""
+
     guest: LevelReport
     #: None when neither the host's CPUID nor its /proc/cpuinfo flags are known
     host: LevelReport | None
@@ -60,12 +63,13 @@ class PsabiSummary:
     host_cpuid_error: str | None
 
 
-def guest_answers(a: CpuidAnalysis) -> dict[str, Answer]:
-    """Every named feature of the analysis as an Answer for the x86-64 level (unnamed bits
-    left out; a feature offered only through KVM's emulator is "no (emulated)")."""
+def guest_answers(a: CpuidAnalysis, only: Container[str] | None = None) -> dict[str, Answer]:
+    """Every named feature of the analysis (or those named in ``only``) as an Answer for the
+    x86-64 level (unnamed bits left out; a feature offered only through KVM's emulator is
+    "no (emulated)")."""
     out: dict[str, Answer] = {}
     for r in a.features:
-        if not r.feature.known:
+        if not r.feature.known or (only is not None and r.feature.name not in only):
             continue
         v = r.verdict
         eff: bool | None = v.effective
@@ -73,11 +77,21 @@ def guest_answers(a: CpuidAnalysis) -> dict[str, Answer]:
     return out
 
 
+@cache
+def _level_features() -> tuple[cp.FeatureDef, ...]:
+    """The CPUID table's rows the x86-64 levels read (psabi_level looks at no other name)."""
+    names = {r.feature for r in requirements()}
+    return tuple(f for f in cp.features() if f.name in names)
+
+
 def psabi_summary(a: CpuidAnalysis) -> PsabiSummary:
-    guest = psabi_level(guest_answers(a))
+    # only the features the levels read are turned into answers (a name left out is
+    # "unknown" to psabi_level, which never asks for one outside its rows)
+    names = {f.name for f in _level_features()}
+    guest = psabi_level(guest_answers(a, names))
     snap = a.snap
     if snap.host.cpuid is not None:
-        host = psabi_level(answers_from_cpuid(snap.host.cpuid))
+        host = psabi_level(answers_from_cpuid(snap.host.cpuid, features=_level_features()))
         return PsabiSummary(guest, host, HOST_FROM_CPUID, None)
     error = snap.host.cpuid_error or "not recorded"
     if not snap.host.cpuinfo_flags:

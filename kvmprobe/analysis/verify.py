@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kvmprobe.snapshot import SetAttempt, Snapshot, Steps
+from kvmprobe.snapshot import Snapshot, Steps
+from kvmprobe.verification_facts import SetAttempt
 from kvmprobe.vocab import CpuidTable
 
 if TYPE_CHECKING:

@@ -14,11 +14,15 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from kvmprobe.errors import KvmprobeError, NodeMode, device_error, not_kvm_error
+from kvmprobe.errors import KvmprobeError, device_error, not_kvm_error
 from kvmprobe.kvm import abi
 from kvmprobe.limits import DEFAULT_DEVICE, FIRST_BUFFER, MAX_BUFFER
 from kvmprobe.snapshot import CpuidEntry
+
+if TYPE_CHECKING:
+    from kvmprobe.access_facts import NodeMode
 
 IoctlFn = Callable[..., int]
 
@@ -31,6 +35,8 @@ def node_mode(path: str) -> NodeMode | None:
     """Mode, owner and group of ``path`` for error hints; None when stat fails."""
     import grp
     import pwd
+
+    from kvmprobe.access_facts import NodeMode
 
     try:
         st = os.stat(path)

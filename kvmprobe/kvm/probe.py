@@ -16,14 +16,17 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kvmprobe.errors import KvmprobeError, errno_name
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import IoctlFn, KvmDevice
 from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
-from kvmprobe.snapshot import PROBE_STEP, CpuidEntry, ProbeError, SetAttempt, Snapshot, Steps
+from kvmprobe.snapshot import PROBE_STEP, CpuidEntry, ProbeError, Snapshot, Steps
 from kvmprobe.vocab import Irqchip, Scope
+
+if TYPE_CHECKING:
+    from kvmprobe.verification_facts import SetAttempt
 
 T = TypeVar("T")
 

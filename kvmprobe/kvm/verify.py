@@ -39,7 +39,8 @@ from contextlib import contextmanager
 
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import KvmDevice
-from kvmprobe.snapshot import CpuidEntry, SetAttempt
+from kvmprobe.snapshot import CpuidEntry
+from kvmprobe.verification_facts import SetAttempt
 from kvmprobe.vocab import CpuidTable, Irqchip
 
 #: the XCR number of XCR0 (the only XCR KVM_SET_XCRS takes today)

@@ -17,13 +17,8 @@ from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.cpuid_query import CpuidFilter, Selection
-    from kvmprobe.analysis.effective import (
-        CpuidAnalysis,
-        Explanation,
-        FeatureResult,
-        FieldResult,
-        LeafNote,
-    )
+    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, FieldResult, LeafNote
+    from kvmprobe.analysis.explanation import Explanation
     from kvmprobe.vocab import DisableExit
 
 STATUS_STYLE: dict[FeatureStatus, tuple[str, str]] = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 
 __all__ = [
@@ -69,6 +68,8 @@ def cell_len(text: str) -> int:
     combining marks none). Text reaching here has been through ``render.text.safe``."""
     if text.isascii():
         return len(text)
+    import unicodedata  # here: most reports are ASCII, and it is a shared library to load
+
     n = 0
     for ch in text:
         if unicodedata.combining(ch):

@@ -289,6 +289,8 @@ class Step:
 
 @dataclass
 class Verdict:
+    """What a guest gets for one feature bit: the raw answers, the status, and why."""
+
     kvm: bool
     emulated: bool | None  # None: KVM_GET_EMULATED_CPUID failed
     host: bool | None
