@@ -455,6 +455,10 @@ class LibvirtCpu:
     #: in a baseline: effective features left out because QEMU will not migrate a guest that
     #: has them (``QEMU_UNMIGRATABLE``; libvirt's names are the same)
     unmigratable: tuple[str, ...] = ()
+    #: effective features left out because QEMU's host model does not turn them on by itself
+    #: (``QEMU_ADDS_TO_SUPPORTED``, not automatic): libvirt judges a CPU against that host
+    #: model, so a CPU requiring them is "incompatible" to it (compare, migration)
+    host_model_lacks: tuple[str, ...] = ()
 
 
 def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
@@ -480,7 +484,14 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
         elif eff:
             (require if offered.has_loc(loc) else not_addable).append(name)
     unmigratable = [n for n in require if n in QEMU_UNMIGRATABLE] if g.is_baseline else []
-    require = [n for n in require if n not in unmigratable]
+    not_auto = {
+        lv.FEATURES[loc]
+        for loc, f in cp.by_loc().items()
+        if loc in lv.FEATURES
+        and QEMU_ADDS_TO_SUPPORTED.get(f.qemu_name or "", (None, True))[1] is False
+    }
+    host_model_lacks = [n for n in require if n in not_auto]
+    require = [n for n in require if n not in unmigratable and n not in host_model_lacks]
     table = cp.by_loc()
     unnamed = [
         table[loc].name if loc in table else cp.fmt_loc(*loc)
@@ -510,4 +521,5 @@ def libvirt_custom(g: GuestCpu) -> LibvirtCpu:
         tuple(dict.fromkeys(msr_disable)),
         tuple(dict.fromkeys(msr_unnamed)),
         tuple(unmigratable),
+        tuple(host_model_lacks),
     )

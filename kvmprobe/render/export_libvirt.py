@@ -52,12 +52,14 @@ def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:
                 + " ".join(c.unmigratable)
             )
         )
-    if "topoext" in c.require:
+    if c.host_model_lacks:
         lines.append(
             _comment(
-                "topoext: KVM offers it, but QEMU's host model does not turn it on by itself, so "
-                "'virsh hypervisor-cpu-compare' (which judges by that host model) may call this "
-                "CPU incompatible; a domain with it starts"
+                "left out although KVM offers them: QEMU's host model does not turn them on by "
+                "itself, and libvirt judges a CPU against that host model, so requiring them "
+                "would make it call this CPU incompatible (hypervisor-cpu-compare, migration); "
+                "add <feature policy='require'/> for them only where nothing compares: "
+                + " ".join(c.host_model_lacks)
             )
         )
     lines.append("<cpu mode='custom' match='exact'>")
@@ -93,6 +95,7 @@ def libvirt_document(snap: Snapshot, g: GuestCpu, c: LibvirtCpu) -> dict[str, An
         "unnamed": list(c.unnamed),
         "msr_unnamed": list(c.msr_unnamed),
         "unmigratable": list(c.unmigratable),
+        "host_model_lacks": list(c.host_model_lacks),
         "notes": baseline_notes(g),
     }
     return rj.document("export-libvirt", snap, body)
