@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -1154,6 +1155,12 @@ def export(
 
     if from_files.count("-") > 1:
         raise _stdin_twice()
+    seen: set[str] = set()
+    for f in from_files:
+        key = os.path.realpath(f) if f != "-" else f
+        if key in seen:
+            _warn(f"{f} is given more than once (the baseline is the same; its count of snapshots is not)")
+        seen.add(key)
     if len(from_files) > 1 and qemu_base == "host":
         raise KvmprobeError(
             "--qemu-base host cannot export a baseline: QEMU's host model differs per host",

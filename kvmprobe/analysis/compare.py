@@ -32,6 +32,12 @@ class FieldRule:
     why: str
 
 
+#: why the CPU signature fields never block a move
+_SIGNATURE_WHY = (
+    "family/model/stepping: the VMM's CPU definition sets them; they matter for "
+    "host-passthrough guests and errata workarounds"
+)
+
 FIELD_RULES: tuple[FieldRule, ...] = (
     FieldRule("max_basic_leaf", CompareRule.NOT_LESS,
               "a guest may read every basic leaf up to the maximum it was shown"),
@@ -51,13 +57,10 @@ FIELD_RULES: tuple[FieldRule, ...] = (
               "general-purpose PMU counters: a guest may use every counter it was shown"),
     FieldRule("pmu_fixed_counters", CompareRule.NOT_LESS,
               "fixed-function PMU counters: a guest may use every counter it was shown"),
-    FieldRule("family", CompareRule.INFO,
-              "family/model/stepping: the VMM's CPU definition sets them; they matter for "
-              "host-passthrough guests and errata workarounds"),
-    FieldRule("ext_family", CompareRule.INFO, "see family"),
-    FieldRule("model", CompareRule.INFO, "see family"),
-    FieldRule("ext_model", CompareRule.INFO, "see family"),
-    FieldRule("stepping", CompareRule.INFO, "see family"),
+    *(
+        FieldRule(name, CompareRule.INFO, _SIGNATURE_WHY)
+        for name in ("family", "ext_family", "model", "ext_model", "stepping")
+    ),
 )  # fmt: skip
 
 VENDOR_WHY = (

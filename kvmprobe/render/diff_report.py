@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
-from kvmprobe.vocab import Change
+from kvmprobe.vocab import Change, CompareRule
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.diff import DiffItem, DiffResult
@@ -22,6 +22,14 @@ GROUPS: tuple[tuple[Change, str, str], ...] = (
     (Change.ADDED, "B adds (a guest from B would lose these on A)", "cyan"),
     (Change.NOTE, "Notes (do not block)", "dim"),
 )
+
+#: each comparison rule in words (JSON keeps the rule's name)
+RULE_WORDS = {
+    CompareRule.MATCH: "must match",
+    CompareRule.NOT_LESS: "must not shrink",
+    CompareRule.SUPERSET: "B must have all of A's",
+    CompareRule.INFO: "",  # listed under "Notes (do not block)"
+}
 
 #: where an item's text continues when it wraps (under the item's name)
 HANG = 4
@@ -37,7 +45,8 @@ def _item(term: Term, i: DiffItem) -> list[Line]:
     if i.kind == "feature":
         line.add(f"  A: {i.a}; B: {i.b}")
     else:
-        line.add(f"  A: {safe(i.a)}, B: {safe(i.b)} ({i.rule})")
+        rule = f" ({RULE_WORDS[i.rule]})" if RULE_WORDS[i.rule] else ""
+        line.add(f"  A: {safe(i.a)}, B: {safe(i.b)}{rule}")
     if i.change is Change.UNKNOWN or i.kind != "feature":
         line.add(f"  - {safe(i.reason)}", "dim")
     return term.para(line, HANG)
