@@ -1159,7 +1159,7 @@ def export(
     for f in from_files:
         key = os.path.realpath(f) if f != "-" else f
         if key in seen:
-            _warn(f"{f} is given more than once (the baseline is the same; its count of snapshots is not)")
+            _warn(f"{f} is given more than once (the baseline is the same, its host count not)")
         seen.add(key)
     if len(from_files) > 1 and qemu_base == "host":
         raise KvmprobeError(
