@@ -1155,12 +1155,6 @@ def export(
 
     if from_files.count("-") > 1:
         raise _stdin_twice()
-    seen: set[str] = set()
-    for f in from_files:
-        key = os.path.realpath(f) if f != "-" else f
-        if key in seen:
-            _warn(f"{f} is given more than once (the baseline is the same, its host count not)")
-        seen.add(key)
     if len(from_files) > 1 and qemu_base == "host":
         raise KvmprobeError(
             "--qemu-base host cannot export a baseline: QEMU's host model differs per host",
@@ -1185,6 +1179,12 @@ def export(
     if fmt != "qemu":
         unused["qemu_base"] = f"on the {fmt} format"
     _warn_unused(click.get_current_context(), unused)
+    seen: set[str] = set()
+    for f in from_files:
+        key = os.path.realpath(f) if f != "-" else f
+        if key in seen:
+            _warn(f"{f} is given more than once (the baseline is the same, its host count not)")
+        seen.add(key)
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     if len(from_files) > 1:
         from kvmprobe.analysis.baseline import BaselineBuilder
