@@ -354,7 +354,7 @@ def _parse_exits(value: str | None) -> frozenset[DisableExit]:
 
 
 def _unknown_feature(name: str) -> KvmprobeError:
-    from kvmprobe.analysis.cpuid_query import suggestions
+    from kvmprobe.analysis import cpuid_query as cq
     from kvmprobe.analysis.msr import lookup_bit, msr_name
 
     refs = lookup_bit(name)
@@ -366,30 +366,25 @@ def _unknown_feature(name: str) -> KvmprobeError:
             f"see 'kvmprobe msr {name}'",
             ExitStatus.USAGE,
         )
-    import re
-
-    bit = re.fullmatch(
-        r"\s*(?:0x)?[0-9a-f]+\.(?:0x)?[0-9a-f]+\.e[abcd]x\[(\d+)(?::(\d+))?\]\s*", name, re.I
-    )
-    if bit and any(int(b) > 31 for b in bit.groups() if b is not None):
+    problem = cq.location_problem(name)
+    if problem is not None:
         return KvmprobeError(
-            f"{name!r}: a CPUID register has bits 0..31",
+            f"{name.strip()!r}: {problem}",
             "give a bit or a range within 0..31, such as 0x7.0.edx[29] or 0x80000008.0.eax[7:0]",
             ExitStatus.USAGE,
         )
-    number = re.fullmatch(r"\s*0x([0-9a-f]+)\s*", name, re.I)
-    if number is not None:
+    loc = cq.parse_location(name)
+    if loc is not None and loc.subleaf is None:  # a bare number: an MSR's, perhaps
         from kvmprobe.analysis import cpuid as cp
 
-        value = int(number.group(1), 16)
-        msr, _aliases, known = msr_name(value)
-        if known and not any(loc[0] == value for loc in cp.by_loc()):
+        msr, _aliases, known = msr_name(loc.leaf)
+        if known and not any(f.leaf == loc.leaf for f in cp.by_loc().values()):
             return KvmprobeError(
                 f"{name.strip()!r} is not a CPUID leaf kvmprobe knows, but it is MSR {msr}",
                 f"see 'kvmprobe msr {name.strip()}'",
                 ExitStatus.USAGE,
             )
-    close = suggestions(name)
+    close = cq.suggestions(name)
     hint = (
         f"did you mean: {', '.join(close)}?"
         if close
@@ -1251,20 +1246,19 @@ def _try_exported_table(
 ) -> Snapshot:
     """Never hand out a table a vCPU refuses: live, the exported table itself is tried on a vCPU
     of a VM set up for its irqchip mode; from a snapshot, what ``record`` tried for that mode
-    counts when the export asks for the plain table it tried."""
-    from kvmprobe.analysis.verify import verification
+    counts when the export asks for the plain table it tried (``guest_cpuid.vcpu_calls``)."""
+    from kvmprobe.analysis.guest_cpuid import vcpu_calls
+    from kvmprobe.analysis.verify import Refusal
 
     if live:
         from kvmprobe.kvm.probe import try_tables
 
         snap = try_tables(snap, {opts.irqchip: guest.entries}, device)
-    elif guest.with_opt_in or opts.disable_exits:
-        return snap
-    refusal = verification(snap).effective_refusal(opts.irqchip.value)
-    if refusal is not None:
-        err = refusal.attempt.errno_name or "refused"
+    refused = next((a for a in vcpu_calls(snap, guest) if a.accepted is False), None)
+    if refused is not None:
+        err = refused.errno_name or "refused"
         raise KvmprobeError(
-            f"a vCPU refused the table this export would give: {refusal.what}: {err}",
+            f"a vCPU refused the table this export would give: {Refusal(refused, ()).what}: {err}",
             "see 'kvmprobe doctor' and 'kvmprobe cpuid --json' (verification) for what KVM refused",
             ExitStatus.CHECK_FAILED,
         )

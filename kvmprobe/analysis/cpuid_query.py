@@ -189,6 +189,21 @@ def parse_location(text: str) -> Location | None:
     return Location(leaf, sub, m.group("reg"), lo, hi)
 
 
+def location_problem(text: str) -> str | None:
+    """Why a text shaped like a location is not one (``parse_location`` gives None for it),
+    in words; None when it is a location or not shaped like one."""
+    m = _LOCATION.fullmatch(text.strip().lower())
+    if m is None or m.group("hi") is None:
+        return None
+    hi = int(m.group("hi"))
+    lo = hi if m.group("lo") is None else int(m.group("lo"))
+    if hi > 31:
+        return "a CPUID register has bits 0..31"
+    if lo > hi:
+        return f"a bit range is written high:low ([{lo}:{hi}])"
+    return None
+
+
 class CpuidFilter:
     """A parsed FEATURE-FILTER: the text; the feature it names exactly (always shown,
     whatever its status); kvmprobe's name when the text was another spelling of it ("sse3"

@@ -36,7 +36,7 @@ from kvmprobe.analysis.effective import CpuidAnalysis
 from kvmprobe.analysis.msr_features import MsrBitResult, advertised_bits
 from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verification
 from kvmprobe.errors import ExitStatus, KvmprobeError
-from kvmprobe.snapshot import CpuidEntry, Snapshot
+from kvmprobe.snapshot import CpuidEntry, SetAttempt, Snapshot
 from kvmprobe.tables import msr_data
 from kvmprobe.vocab import FeatureStatus, Irqchip, Offered
 
@@ -248,6 +248,20 @@ def guest_cpu_from_analysis(a: CpuidAnalysis, *, with_opt_in: bool = False) -> G
         ),
         msr_bits=advertised_bits(a),
     )
+
+
+def vcpu_calls(snap: Snapshot, g: GuestCpu) -> tuple[SetAttempt, ...]:
+    """The vCPU calls that tried this very table (its KVM_SET_CPUID2, then its XCR0): live,
+    the export tried it itself; from a snapshot, ``record`` tried each irqchip mode's plain
+    table (no opt-in bits, no exits disabled), and KVM's own table when they are equal.
+    Empty when no attempt applies (a baseline, an older snapshot, another table)."""
+    if g.is_baseline or (snap.source != "live" and (g.with_opt_in or g.disable_exits)):
+        return ()
+    v = verification(snap)
+    calls = v.effective_table(g.irqchip)
+    if not calls and g.entries == snap.supported_cpuid:  # KVM's own table: tried as such
+        calls = tuple(a for a in v.attempts if a.what in (SET_CPUID2, SET_XCRS))
+    return calls
 
 
 def effective_tables(snap: Snapshot) -> dict[Irqchip, tuple[CpuidEntry, ...]]:

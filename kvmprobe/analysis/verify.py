@@ -254,9 +254,9 @@ def msr_trial(v: Verification, index: int) -> MsrTrial | None:
     not part of the verification (a snapshot with it, but without this MSR)."""
     if not v.tried:
         return MsrTrial(None, "no vCPU verification in this snapshot (record it again)")
-    for a in v.attempts:
-        if a.what == SET_MSRS and a.target == index:
-            if a.accepted is None:
-                return MsrTrial(None, f"the vCPU call failed ({a.errno_name or 'no errno'})")
-            return MsrTrial(a.accepted, None, _named_bits(a))
-    return None
+    a = msr_attempt(v, index)
+    if a is None:
+        return None
+    if a.accepted is None:
+        return MsrTrial(None, f"the vCPU call failed ({a.errno_name or 'no errno'})")
+    return MsrTrial(a.accepted, None, _named_bits(a))

@@ -62,14 +62,9 @@ def baseline_json(g: GuestCpu) -> dict[str, Any] | None:
 def tried_json(snap: Snapshot, g: GuestCpu) -> dict[str, Any] | None:
     """What a vCPU said to this very table: live, the export tried it; from a snapshot,
     ``record`` tried the plain table of each irqchip mode. None when no attempt applies."""
-    from kvmprobe.analysis.verify import verification
+    from kvmprobe.analysis.guest_cpuid import vcpu_calls
 
-    if g.is_baseline or (snap.source != "live" and (g.with_opt_in or g.disable_exits)):
-        return None
-    v = verification(snap)
-    calls = v.effective_table(g.irqchip)
-    if not calls and g.entries == snap.supported_cpuid:  # KVM's own table: tried as such
-        calls = tuple(a for a in v.attempts if a.what in ("KVM_SET_CPUID2", "KVM_SET_XCRS"))
+    calls = vcpu_calls(snap, g)
     if not calls:
         return None
     return {

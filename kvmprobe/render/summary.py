@@ -29,13 +29,6 @@ NEXT_STEPS = (
 HANG = 4
 
 
-def guest_mitigations(snap: Snapshot) -> str | None:
-    """The one-line speculation picture a guest is given, with what the vCPU check found."""
-    from kvmprobe.analysis.msr import mitigation_summary
-
-    return mitigation_summary(snap)
-
-
 def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None, term: Term | None = None) -> str:
     """The summary of a live probe of ``snap.device``; ``analysis`` is the in-kernel irqchip
     CPUID analysis (None when KVM_GET_SUPPORTED_CPUID gave no answer); laid out for ``term``
@@ -61,7 +54,9 @@ def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None, term: Term | No
             f"{counts[FeatureStatus.RUNTIME]} runtime); "
             f"{counts[FeatureStatus.HOST_ONLY]} host features not passed on"
         )
-    mitigations = guest_mitigations(snap)
+    from kvmprobe.analysis.msr import mitigation_summary
+
+    mitigations = mitigation_summary(snap)
     if mitigations:
         lines.append(f"  guest speculation picture: {safe(mitigations)}")
     if snap.errors:
