@@ -11,14 +11,15 @@ their classes at start-up.
 from __future__ import annotations
 
 import stat as _stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kvmprobe.errors import errno_name
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import CgroupVersion, NodeKind
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeMode:
     """What stat() said about a device node, for hints that fit the node at hand (created
     only on the way to a device error: kvmprobe.errors re-exports it)."""
@@ -32,7 +33,7 @@ class NodeMode:
         return f"{_stat.filemode(self.mode)} {self.owner}:{self.group}"
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeStat:
     """stat() of the device path (following symlinks)."""
 
@@ -56,7 +57,7 @@ class NodeStat:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class AclEntry:
     """One entry of the node's POSIX ACL (system.posix_acl_access)."""
 
@@ -68,7 +69,7 @@ class AclEntry:
         return {"tag": self.tag, "qualifier": self.qualifier, "perms": self.perms}
 
 
-@dataclass(frozen=True)
+@frozen
 class MountFacts:
     """The mount holding the device path, from /proc/self/mountinfo and statvfs()."""
 
@@ -90,7 +91,7 @@ class MountFacts:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class CgroupFacts:
     """The cgroups of the recording process and, under cgroup v1, its device rules."""
 
@@ -112,7 +113,7 @@ class CgroupFacts:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerFacts:
     """The usual signs of running in a container."""
 
@@ -132,7 +133,7 @@ class ContainerFacts:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class AccessFacts:
     """What the recording process found out about reaching the device node at ``path``."""
 

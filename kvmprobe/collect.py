@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from kvmprobe.analysis.baseline import BaselineBuilder
 from kvmprobe.analysis.profile import build
 from kvmprobe.errors import KvmprobeError
+from kvmprobe.frozen import frozen
 
 #: below this many files one process does the work (starting workers costs more)
 PARALLEL_FROM = 200
@@ -24,7 +25,7 @@ CHUNK = 250
 GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass(frozen=True)
+@frozen
 class BadFile:
     path: str
     message: str

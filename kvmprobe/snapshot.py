@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvmprobe import __version__
 from kvmprobe.errors import KvmprobeError, errno_name
+from kvmprobe.frozen import frozen
 from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
 from kvmprobe.vocab import AclTag, CgroupVersion, CpuidTable, Irqchip, NodeKind, Scope
 
@@ -48,7 +49,7 @@ ERRNO_MAX = 4096
 PROBE_STEP = "probe"
 
 
-@dataclass(frozen=True)
+@frozen
 class CpuidEntry:
     """One struct kvm_cpuid_entry2 (padding dropped: the kernel requires it to be zero)."""
 
@@ -75,7 +76,7 @@ class CpuidEntry:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class ProbeError:
     """An ioctl or read that failed while probing; recorded, never fatal."""
 
@@ -126,7 +127,7 @@ def _u64_json(value: int | None) -> int | str | None:
     return f"{value:#x}"
 
 
-@dataclass(frozen=True)
+@frozen
 class ModuleInfo:
     """A loaded (or built-in) KVM module and its parameters as read from /sys/module."""
 
@@ -138,7 +139,7 @@ class ModuleInfo:
         return {"builtin": self.builtin, "params": dict(sorted(self.params.items()))}
 
 
-@dataclass(frozen=True)
+@frozen
 class HostInfo:
     """What the probe read about the host itself: kernel, CPU, KVM modules, host CPUID."""
 
@@ -195,7 +196,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Snapshot:
     """Everything one probe of a KVM device learnt. ``source`` is 'live' or the file loaded."""
 

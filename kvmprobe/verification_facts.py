@@ -8,14 +8,14 @@ pay for creating the class at start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from kvmprobe.errors import errno_name
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import _u64_json
 
 
-@dataclass(frozen=True)
+@frozen
 class SetAttempt:
     """One start-up call a VMM makes with a value KVM advertised, tried on a fresh vCPU
     (kvmprobe.kvm.verify): what was asked and what KVM answered. Raw facts, no conclusions."""

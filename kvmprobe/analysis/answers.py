@@ -16,14 +16,14 @@ Pure: no I/O. Two builders are here:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from kvmprobe.analysis import cpuid as cp
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry
 from kvmprobe.vocab import FeatureStatus, NotOfferedReason, Offered
 
 
-@dataclass(frozen=True)
+@frozen
 class Answer:
     """Offered yes / no / unknown; a "no" always carries a reason (UNKNOWN when none is known)."""
 

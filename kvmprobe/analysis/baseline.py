@@ -45,6 +45,7 @@ from kvmprobe.analysis.profile import (
     field_slots,
     positions,
 )
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry, ProbeError
 from kvmprobe.vocab import CompareRule, NotOfferedReason, Offered
 
@@ -62,7 +63,7 @@ class _Host:
     msr: MsrFacts
 
 
-@dataclass(frozen=True)
+@frozen
 class Lacking:
     """One host that does not give a left-out feature, and why."""
 
@@ -71,7 +72,7 @@ class Lacking:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class LeftOut:
     """A feature some host gives (or whose answer is unknown somewhere) that the baseline
     does not have."""
@@ -89,7 +90,7 @@ class LeftOut:
         return self.feature.name
 
 
-@dataclass(frozen=True)
+@frozen
 class FieldValue:
     name: str
     where: str
@@ -107,7 +108,7 @@ class FieldValue:
         return self.lowest != self.highest
 
 
-@dataclass(frozen=True)
+@frozen
 class CapValue:
     name: str
     rule: CompareRule
@@ -119,7 +120,7 @@ class CapValue:
     why: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Baseline:
     hosts: tuple[str, ...]
     irqchip: str

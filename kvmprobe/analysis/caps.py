@@ -10,8 +10,9 @@ raw value always travels in ``DecodedValue.value``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from kvmprobe.frozen import frozen
 from kvmprobe.knowledge.caps import DESCRIPTIONS, SCALAR_KINDS, UNITS
 from kvmprobe.limits import CAP_LIMIT
 from kvmprobe.snapshot import Snapshot
@@ -47,7 +48,7 @@ _EXTRA_PREFIXES: dict[str, tuple[str, ...]] = {"KVM_X2APIC": ("KVM_X2APIC_API_",
 _NUMBER_BY_NAME: dict[str, int] = {name: number for number, (name, _arch) in CAPS.items()}
 
 
-@dataclass(frozen=True)
+@frozen
 class CapInfo:
     """What kvmprobe knows about one capability number."""
 
@@ -67,7 +68,7 @@ class CapInfo:
     group: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class DecodedValue:
     """A capability value, decoded; ``value`` is always the raw number."""
 
@@ -240,7 +241,7 @@ def decode(number: int, value: int) -> DecodedValue:
     return DecodedValue(value, (), 0, _format_number(value, kind, info.unit), kind)
 
 
-@dataclass(frozen=True)
+@frozen
 class CapRow:
     """One capability with its value and decoding in each scope probed."""
 

@@ -16,16 +16,16 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.analysis.answers import UNKNOWN, YES, Answer, no
 from kvmprobe.analysis.msr import BitRef, MsrBit, decode_msr, layout_rows, msr_name
 from kvmprobe.analysis.profile import HostProfile, MsrFacts, feature_space, field_def
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import CompareRule, NotOfferedReason
 
 
-@dataclass(frozen=True)
+@frozen
 class FieldRule:
     name: str  # a field of the CPUID table
     rule: CompareRule

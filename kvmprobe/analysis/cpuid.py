@@ -6,9 +6,9 @@ Pure: entries in, named bits and fields out. The quirk engine (analysis.quirks) 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import cache
 
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry
 from kvmprobe.vocab import Vendor
 
@@ -24,7 +24,7 @@ def fmt_loc(leaf: int, subleaf: int, register: str, bit: int | str) -> str:
     return f"{leaf:#x}.{subleaf}.{register}[{bit}]"
 
 
-@dataclass(frozen=True)
+@frozen
 class FeatureDef:
     """One CPUID feature bit: where it is (leaf, subleaf, register, bit) and its names."""
 
@@ -48,7 +48,7 @@ class FeatureDef:
         return fmt_loc(self.leaf, self.subleaf, self.register, self.bit)
 
 
-@dataclass(frozen=True)
+@frozen
 class FieldDef:
     """One multi-bit CPUID field: where it is (leaf, subleaf, register, bits lo..hi)."""
 

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, Answer, AnswerMap, answers_from_cpuid
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry
 from kvmprobe.vocab import ConsistencyCheck, DependencyKind, Offered
 
@@ -56,7 +56,7 @@ def __getattr__(name: str) -> Any:
 # The dependency facts
 
 
-@dataclass(frozen=True)
+@frozen
 class Dependency:
     """``feature`` needs one of ``requires`` (usually exactly one name)."""
 
@@ -75,7 +75,7 @@ class Dependency:
         return " or ".join(self.requires)
 
 
-@dataclass(frozen=True)
+@frozen
 class DependencyRow:
     """A cpuid_deps[] row as generated, resolved or not."""
 
@@ -299,7 +299,7 @@ def _missing_chain(feature: str, have: frozenset[str], state: bool) -> tuple[str
 # XSAVE state consistency on raw CPUID entries
 
 
-@dataclass(frozen=True)
+@frozen
 class Component:
     """An XSAVE state component and the feature that uses it."""
 
@@ -322,7 +322,7 @@ def components() -> tuple[Component, ...]:
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class Finding:
     """One contradiction inside a CPUID answer: which check, the features and state
     components involved, evidence text (our words) and the raw register values behind it."""

@@ -5,13 +5,12 @@ normally has neither: a report does not pay for creating their classes at start-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kvmprobe.analysis.answers import Answer
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import Offered
 
 
-@dataclass(frozen=True)
+@frozen
 class Violation:
     """``chain[0]`` is offered, every link up to ``chain[-2]`` is offered, and ``chain[-1]``,
     which ``chain[-2]`` requires, is not (``answer`` says why or that it is unknown)."""
@@ -44,7 +43,7 @@ class Violation:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Dropped:
     """``feature`` was dropped because ``chain[-1]`` (required through ``chain``) is absent."""
 

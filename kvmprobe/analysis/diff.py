@@ -21,15 +21,15 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from kvmprobe.analysis import compare as cmpr
 from kvmprobe.analysis.answers import Answer
 from kvmprobe.analysis.profile import HostProfile, XsaveComponent, feature_space, positions
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import Change, CompareRule, Offered
 
 
-@dataclass(frozen=True)
+@frozen
 class DiffItem:
     """One difference (or unknown) between A and B."""
 
@@ -55,7 +55,7 @@ def _verdict(blocking: list[DiffItem]) -> bool | None:
     return None if all(i.change is Change.UNKNOWN for i in blocking) else False
 
 
-@dataclass(frozen=True)
+@frozen
 class DiffResult:
     a: HostProfile
     b: HostProfile

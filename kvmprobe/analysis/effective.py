@@ -5,11 +5,11 @@ Everything the cpuid report and JSON show is computed here; the renderers only f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis import quirks as qk
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import Snapshot
 from kvmprobe.tables.caps_data import KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
 from kvmprobe.vocab import FeatureStatus, QuirkEffect
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True)
+@frozen
 class FeatureResult:
     """One feature and its verdict."""
 
@@ -41,7 +41,7 @@ class FeatureResult:
         return self.verdict.status not in (FeatureStatus.SUPPORTED, FeatureStatus.UNSUPPORTED)
 
 
-@dataclass(frozen=True)
+@frozen
 class FieldResult:
     """One multi-bit field as KVM and the host answer it."""
 
@@ -50,7 +50,7 @@ class FieldResult:
     host: int | None
 
 
-@dataclass(frozen=True)
+@frozen
 class LeafNote:
     """A leaf-level quirk that applies here, with its evidence."""
 
@@ -63,7 +63,7 @@ class LeafNote:
         return self.quirk.effect is not QuirkEffect.NOT_APPLICABLE
 
 
-@dataclass(frozen=True)
+@frozen
 class XsaveComponent:
     """One XSAVE state component KVM reports (leaf 0xD subleaf n >= 2)."""
 
@@ -73,7 +73,7 @@ class XsaveComponent:
     supervisor: bool  # 0xD.n ECX[0]: managed through IA32_XSS rather than XCR0
 
 
-@dataclass(frozen=True)
+@frozen
 class CpuidAnalysis:
     """The effective CPUID of a guest in one set-up: every feature, field and leaf note."""
 

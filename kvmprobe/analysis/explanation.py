@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis import quirks as qk
 from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
+from kvmprobe.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Explanation:
     """One feature's whole story, for ``cpuid --explain``: the result with every quirk step
     (each step carries its record: condition in words, vendor scope, reason, citation) and

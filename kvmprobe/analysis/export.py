@@ -12,12 +12,12 @@ no name for.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.guest_cpuid import GuestCpu
 from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.frozen import frozen
 
 #: where the QEMU property names of kvmprobe.tables.cpuid_data come from (its provenance
 #: header says the same; a test keeps the two equal). Older QEMUs lack some of these names
@@ -25,7 +25,7 @@ from kvmprobe.errors import ExitStatus, KvmprobeError
 QEMU_NAMES_FROM = "qemu/qemu @ 0048035a870312f2fd0f3dd28115398d26e419bb"
 
 
-@dataclass(frozen=True)
+@frozen
 class QemuCpu:
     """A QEMU ``-cpu`` value and what it could not say."""
 
@@ -216,7 +216,7 @@ def msr_bits_given_qemu(g: GuestCpu) -> frozenset[str]:
     return frozenset(r.bit.qemu_name for r in g.msr_bits if r.bit.qemu_name and r.effective)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Fit:
     name: str
     plus: tuple[str, ...]
@@ -331,7 +331,7 @@ FIRECRACKER_FORMAT_FROM = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class FirecrackerLeaf:
     """One ``cpuid_modifiers`` item: a bitmap (MSB first, ``0``/``1``/``x``) per register."""
 
@@ -341,7 +341,7 @@ class FirecrackerLeaf:
     bitmaps: tuple[tuple[str, str], ...]  # (register, 32-character bitmap), eax..edx order
 
 
-@dataclass(frozen=True)
+@frozen
 class FirecrackerMsr:
     """One ``msr_modifiers`` item: a 64-character bitmap (MSB first) for one MSR."""
 
@@ -433,7 +433,7 @@ LIBVIRT_BASE = "qemu64"
 LIBVIRT_NAMES_FROM = "libvirt 9.0.0 src/cpu_map (x86_features.xml, x86_qemu64.xml)"
 
 
-@dataclass(frozen=True)
+@frozen
 class LibvirtCpu:
     """A libvirt ``<cpu mode='custom' match='exact'>`` and what it could not say."""
 

@@ -29,7 +29,6 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from kvmprobe.analysis.answers import YES, Answer, answers_from_cpuid, no
 from kvmprobe.analysis.doctor import DoctorReport, diagnose, usable
@@ -37,6 +36,7 @@ from kvmprobe.analysis.effective import analyse
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
 from kvmprobe.analysis.msr import BitRef, MsrBit, lookup_bit, msr_name
 from kvmprobe.analysis.quirks import Options
+from kvmprobe.frozen import frozen
 from kvmprobe.knowledge.fleet import FLEET_CAPS, FleetCap
 from kvmprobe.snapshot import ProbeError, Snapshot
 from kvmprobe.vocab import (
@@ -50,7 +50,7 @@ from kvmprobe.vocab import (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class FeatureFact:
     """One named CPUID feature in one set-up."""
 
@@ -60,7 +60,7 @@ class FeatureFact:
     effective: bool | None  # None: unknown
 
 
-@dataclass(frozen=True)
+@frozen
 class SetupFacts:
     """What a guest can be given in one VMM set-up."""
 
@@ -84,7 +84,7 @@ class SetupFacts:
         return tuple(f.name for f in self.features if f.effective is None)
 
 
-@dataclass(frozen=True)
+@frozen
 class CapFact:
     """A capability value a fleet watches; ``value`` None when it is unknown."""
 
@@ -95,7 +95,7 @@ class CapFact:
     unknown_because: str | None
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrBitFact:
     """One feature-MSR bit and whether a guest is given it."""
 
@@ -116,7 +116,7 @@ class MsrBitFact:
     why: str
 
 
-@dataclass(frozen=True)
+@frozen
 class HostFacts:
     usable: bool
     api_version: int | None

@@ -18,7 +18,6 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from kvmprobe.analysis.answers import (
 )
 from kvmprobe.analysis.deps import Finding, consistency_findings
 from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ HOST_FROM_CPUID = LevelSource.CPUID
 HOST_FROM_CPUINFO = LevelSource.CPUINFO
 
 
-@dataclass(frozen=True)
+@frozen
 class PsabiSummary:
     """The x86-64 levels a guest can be given and the host's own."""
 

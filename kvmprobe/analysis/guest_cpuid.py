@@ -28,7 +28,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
@@ -36,6 +36,7 @@ from kvmprobe.analysis.effective import CpuidAnalysis
 from kvmprobe.analysis.msr_features import MsrBitResult, advertised_bits
 from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verification
 from kvmprobe.errors import ExitStatus, KvmprobeError
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry, SetAttempt, Snapshot
 from kvmprobe.tables import msr_data
 from kvmprobe.vocab import FeatureStatus, Irqchip, Offered
@@ -50,7 +51,7 @@ PDCM_LOC = cp.feature_loc("X86_FEATURE_PDCM")
 OPT_IN_STATUSES = frozenset({FeatureStatus.OPT_IN, FeatureStatus.EMULATED})
 
 
-@dataclass(frozen=True)
+@frozen
 class Change:
     """One bit of the exported table that differs from KVM_GET_SUPPORTED_CPUID, or one bit the
     export leaves out on purpose (``action`` "left-out": KVM does not report it either)."""
@@ -66,7 +67,7 @@ class Change:
         return cp.fmt_loc(*self.loc)
 
 
-@dataclass(frozen=True)
+@frozen
 class GuestCpu:
     """The effective guest CPU, ready for export."""
 

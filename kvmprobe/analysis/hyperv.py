@@ -16,9 +16,9 @@ needs for it; ``hv-passthrough`` turns on every supported property except those 
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from functools import cache
 
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry, ProbeError, Snapshot
 from kvmprobe.tables import caps_data
 from kvmprobe.tables import hyperv_data as T
@@ -41,7 +41,7 @@ REGISTERS = ("eax", "ebx", "ecx", "edx")
 _STEP = "KVM_GET_SUPPORTED_HV_CPUID"
 
 
-@dataclass(frozen=True)
+@frozen
 class HvBit:
     leaf: int
     register: str
@@ -56,7 +56,7 @@ class HvBit:
         return self.kernel_name or self.qemu_macro or f"bit {self.bit}"
 
 
-@dataclass(frozen=True)
+@frozen
 class HvField:
     leaf: int
     register: str
@@ -67,7 +67,7 @@ class HvField:
     value: int
 
 
-@dataclass(frozen=True)
+@frozen
 class HvRegister:
     register: str
     value: int
@@ -76,7 +76,7 @@ class HvRegister:
     remainder: int
 
 
-@dataclass(frozen=True)
+@frozen
 class HvLeaf:
     leaf: int
     #: HYPERV_CPUID_* name, or None for a leaf the tables don't know
@@ -89,7 +89,7 @@ class HvLeaf:
     signatures: tuple[tuple[str, str, str], ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class HvProperty:
     name: str
     aliases: tuple[str, ...]
@@ -111,7 +111,7 @@ class HvProperty:
     requirements: tuple[tuple[HvRequirement, str, str | None], ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class HyperVAnalysis:
     availability: HvAvailability
     #: plain sentences saying why, with the evidence

@@ -26,15 +26,15 @@ them as met; either way they are listed in ``LevelResult.emulated``. Unknown nev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.analysis.answers import Answer, AnswerMap, lookup_answer
 from kvmprobe.analysis.cpuid import fmt_loc
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import NotOfferedReason, Offered, PsabiLevel, RequirementKind
 
 
-@dataclass(frozen=True)
+@frozen
 class Requirement:
     """One row of a psABI level as kvmprobe checks it."""
 
@@ -63,7 +63,7 @@ class Requirement:
         return f"{self.psabi_name} ({self.feature})"
 
 
-@dataclass(frozen=True)
+@frozen
 class Shortfall:
     """A requirement that is not met, with the answer that decided it."""
 
@@ -80,7 +80,7 @@ class Shortfall:
         return f"{r.label} at {r.where}: {self.answer.label()}"
 
 
-@dataclass(frozen=True)
+@frozen
 class LevelResult:
     """One level's own rows (not the lower levels')."""
 
@@ -93,7 +93,7 @@ class LevelResult:
     emulated: tuple[Requirement, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class LevelReport:
     """The highest level met and every level's result, lowest first."""
 

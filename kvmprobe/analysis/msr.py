@@ -15,10 +15,11 @@ allowed-1 settings (a 1 means the control may be 1). Each known control gets a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cache
 
 from kvmprobe.analysis.msr_layout import MsrBit, _rows, layout_rows, msr_name
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import ProbeError, Snapshot
 from kvmprobe.tables import msr_data as T
 from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin, Vendor
@@ -51,7 +52,7 @@ def _origin(index: int) -> MsrOrigin:
     return MsrOrigin(origin)
 
 
-@dataclass(frozen=True)
+@frozen
 class DecodedBit:
     """One layout row read out of a value."""
 
@@ -73,7 +74,7 @@ class DecodedBit:
         return self.value != 0
 
 
-@dataclass(frozen=True)
+@frozen
 class DecodedMsr:
     """A feature MSR value, decoded; ``value`` is always the raw 64-bit number."""
 
@@ -198,7 +199,7 @@ def decode_msr(index: int, value: int, vendor: Vendor = Vendor.OTHER) -> Decoded
 # The whole picture of one snapshot
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrIndexEntry:
     """One index of KVM_GET_MSR_INDEX_LIST (an MSR KVM saves and restores)."""
 
@@ -209,7 +210,7 @@ class MsrIndexEntry:
     origin: MsrOrigin
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrAnalysis:
     vendor: Vendor
     #: KVM_GET_MSR_FEATURE_INDEX_LIST as recorded; None when not asked or failed
@@ -271,7 +272,7 @@ def _index_entry(index: int) -> MsrIndexEntry:
 # Names and filters
 
 
-@dataclass(frozen=True)
+@frozen
 class BitRef:
     """A named bit and the MSRs whose layout it belongs to."""
 
@@ -324,7 +325,7 @@ def _name_matches(needle: str, names: Iterable[str]) -> bool:
     return any(n in _norm(x) or n in _norm(x.removeprefix("MSR_")) for x in names)
 
 
-@dataclass(frozen=True)
+@frozen
 class Selection:
     """What a filter kept: feature MSRs (possibly with only some rows), index-list entries,
     and the MSR indices the filter names that KVM does not report here."""
@@ -384,7 +385,7 @@ def _select_bits(a: MsrAnalysis, rows: list[MsrBit], msrs: set[int]) -> Selectio
 # The vulnerability picture in one line (for doctor and the bare summary)
 
 
-@dataclass(frozen=True)
+@frozen
 class MitigationPicture:
     """What a guest is told about speculation: which mitigations it may skip."""
 

@@ -14,12 +14,12 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvmprobe.analysis.answers import Answer
 from kvmprobe.analysis.msr import BitRef, MsrBit, layout_rows, lookup_bit, msr_name
 from kvmprobe.analysis.profile import MsrFacts, msr_facts
+from kvmprobe.frozen import frozen
 from kvmprobe.tables import msr_data as T
 from kvmprobe.vocab import MsrLayoutKind, Offered
 
@@ -36,7 +36,7 @@ ANNOUNCED_BY: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrBitResult:
     """One feature-MSR bit on one host: what KVM advertises, what a vCPU took, the answer."""
 

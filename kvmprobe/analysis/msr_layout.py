@@ -8,13 +8,13 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
+from kvmprobe.frozen import frozen
 from kvmprobe.tables import msr_data as T
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrBit:
     """One row of a feature MSR's layout: a bit (lo == hi) or a field."""
 

@@ -30,12 +30,12 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import cache
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, Answer
 from kvmprobe.analysis.answers import verdict_answer as verdict_answer  # its old home
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import ProbeError, Snapshot, Steps
 from kvmprobe.vocab import FeatureStatus, Vendor
 
@@ -45,7 +45,7 @@ U32 = 0xFFFF_FFFF
 # The feature space: one 32-bit slot per register that names CPUID features
 
 
-@dataclass(frozen=True)
+@frozen
 class FeatureSpace:
     """Positions for every bit of every register the CPUID table names features in.
 
@@ -169,7 +169,7 @@ def field_def(name: str) -> cp.FieldDef:
 # The profile
 
 
-@dataclass(frozen=True)
+@frozen
 class Override:
     """A bit whose answer is not simply KVM's: what a quirk (or a failed step) made of it."""
 
@@ -181,7 +181,7 @@ class Override:
     unknowns: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class XsaveComponent:
     """One XSAVE state component of leaf 0xD (subleaf n >= 2) as KVM reports it."""
 
@@ -191,7 +191,7 @@ class XsaveComponent:
     supervisor: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrFacts:
     """What one host says about its feature MSRs: KVM's list and values, and what a vCPU did
     with them (kvmprobe's verification). Hashable, so a fleet can share equal ones."""
@@ -243,7 +243,7 @@ def msr_facts(snap: Snapshot) -> MsrFacts:
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class HostProfile:
     """What ``diff``, ``baseline`` and ``--require`` know of one host in one set-up."""
 

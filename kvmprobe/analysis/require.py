@@ -12,17 +12,17 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import Answer
 from kvmprobe.analysis.cpuid_query import resolve
 from kvmprobe.analysis.levels import LevelReport
 from kvmprobe.analysis.msr import BitRef, lookup_bit
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import Offered, PsabiLevel, RequireKind
 
 
-@dataclass(frozen=True)
+@frozen
 class Requirement:
     text: str
     kind: RequireKind
@@ -39,7 +39,7 @@ class Requirement:
         return self.text
 
 
-@dataclass(frozen=True)
+@frozen
 class UnknownName:
     text: str
     suggestions: tuple[str, ...]
@@ -90,7 +90,7 @@ def _suggest(item: str, limit: int = 5) -> tuple[str, ...]:
     return tuple(out[:limit])
 
 
-@dataclass(frozen=True)
+@frozen
 class Subject:
     """Where answers come from: one host's effective CPUID, a baseline..."""
 
@@ -102,7 +102,7 @@ class Subject:
     levels: LevelReport
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     requirement: Requirement
     met: bool
@@ -111,7 +111,7 @@ class Outcome:
     why: str
 
 
-@dataclass(frozen=True)
+@frozen
 class RequireResult:
     subject: str
     outcomes: tuple[Outcome, ...]

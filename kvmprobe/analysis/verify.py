@@ -9,9 +9,9 @@ host-model) stops at start-up. Every refusal here names the bits and who would s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import Snapshot, Steps
 from kvmprobe.verification_facts import SetAttempt
 from kvmprobe.vocab import CpuidTable
@@ -29,7 +29,7 @@ SET_XCRS = "KVM_SET_XCRS"
 SETUP_MCE = "KVM_X86_SETUP_MCE"
 
 
-@dataclass(frozen=True)
+@frozen
 class RefusedBit:
     """One bit of an advertised value that a vCPU refused on its own."""
 
@@ -49,7 +49,7 @@ class RefusedBit:
         return self.row.libvirt_name if self.row is not None else None
 
 
-@dataclass(frozen=True)
+@frozen
 class Refusal:
     """One start-up call KVM refused, with the bits it refused when they could be named."""
 
@@ -79,7 +79,7 @@ class Refusal:
         return "?" if self.attempt.value is None else f"{self.attempt.value:#x}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Verification:
     """The verdict on the snapshot's verification facts."""
 
@@ -236,7 +236,7 @@ def qemu_host_fix(v: Verification) -> str | None:
     return "-cpu host," + ",".join(dict.fromkeys(switches)) if switches else None
 
 
-@dataclass(frozen=True)
+@frozen
 class MsrTrial:
     """What a vCPU said to one feature MSR's advertised value."""
 

@@ -19,8 +19,7 @@ Stdlib only; plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import Scope
 
 __all__ = [
@@ -37,7 +36,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@frozen
 class FleetCap:
     name: str  # exact KVM_CAP_* name (kvmprobe.tables.caps_data)
     scope: Scope  # the fd a VMM asks on

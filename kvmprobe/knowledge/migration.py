@@ -17,14 +17,13 @@ Stdlib only; plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import CompareRule
 
 __all__ = ["CAPS", "MSR_LIST_USED_BY", "MSR_LIST_WHY", "MigrationCap"]
 
 
-@dataclass(frozen=True)
+@frozen
 class MigrationCap:
     name: str  # exact KVM_CAP_* name
     number: int

@@ -17,12 +17,12 @@ Used by ``kvmprobe doctor``.  Stdlib only; plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from kvmprobe.frozen import frozen
 
 __all__ = ["KVM_MODULES", "MODULE_PARAMS", "ModuleParam", "params_for_module"]
 
 
-@dataclass(frozen=True)
+@frozen
 class ModuleParam:
     module: str
     name: str

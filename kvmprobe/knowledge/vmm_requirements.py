@@ -15,19 +15,19 @@ Used by ``kvmprobe doctor``.  Stdlib only; plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from kvmprobe.frozen import frozen
 
 __all__ = ["VMMS", "VmmProfile", "VmmRequirement", "vmm_by_id"]
 
 
-@dataclass(frozen=True)
+@frozen
 class VmmRequirement:
     cap: str  # exact KVM_CAP_* constant name, e.g. "KVM_CAP_IRQCHIP"
     required: bool  # True = the VMM refuses to start without it
     note: str  # our own words: what the VMM uses it for
 
 
-@dataclass(frozen=True)
+@frozen
 class VmmProfile:
     id: str  # "qemu", "firecracker", "cloud-hypervisor"
     name: str  # display name

@@ -34,9 +34,9 @@ KVM is known to give it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from kvmprobe.analysis.fleet_facts import HostFacts, SetupFacts
+from kvmprobe.frozen import frozen
 from kvmprobe.knowledge.fleet import (
     DNS_LABEL_MAX,
     LABEL_NAME_MAX,
@@ -116,7 +116,7 @@ def label_problem(key: str, value: str) -> str | None:
     return namespace_problem(ns) or name_problem(name) or value_problem(value)
 
 
-@dataclass(frozen=True)
+@frozen
 class NfdFile:
     labels: tuple[tuple[str, str], ...]
     #: feature names that could not be labels (invalid name or too long), left out

@@ -18,14 +18,13 @@ One module per check group: device, kernel, api, vmm, nested; the report types i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kvmprobe.analysis.doctor.api import api_checks, usable
 from kvmprobe.analysis.doctor.device import cgroup_allows, device_checks, in_container
 from kvmprobe.analysis.doctor.kernel import kernel_checks, kvm_present
 from kvmprobe.analysis.doctor.nested import hypervisor_signatures, nested_checks
 from kvmprobe.analysis.doctor.report import Check, DoctorReport, Verdict
 from kvmprobe.analysis.doctor.vmm import missing_caps, short_citation, vmm_checks
+from kvmprobe.frozen import frozen
 from kvmprobe.knowledge.vmm_requirements import VMMS
 from kvmprobe.snapshot import Snapshot
 from kvmprobe.vocab import CheckStatus, DoctorOutcome
@@ -49,7 +48,7 @@ __all__ = [
 NO_ACCESS_FACTS = "not in this snapshot: it was recorded without device-access facts"
 
 
-@dataclass(frozen=True)
+@frozen
 class DoctorOptions:
     vmms: tuple[str, ...] = tuple(p.id for p in VMMS)
 

@@ -6,12 +6,11 @@ Pure data. Statuses are ``vocab.CheckStatus``; what a FAIL means for the host is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import CheckStatus, DoctorOutcome
 
 
-@dataclass(frozen=True)
+@frozen
 class Check:
     id: str  # "device.access": group, dot, name
     title: str
@@ -32,7 +31,7 @@ class Check:
         return 0 if self.outcome is None else self.outcome.exit_status
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     outcome: DoctorOutcome
     message: str
@@ -47,7 +46,7 @@ class Verdict:
         return self.outcome.exit_status
 
 
-@dataclass(frozen=True)
+@frozen
 class DoctorReport:
     checks: tuple[Check, ...]
     verdict: Verdict

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from kvmprobe.analysis.cpuid import CpuidView, Loc, cpuinfo_flag, vendor_kind
+from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import ProbeError, Snapshot, Steps
 from kvmprobe.tables.caps_data import KVM_CAP_X86_DISABLE_EXITS
 from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Scope, Vendor
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class Options:
     """The VMM set-up being analysed. Plain strings are accepted and checked against the
     vocabularies (a bad name raises ValueError)."""
@@ -230,7 +231,7 @@ FEATURE_EFFECTS = frozenset(
 LEAF_EFFECTS = frozenset({QuirkEffect.VMM_BUILDS, QuirkEffect.NOTE, QuirkEffect.NOT_APPLICABLE})
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class Quirk:
     """One documented behaviour of KVM's CPUID answer, for the feature bits it names."""
 
@@ -253,7 +254,7 @@ class Quirk:
             raise ValueError(f"{self.id}: a record is scoped to Intel or AMD, or to neither")
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class LeafQuirk:
     """A catalogue row about a whole leaf, a field, an MSR or a capability, not a bit."""
 
@@ -270,7 +271,7 @@ class LeafQuirk:
             raise ValueError(f"{self.id}: {self.effect} is not an effect on a leaf")
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """One quirk considered for one feature: whether it applied, and the facts read."""
 
