@@ -32,11 +32,30 @@ def _read(path: str) -> str:
         return f.read()
 
 
+def _first_cpu_block(path: str = "/proc/cpuinfo") -> str:
+    """/proc/cpuinfo up to the end of its first CPU's block. The kernel writes the file one
+    CPU at a time as it is read, so on a host with hundreds of CPUs reading only the first
+    block saves composing all the others (the fields kvmprobe uses are the same on every CPU
+    of a host it supports: one vendor, one model)."""
+    data = b""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while b"\n\n" not in data:
+            chunk = os.read(fd, 16384)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", "replace")
+    return text.split("\n\n", 1)[0]
+
+
 def _cpuinfo() -> tuple[str, str, tuple[str, ...]]:
     vendor = model = ""
     flags: tuple[str, ...] = ()
     try:
-        text = _read("/proc/cpuinfo")
+        text = _first_cpu_block()
     except OSError:
         return vendor, model, flags
     for line in text.splitlines():

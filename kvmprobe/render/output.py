@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import stat
 import sys
-import threading
 from typing import TextIO
 
 from kvmprobe.errors import ExitStatus, KvmprobeError
@@ -78,6 +76,9 @@ def _refuse_non_regular(path: str) -> None:
 def _ignore_interrupts_from_now() -> None:
     """Once the file is in place the command has done its work: an interrupt arriving now
     must not make it report failure (130) for a file that was written."""
+    import signal  # here: only a command that writes a file needs it
+    import threading
+
     if protect_completed_writes and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
