@@ -35,7 +35,12 @@ from kvmprobe.analysis.export import (
     msr_bits_given_qemu,
     qemu_model,
 )
-from kvmprobe.analysis.guest_cpuid import GuestCpu, guest_cpu_from_analysis, guest_cpu_from_baseline
+from kvmprobe.analysis.guest_cpuid import (
+    PER_VCPU_FIELDS,
+    GuestCpu,
+    guest_cpu_from_analysis,
+    guest_cpu_from_baseline,
+)
 from kvmprobe.analysis.profile import build, feature_space
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.cli import main
@@ -102,6 +107,15 @@ def test_the_table_follows_the_policy() -> None:
         got = fd.extract(getattr(view.entry(fd.leaf, fd.subleaf), fd.register))
         assert got == fd.extract(getattr(first[(fd.leaf, fd.subleaf)], fd.register)), name
     assert "model" in g.first_host_fields  # the two recorded hosts are different models
+    # the recordings ran CPUID on CPUs with different APIC IDs: per-vCPU values, never named
+    differ = {
+        fd.name
+        for fd in cp.fields()
+        if all((fd.leaf, fd.subleaf) in t for t in tables)
+        and len({fd.extract(getattr(t[(fd.leaf, fd.subleaf)], fd.register)) for t in tables}) > 1
+    }
+    assert "initial_apic_id" in differ
+    assert not differ & PER_VCPU_FIELDS & set(g.first_host_fields)
     # XSAVE sizes: the largest of the hosts
     size_max = view.entry(0xD, 0)
     assert size_max is not None and size_max.ecx == max(t[(0xD, 0)].ecx for t in tables)

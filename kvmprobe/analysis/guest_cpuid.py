@@ -285,6 +285,13 @@ def effective_tables(snap: Snapshot) -> dict[Irqchip, tuple[CpuidEntry, ...]]:
 #: also recomputes the XSAVE sizes from the guest's XCR0 / XSS while it runs)
 LARGEST_IS_SAFE = frozenset({"xsave_size_enabled", "xsave_size_max", "xsaves_size_enabled"})
 
+#: fields that describe the CPU that ran CPUID (its APIC IDs, AMD's core and node of that CPU):
+#: a VMM writes each vCPU's own values there, so a difference between the hosts' answers is no
+#: difference a guest sees, and it is not named as one
+PER_VCPU_FIELDS = frozenset(
+    {"initial_apic_id", "topo_x2apic_id", "topo2_x2apic_id", "ext_apic_id", "core_id", "node_id"}
+)
+
 
 def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
     """The baseline guest of several hosts, ready for export (the baseline export policy,
@@ -307,7 +314,8 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
       widths, PMU counters); XSAVE sizes: the largest (a guest allocates by them; KVM
       recomputes them anyway); any other field whose value differs between the hosts
       (family/model/stepping, cache and topology descriptions): the first host's, named in
-      ``first_host_fields`` and in every export's comments;
+      ``first_host_fields`` and in every export's comments, except the per-vCPU ones
+      (``PER_VCPU_FIELDS``: APIC IDs, which a VMM sets for each vCPU);
     - every other register (brand string, cache and topology leaves with no field row): the
       first host's;
     - leaf 0xD: XCR0/XSS as the baseline keeps them, each component at its common size and
@@ -391,7 +399,7 @@ def guest_cpu_from_baseline(b: Baseline, hosts: Sequence[GuestCpu]) -> GuestCpu:
             value = max(values)
         else:
             value = r[j] & mask
-            if len(set(values)) > 1:
+            if len(set(values)) > 1 and fd.name not in PER_VCPU_FIELDS:
                 first_host.append(fd.name)
         r[j] = (r[j] & ~mask) | value
         offered = [
