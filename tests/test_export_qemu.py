@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from conftest import FIXTURES
+from support.comments import unfolded_qemu
 from test_export_cpuid2 import refused_arch_caps
 
 from kvmprobe.analysis import cpuid as cp
@@ -72,7 +73,10 @@ def test_userspace_irqchip_removes_the_lapic_features() -> None:
 def test_cli_text() -> None:
     r = run("export", "qemu", "--from", FIX, "--qemu-base", "host")
     assert r.exit_code == 0, r.stderr
-    lines = r.stdout.splitlines()
+    folded_lines = r.stdout.splitlines()
+    assert all(line.startswith("#") for line in folded_lines[:-1])
+    assert all(len(line) <= 100 or " " not in line[4:] for line in folded_lines[:-1])
+    lines = unfolded_qemu(r.stdout).splitlines()
     assert lines[-1].startswith("-cpu host") and lines[-1].endswith(",enforce")
     assert all(line.startswith("# ") for line in lines[:-1])
     assert any(QEMU_NAMES_FROM in line for line in lines)
@@ -343,7 +347,7 @@ def test_names_the_version_lacks_are_a_comment_not_a_property() -> None:
     q = qemu_model(g)
     assert "+kvm-asyncpf-vmexit" in q.not_in_version and "asyncpf-vmexit" not in q.value
     text = run("export", "qemu", "--from", FIX).stdout
-    comment = next(x for x in text.splitlines() if "no property for" in x)
+    comment = next(x for x in unfolded_qemu(text).splitlines() if "no property for" in x)
     assert comment.startswith("# ") and "+kvm-asyncpf-vmexit" in comment
 
 
@@ -353,7 +357,8 @@ def test_no_subset_model_falls_back_to_fewest_removals() -> None:
     q = qemu_model(g)
     assert q.minus == ("pni",) and "fewest removals" in q.choice
     r = run("export", "qemu", "--from", FIX)
-    assert f"# base: {q.base}, " in r.stdout and q.qemu_version in r.stdout
+    out = unfolded_qemu(r.stdout)
+    assert f"# base: {q.base}, " in out and q.qemu_version in out
 
 
 def test_irqchip_mode_defaults_of_the_model_are_followed() -> None:

@@ -7,11 +7,13 @@ from typing import Any
 
 from kvmprobe.analysis.export import LIBVIRT_NAMES_FROM, LibvirtCpu
 from kvmprobe.analysis.guest_cpuid import GuestCpu, baseline_notes
+from kvmprobe.render.text import folded
 from kvmprobe.snapshot import Snapshot
 
 
 def _comment(text: str) -> str:
-    return "<!-- " + text.replace("--", "- -") + " -->"
+    """One XML comment, folded over lines ("--" may not appear inside one)."""
+    return "\n".join(folded(text.replace("--", "- -") + " -->", "<!-- ", "     "))
 
 
 def libvirt_xml(g: GuestCpu, c: LibvirtCpu) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu
 from kvmprobe.analysis.guest_cpuid import GuestCpu, baseline_notes
+from kvmprobe.render.text import folded
 from kvmprobe.snapshot import Snapshot
 
 
@@ -44,8 +45,8 @@ def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:
     ):  # fmt: skip
         if names:
             lines.append(f"# {what}: " + " ".join(names))
-    lines.append(f"-cpu {q.value}")
-    return "\n".join(lines) + "\n"
+    comments = [part for line in lines for part in folded(line[2:], "# ", "#   ")]
+    return "\n".join([*comments, f"-cpu {q.value}"]) + "\n"
 
 
 def qemu_document(snap: Snapshot, g: GuestCpu, q: QemuCpu) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 Strings from the system or a snapshot file (device names, kernel release, module parameters,
 CPUID vendor bytes, error messages) are data. Before a text report prints them, control
 characters, unpaired surrogates and bidirectional overrides become visible escapes, so a file
-cannot move the cursor, change colours, retitle the terminal or reorder what is shown."""
+cannot move the cursor, change colours, retitle the terminal or reorder what is shown.
+
+Also here: ``folded``, comment text of the export files folded at word boundaries (a QEMU
+or libvirt definition is read in an editor as often as it is pasted)."""
 
 from __future__ import annotations
 
@@ -30,6 +33,26 @@ def safe(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+#: the width export comments are folded to (the line length of kvmprobe's own source)
+COMMENT_WIDTH = 100
+
+
+def folded(text: str, first: str, rest: str, width: int = COMMENT_WIDTH) -> list[str]:
+    """``text`` as lines of at most ``width`` characters: the first behind ``first``, the
+    others behind ``rest``. Breaks only at spaces; a word longer than a line stays whole
+    (a feature name or a path must survive being copied)."""
+    import textwrap  # here: only the exports fold text
+
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]
 
 
 def failed_steps_line(errors: Sequence[ProbeError], most: int = 4) -> str:
