@@ -384,13 +384,28 @@ def _unknown_feature(name: str) -> KvmprobeError:
                 f"see 'kvmprobe msr {name.strip()}'",
                 ExitStatus.USAGE,
             )
+    if loc is not None:  # a well-formed location: what is there, never names "close" to it
+        from kvmprobe.analysis import cpuid as cp
+
+        where = name.strip()
+        if any(loc.covers(f.leaf, f.subleaf, f.register, f.bit, f.bit) for f in cp.features()):
+            return KvmprobeError(
+                f"{where!r} holds several features; one is asked for here",
+                f"'kvmprobe cpuid {where}' lists them; give one, e.g. by its name",
+                ExitStatus.USAGE,
+            )
+        return KvmprobeError(
+            f"kvmprobe knows no CPUID feature or value at {where}",
+            "'kvmprobe cpuid --raw' lists the leaves KVM answers",
+            ExitStatus.USAGE,
+        )
     close = cq.suggestions(name)
     hint = (
         f"did you mean: {', '.join(close)}?"
         if close
         else "use a Linux name (x2apic), a QEMU or libvirt name (tsc-deadline, pclmuldq), a "
-        "kernel name (X86_FEATURE_..., KVM_FEATURE_...), a feature-MSR bit (mds-no) or a "
-        "location such as 0x1.0.ecx[24] or 0x40000001"
+        "kernel name (X86_FEATURE_..., KVM_FEATURE_...), a feature-MSR bit (mds-no), a value "
+        "(phys_addr_bits) or a location such as 0x1.0.ecx[24] or 0x40000001"
     )
     return KvmprobeError(f"unknown CPUID feature {name!r}", hint, ExitStatus.USAGE)
 
@@ -502,7 +517,7 @@ def _require_exit(ctx: click.Context, results: Any) -> None:
     click.option(
         "--explain",
         metavar="NAME",
-        help="Tell one feature's whole story.",
+        help="Tell one feature's or one value's whole story (phys_addr_bits, 0x1.0.eax[11:8]).",
         shell_complete=feature_names,
     ),
     click.option(
@@ -546,20 +561,20 @@ def cpuid(
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     unused: dict[str, str] = {}
     if explain:
-        with_explain = "with --explain (it shows one feature's story)"
+        with_explain = "with --explain (it shows one feature's or value's story)"
         unused |= dict.fromkeys(("feature_filter", "raw", "show_host", "show_all"), with_explain)
     _warn_unused(ctx, unused)
 
     target = None
     msr_explain: Any = ()  # feature-MSR bits --explain names (mds-no), when no CPUID feature
+    told = None  # what --explain names: a feature, MSR bits, a value, a bit no table names
     if explain:
-        target, alias_of = cq.resolve(explain)
-        if target is None:
-            from kvmprobe.analysis.msr import lookup_bit
-
-            msr_explain = lookup_bit(explain)
-            if not msr_explain:
-                raise _unknown_feature(explain)
+        told = cq.explain_target(explain)
+        if told is None:
+            raise _unknown_feature(explain)
+        if told.refusal is not None:
+            raise KvmprobeError(*told.refusal, ExitStatus.USAGE)
+        target, alias_of, msr_explain = told.feature, told.alias_of, told.msr_bits
     flt = None
     msr_refs: Any = ()  # feature-MSR bits the filter names
     if feature_filter:
@@ -584,6 +599,18 @@ def cpuid(
     if msr_explain:
         _explain_msr_bits(ctx, a, msr_explain, explain or "", as_json, required)
         return
+    if told is not None and told.field is not None:
+        _explain_value(ctx, a, told, as_json, required)
+        return
+    if told is not None and told.bit is not None:  # a bit no table names: KVM sets it, or no
+        target = next((r.feature for r in a.features if r.feature.loc == told.bit), None)
+        if target is None:
+            where = told.text.strip()
+            raise KvmprobeError(
+                f"no feature kvmprobe knows is at {where}, and KVM does not set that bit here",
+                f"'kvmprobe cpuid {where.rsplit('[', 1)[0]}' shows the whole register",
+                ExitStatus.USAGE,
+            )
     if target is not None:
         from kvmprobe.analysis.explanation import explain as story_of
 
@@ -611,10 +638,7 @@ def cpuid(
         from kvmprobe.analysis.msr_features import bit_result
 
         msr_bits = tuple(bit_result(a, ref) for ref in msr_refs)
-        if not sel.features:  # only MSR bits match: they are the answer
-            _show_msr_bits(ctx, a, msr_bits, feature_filter or "", as_json, required)
-            return
-    if flt is not None and sel.empty:
+    if flt is not None and sel.empty and not msr_bits:
         raise KvmprobeError(
             f"nothing in KVM's CPUID answer matches {feature_filter!r}",
             "a location must name a leaf KVM answers: see 'kvmprobe cpuid --raw'",
@@ -629,6 +653,7 @@ def cpuid(
             body["fields"] = [f for f in body["fields"] if _field_selected(f, sel)]
             ids = {n.quirk.id for n in sel.notes}
             body["leaf_notes"] = [n for n in body["leaf_notes"] if n["quirk"] in ids]
+            body["matched"] = rj.matched_json(sel, msr_bits)
         from kvmprobe.analysis.guest import cpuid_consistency, psabi_summary
 
         body["psabi"] = rj.psabi_json(psabi_summary(a))
@@ -643,7 +668,7 @@ def cpuid(
     from kvmprobe.render import cpuid_report as cr
 
     term = _term(ctx)
-    if raw:
+    if raw and (sel.features or not msr_bits):  # MSR bits alone have no CPUID registers
         _emit_lines(ctx, cr.raw_lines(sel, term, "KVM_GET_SUPPORTED_CPUID entries"))
         _print_require(ctx, required)
         _require_exit(ctx, required)
@@ -655,14 +680,9 @@ def cpuid(
         show_all=show_all,
         refused=tuple(refused),
         exits_known=exits_known,
+        msr_bits=msr_bits,  # feature-MSR bits the filter names (mds-no; ssb-no: CPUID too)
     )
-    lines = cr.cpuid_lines(a, view, term)
-    if msr_bits:  # the filter also names feature-MSR bits (ssb-no: a CPUID bit and an MSR bit)
-        from kvmprobe.render.msr_bits_report import table_lines
-        from kvmprobe.render.term import Line
-
-        lines = [*lines, Line(), *table_lines(msr_bits, term)]
-    _emit_lines(ctx, lines)
+    _emit_lines(ctx, cr.cpuid_lines(a, view, term))
     _print_require(ctx, required)
     _require_exit(ctx, required)
 
@@ -697,25 +717,29 @@ def _explain_msr_bits(
     _require_exit(ctx, required)
 
 
-def _show_msr_bits(
-    ctx: click.Context, a: Any, results: Any, text: str, as_json: bool, required: Any
-) -> None:
-    """``cpuid mds-no``: the feature-MSR bits a filter names, when no CPUID feature matches."""
+def _explain_value(ctx: click.Context, a: Any, told: Any, as_json: bool, required: Any) -> None:
+    """``cpuid --explain phys_addr_bits`` (or its location): one value's story."""
+    from kvmprobe.analysis.explanation import explain_field
+
+    story = explain_field(a, told.field)
+    assert story is not None
     if as_json:
         from kvmprobe.render import json as rj
 
-        body = rj.cpuid_body(a, [])
-        body["filter"] = text
-        body["fields"] = []
-        body["leaf_notes"] = []
-        body["msr_bits"] = [rj.msr_bit_json(r) for r in results]
+        body = rj.cpuid_body(a, [], include_steps=True)
+        body["fields"] = [rj.field_story_json(story)]
         if required is not None:
             body["require"] = rj.require_json(required)
         emit(rj.dumps(rj.document("cpuid", a.snap, body)))
     else:
-        from kvmprobe.render.msr_bits_report import table_lines
+        from kvmprobe.analysis.cpuid_query import parse_location
+        from kvmprobe.render.cpuid_report import field_explain_lines
+        from kvmprobe.render.text import safe
 
-        _emit_lines(ctx, table_lines(results, _term(ctx)))
+        loc = parse_location(told.text)  # bits within the value, not the value's own: say so
+        inside = loc is not None and loc != parse_location(told.field.where)
+        typed = safe(told.text.strip()) if inside else None
+        _emit_lines(ctx, field_explain_lines(a, story, _term(ctx), typed))
         _print_require(ctx, required)
     _require_exit(ctx, required)
 

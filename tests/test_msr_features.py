@@ -216,7 +216,9 @@ def test_libvirt_and_qemu_names_everywhere(typed: str, name: str) -> None:
 def test_a_filter_naming_a_cpuid_feature_and_an_msr_bit_shows_both() -> None:
     r = run("cpuid", "ssb-no", "--from", ZEN4, "--no-color")
     assert r.exit_code == 0
-    assert "1 feature matches 'ssb-no'" in r.stdout and "Feature MSR bits" in r.stdout
+    assert "1 feature and 1 feature-MSR bit match 'ssb-no'" in r.stdout
+    assert "Feature-MSR bits a guest can be given: 0 of 1" in r.stdout
+    assert r.stdout.index("Feature MSR bits") < r.stdout.index("Summary: ")
     assert "ssb-no  MSR 0x10a MSR_IA32_ARCH_CAPABILITIES bit 4  KVM: clear  guest: no" in r.stdout
     doc = json.loads(run("cpuid", "ssb-no", "--json", "--from", ZEN4).stdout)
     assert [b["name"] for b in doc["msr_bits"]] == ["ssb-no"] and doc["features"]

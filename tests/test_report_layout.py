@@ -283,7 +283,7 @@ def test_filter_filters_every_section() -> None:
     assert len(out.splitlines()) < 30
     assert "topo_x2apic_id" in out  # the one value whose name matches
     assert "l1d_size_kb" not in out and "[pmu-leaf]" not in out and "XCR0 mask" not in out
-    assert "1 feature matches 'x2apic'" in out
+    assert "1 feature and 2 fields match 'x2apic'" in out  # topo_x2apic_id, topo2_x2apic_id
 
 
 def test_filter_applies_to_raw_and_json() -> None:

@@ -22,7 +22,7 @@ def test_summary_of_a_recorded_host() -> None:
     assert lines[0] == "KVM is usable at /dev/kvm: API version 12, kernel 6.18.44-fc-v657"
     assert lines[1].startswith("  capabilities: 99 answered non-zero on /dev/kvm (VM created: ok")
     assert lines[2].startswith("  guest CPUID (in-kernel irqchip): ")
-    assert "host features not passed on" in text.replace("\n    ", " ")
+    assert "host features KVM does not pass on" in text.replace("\n    ", " ")
     assert "  kvmprobe doctor    why KVM does or does not work here" in lines
     assert any(line.startswith("  kvmprobe export ") for line in lines)
     assert all(len(line) <= 80 and line == line.rstrip() for line in lines)

@@ -179,15 +179,19 @@ def _by_location_text(n: str) -> FeatureDef | None:
 
 
 def suggestions(name: str, limit: int = 5) -> list[str]:
+    """Names close to ``name``: spelled alike, or containing it. Only names (Linux, QEMU,
+    kernel) are candidates, never locations: ``0x1.0.ecx`` is not "close" to ``ssse3``
+    because that feature sits at ``0x1.0.ecx[9]``."""
     import difflib
 
     n = _norm(name)
-    pool = sorted(_names())
-    close = difflib.get_close_matches(n, pool, n=limit * 3, cutoff=0.6)
+    names = _names()
+    pool = sorted(k for k, f in names.items() if k != _norm(f.where))
+    close = difflib.get_close_matches(n, pool, n=limit * 3, cutoff=0.75)
     close += [p for p in pool if n and n in p and p not in close]
     seen: list[str] = []
     for c in close:
-        display = _names()[c].name
+        display = names[c].name
         if display not in seen:
             seen.append(display)
     return seen[:limit]

@@ -24,7 +24,14 @@ from kvmprobe.analysis import cpuid as cp
 from kvmprobe.vocab import DisableExit, FeatureStatus
 
 if TYPE_CHECKING:
-    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, FieldResult, LeafNote
+    from kvmprobe.analysis.effective import (
+        CpuidAnalysis,
+        FeatureResult,
+        FieldResult,
+        LeafNote,
+        Tally,
+    )
+    from kvmprobe.analysis.msr import BitRef
     from kvmprobe.snapshot import CpuidEntry, Snapshot
 
 #: Spellings people type that are neither kvmprobe's (Linux's) name nor QEMU's nor the
@@ -109,18 +116,60 @@ def resolve(name: str) -> tuple[cp.FeatureDef | None, str | None]:
     return cp.lookup(target), target
 
 
-def suggestions(name: str, limit: int = 5) -> list[str]:
-    """Close spellings for a name nothing matches, the well-known spellings first."""
-    import difflib
+#: how alike a name must be to what was typed to be suggested (difflib's ratio: 0.75 is one
+#: letter wrong in a four-letter name)
+CLOSE = 0.75
 
-    n = _norm(name)
-    out = [f"{v} ({k})" for k, v in aliases().items() if k.startswith(n) or n.startswith(k)]
-    close = difflib.get_close_matches(n, list(aliases()), n=2, cutoff=0.8)
-    out += [f"{aliases()[k]} ({k})" for k in close if f"{aliases()[k]} ({k})" not in out]
-    for s in cp.suggestions(name, limit):
-        if s not in out:
-            out.append(s)
-    return out[:limit]
+
+def suggestions(name: str, limit: int = 5) -> list[str]:
+    """Names close to a name nothing matches, closest first: spelled alike (``x2apci``),
+    containing it (``avx5``: ``avx512f``), or a well-known spelling it starts (``lzcn``:
+    ``abm (lzcnt)``). Candidates are the names of features (Linux, QEMU, kernel, the extra
+    spellings), of values and of feature-MSR bits; never locations, and nothing for a text
+    shaped like a location (what is at a location is said by its own message)."""
+    from difflib import SequenceMatcher
+
+    t = name.strip().lower()
+    if _LOCATION.fullmatch(t) and (t.startswith("0x") or "." in t):
+        return []
+    n = _bare(_norm(name))
+    if not n:
+        return []
+    from kvmprobe.analysis.msr import _bit_names
+
+    score: dict[str, float] = {}
+
+    def offer(display: str, key: str, floor: float = 0.0) -> None:
+        m = SequenceMatcher(None, n, key)
+        r = m.ratio() if m.real_quick_ratio() >= CLOSE and m.quick_ratio() >= CLOSE else 0.0
+        if len(n) < 3:
+            floor = 0.0  # one or two letters are in too many names to say which was meant
+        elif n in key:
+            floor = max(floor, CLOSE)
+        r = max(r, floor)
+        if r >= CLOSE and r > score.get(display, 0.0):
+            score[display] = r
+
+    for k, v in aliases().items():
+        offer(f"{v} ({k})", k, 0.9 if k.startswith(n) or n.startswith(k) else 0.0)
+    for f in cp.features():
+        for spelling in (f.name, f.qemu_name, f.kernel_name):
+            if spelling:
+                offer(f.name, _bare(_norm(spelling)))
+    for fd in cp.fields():
+        offer(fd.name, _norm(fd.name))
+    for key, refs in _bit_names().items():
+        offer(refs[0].bit.qemu_name or key.replace("_", "-"), _norm(key))
+    ranked = sorted(score, key=lambda d: -score[d])  # stable: table order among equals
+    return ranked[:limit]
+
+
+def _bare(n: str) -> str:
+    """A normalised name without the kernel's prefix (``x86_feature_avx`` -> ``avx``)."""
+    for prefix in ("x86_feature_", "kvm_feature_"):
+        if n.startswith(prefix) and len(n) > len(prefix):
+            return n.removeprefix(prefix)
+    return n
 
 
 class Location:
@@ -274,6 +323,11 @@ class Selection:
             out[r.verdict.status] += 1
         return out
 
+    def tally(self) -> Tally:
+        from kvmprobe.analysis.effective import tally
+
+        return tally(self.features)
+
 
 def select(a: CpuidAnalysis, flt: CpuidFilter | None) -> Selection:
     """Everything when ``flt`` is None; else what it selects in every section."""
@@ -321,3 +375,118 @@ def refused_exits(snap: Snapshot, exits: Iterable[DisableExit]) -> tuple[list[Di
     if value is None:
         return asked, False
     return [x for x in asked if not value & x.flag], True
+
+
+# ---- what ``cpuid --explain`` takes: the names and locations the filter takes, one at a time
+
+
+def resolve_field(text: str) -> cp.FieldDef | None:
+    """The multi-bit field (a value) ``text`` names: by its name (``phys_addr_bits``), by its
+    location (``0x80000008.0.eax[7:0]``), or by bits that lie within it alone
+    (``0x1.0.eax[8]`` is in ``family``)."""
+    n = _norm(text)
+    for fd in cp.fields():
+        if _norm(fd.name) == n:
+            return fd
+    loc = parse_location(text)
+    if loc is None or loc.lo is None or loc.hi is None or loc.subleaf is None:
+        return None
+    lo, hi = loc.lo, loc.hi
+    inside = [
+        fd
+        for fd in cp.fields()
+        if (fd.leaf, fd.subleaf, fd.register) == (loc.leaf, loc.subleaf, loc.register)
+        and fd.lo <= lo
+        and hi <= fd.hi
+    ]
+    return inside[0] if len(inside) == 1 else None
+
+
+class ExplainTarget:
+    """What ``cpuid --explain TEXT`` tells the story of: a feature (``alias_of``: kvmprobe's
+    name when TEXT was another spelling of it), feature-MSR bits, a field, or one bit no
+    table names (``bit``: explained when KVM sets it, else refused once the analysis says
+    so). ``refusal``: (message, hint) when TEXT is something the filter takes but that has
+    no single story (a register, a leaf, part of several names)."""
+
+    __slots__ = ("alias_of", "bit", "feature", "field", "msr_bits", "refusal", "text")
+
+    def __init__(
+        self,
+        text: str,
+        feature: cp.FeatureDef | None = None,
+        alias_of: str | None = None,
+        msr_bits: tuple[BitRef, ...] = (),
+        field: cp.FieldDef | None = None,
+        bit: cp.Loc | None = None,
+        refusal: tuple[str, str] | None = None,
+    ) -> None:
+        self.text = text
+        self.feature = feature
+        self.alias_of = alias_of
+        self.msr_bits = msr_bits
+        self.field = field
+        self.bit = bit
+        self.refusal = refusal
+
+
+def explain_target(text: str) -> ExplainTarget | None:
+    """What ``--explain TEXT`` explains, or why it cannot (``refusal``); None when TEXT names
+    nothing kvmprobe knows (an unknown name, a location where no table names anything)."""
+    feature, alias_of = resolve(text)
+    if feature is not None:
+        return ExplainTarget(text, feature=feature, alias_of=alias_of)
+    from kvmprobe.analysis.msr import lookup_bit
+
+    refs = lookup_bit(text)
+    if refs:
+        return ExplainTarget(text, msr_bits=refs)
+    fd = resolve_field(text)
+    if fd is not None:
+        return ExplainTarget(text, field=fd)
+    where = text.strip()
+    loc = parse_location(text)
+    if loc is not None:
+        feats = [f.name for f in cp.features()
+                 if loc.covers(f.leaf, f.subleaf, f.register, f.bit, f.bit)]  # fmt: skip
+        flds = [fd.name for fd in cp.fields()
+                if loc.covers(fd.leaf, fd.subleaf, fd.register, fd.lo, fd.hi)]  # fmt: skip
+        if loc.lo is not None and loc.lo == loc.hi and loc.subleaf is not None and not flds:
+            assert loc.register is not None  # a bit is always a register's
+            return ExplainTarget(text, bit=(loc.leaf, loc.subleaf, loc.register, loc.lo))
+        if not feats and not flds:
+            return None
+        if loc.lo is not None:
+            span = f"bits {loc.hi}:{loc.lo} of a register"
+        elif loc.register is not None:
+            span = "a whole register"
+        elif loc.subleaf is not None:
+            span = "a whole subleaf"
+        else:
+            span = "a whole leaf"
+        return ExplainTarget(text, refusal=(
+            f"--explain tells the story of one feature or one value; {where!r} is {span}, "
+            f"with {_names_count(feats, flds)}",
+            f"'kvmprobe cpuid {where}' lists them; then 'kvmprobe cpuid --explain NAME' for one",
+        ))  # fmt: skip
+    flt = parse_filter(text)
+    feats = [f.name for f in cp.features() if flt.matches_feature(f)]
+    flds = [fd.name for fd in cp.fields() if flt.matches_field(fd)]
+    if feats or flds:
+        names = [*feats, *flds]
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        return ExplainTarget(text, refusal=(
+            f"--explain takes one name, and {where!r} is only part of "
+            f"{_names_count(feats, flds)} ({shown})",
+            f"'kvmprobe cpuid {where}' lists them; then 'kvmprobe cpuid --explain NAME' for one",
+        ))  # fmt: skip
+    return None
+
+
+def _names_count(feats: list[str], flds: list[str]) -> str:
+    parts = []
+    if feats:
+        parts.append(f"{len(feats)} feature{'' if len(feats) == 1 else 's'}")
+    if flds:
+        parts.append(f"{len(flds)} value{'' if len(flds) == 1 else 's'}")
+    return " and ".join(parts)

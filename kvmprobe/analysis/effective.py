@@ -5,6 +5,7 @@ Everything the cpuid report and JSON show is computed here; the renderers only f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kvmprobe.analysis import cpuid as cp
@@ -39,6 +40,37 @@ class FeatureResult:
     @property
     def changed(self) -> bool:
         return self.verdict.status not in (FeatureStatus.SUPPORTED, FeatureStatus.UNSUPPORTED)
+
+
+@frozen
+class Tally:
+    """The numbers of a summary sentence: how many features a guest can be given, by status;
+    how many it cannot, by status; how many are unknown. Every feature counts exactly once, so
+    ``sum(given.values())`` is the number a guest can be given and, per status, given plus not
+    given plus unknown is that status's count (``CpuidAnalysis.counts()``)."""
+
+    given: dict[FeatureStatus, int]  # effective true
+    not_given: dict[FeatureStatus, int]  # effective false
+    unknown: dict[FeatureStatus, int]  # effective unknown (a probe step failed)
+
+    @property
+    def given_total(self) -> int:
+        return sum(self.given.values())
+
+    @property
+    def unknown_total(self) -> int:
+        return sum(self.unknown.values())
+
+
+def tally(results: Iterable[FeatureResult]) -> Tally:
+    """The summary numbers of these features (a whole analysis or what a filter selects)."""
+    given = dict.fromkeys(FeatureStatus, 0)
+    not_given = dict.fromkeys(FeatureStatus, 0)
+    unknown = dict.fromkeys(FeatureStatus, 0)
+    for r in results:
+        eff = r.verdict.effective
+        (unknown if eff is None else given if eff else not_given)[r.verdict.status] += 1
+    return Tally(given, not_given, unknown)
 
 
 @frozen
@@ -94,6 +126,9 @@ class CpuidAnalysis:
         for f in self.features:
             out[f.verdict.status] += 1
         return out
+
+    def tally(self) -> Tally:
+        return tally(self.features)
 
     @property
     def host_cpuid_error(self) -> str | None:

@@ -8,7 +8,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from kvmprobe.render.term import Column, Line, Table, Term, join
@@ -17,8 +17,15 @@ from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.cpuid_query import CpuidFilter, Selection
-    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, FieldResult, LeafNote
-    from kvmprobe.analysis.explanation import Explanation
+    from kvmprobe.analysis.effective import (
+        CpuidAnalysis,
+        FeatureResult,
+        FieldResult,
+        LeafNote,
+        Tally,
+    )
+    from kvmprobe.analysis.explanation import Explanation, FieldExplanation
+    from kvmprobe.analysis.msr_features import MsrBitResult
     from kvmprobe.vocab import DisableExit
 
 STATUS_STYLE: dict[FeatureStatus, tuple[str, str]] = {
@@ -43,18 +50,63 @@ LEGEND: dict[FeatureStatus, str] = {
     FeatureStatus.HOST_ONLY: "KVM does not pass it on",
     FeatureStatus.UNKNOWN: "a probe step failed or is missing",
 }
-#: the summary's order and wording
-SUMMARY: tuple[tuple[FeatureStatus, str], ...] = (
+#: the summary's words for the features a guest can be given, by status, in this order
+GIVEN_WORDS: tuple[tuple[FeatureStatus, str], ...] = (
     (FeatureStatus.SUPPORTED, "supported"),
     (FeatureStatus.ADDED_BY_QUIRK, "added by quirks"),
-    (FeatureStatus.REMOVED_BY_QUIRK, "removed by quirks"),
     (FeatureStatus.OPT_IN, "opt-in"),
     (FeatureStatus.RUNTIME, "runtime"),
     (FeatureStatus.EMULATED, "emulated"),
-    (FeatureStatus.UNKNOWN, "unknown"),
+)
+#: ... and for those it cannot be given ("{s}": the plural's s). A runtime bit a guest is not
+#: given is one KVM sets from the guest's own state as it runs (OSXSAVE, OSPKE: its CR4)
+NOT_GIVEN_WORDS: tuple[tuple[FeatureStatus, str], ...] = (
+    (FeatureStatus.REMOVED_BY_QUIRK, "removed by quirks"),
+    (FeatureStatus.RUNTIME, "runtime bit{s} the guest's kernel sets"),
     (FeatureStatus.HOST_ONLY, "host-only"),
     (FeatureStatus.UNSUPPORTED, "unsupported"),
 )
+
+
+def count_phrases(
+    counts: Mapping[FeatureStatus, int], words: Sequence[tuple[FeatureStatus, str]]
+) -> list[tuple[str, FeatureStatus]]:
+    """``["94 supported", "2 added by quirks", ...]`` (each with its status, for its colour):
+    every status with a count, in the order of ``words``; a status ``words`` does not name
+    comes last under its own name, so the phrases always add up to the counts."""
+    named = dict(words)
+    order = [s for s, _ in words] + [s for s in FeatureStatus if s not in named]
+    out = []
+    for s in order:
+        n = counts.get(s, 0)
+        if n:
+            word = named.get(s, str(s)).replace("{s}", "" if n == 1 else "s")
+            out.append((f"{n} {word}", s))
+    return out
+
+
+def tally_line(t: Tally, host_only: str = "host-only", skip: Iterable[FeatureStatus] = ()) -> Line:
+    """The summary's counts: ``: 94 supported, 2 added by quirks, ...`` (the kinds a guest is
+    given, adding up to ``t.given_total``), then ``; 1 unknown`` and ``; not given: 1 removed
+    by quirks, 2 runtime bits the guest's kernel sets, ...``. ``skip``: statuses the not-given
+    part leaves out; ``host_only``: its words for host-only features."""
+    out = Line()
+    given = count_phrases(t.given, GIVEN_WORDS)
+    if given:
+        out.add(": ")
+        out.extend(join([Line.of(p, STATUS_STYLE[s][0]) for p, s in given], ", "))
+    if t.unknown_total:
+        out.add("; ").add(f"{t.unknown_total} unknown", STATUS_STYLE[FeatureStatus.UNKNOWN][0])
+    words = [(s, host_only if s is FeatureStatus.HOST_ONLY else w) for s, w in NOT_GIVEN_WORDS]
+    skipped = set(skip)
+    counts = {s: n for s, n in t.not_given.items() if s not in skipped}
+    not_given = count_phrases(counts, words)
+    if not_given:
+        out.add("; not given: ")
+        out.extend(join([Line.of(p, STATUS_STYLE[s][0]) for p, s in not_given], ", "))
+    return out
+
+
 AREA_TITLES = {
     "base": "Base ISA",
     "simd": "SIMD and vector",
@@ -77,11 +129,11 @@ HANG = 5
 
 
 class View:
-    """What the report shows: the selection, the filter, which statuses it hides, and the
-    exits the set-up asked for that KVM refuses (``exits_known``: whether KVM's answer about
-    them is known at all)."""
+    """What the report shows: the selection, the filter, which statuses it hides, the exits
+    the set-up asked for that KVM refuses (``exits_known``: whether KVM's answer about them is
+    known at all), and the feature-MSR bits the filter names (``msr_bits``)."""
 
-    __slots__ = ("exits_known", "flt", "refused", "selection", "show_all", "show_host")
+    __slots__ = ("exits_known", "flt", "msr_bits", "refused", "selection", "show_all", "show_host")
 
     def __init__(
         self,
@@ -91,6 +143,7 @@ class View:
         show_all: bool,
         refused: tuple[DisableExit, ...] = (),
         exits_known: bool = True,
+        msr_bits: tuple[MsrBitResult, ...] = (),
     ) -> None:
         self.selection = selection
         self.flt = flt
@@ -98,10 +151,13 @@ class View:
         self.show_all = show_all
         self.refused = refused
         self.exits_known = exits_known
+        self.msr_bits = msr_bits
 
     @property
     def hidden(self) -> frozenset[FeatureStatus]:
-        if self.show_all:
+        """The statuses left out: none with --all or a location filter (``0x7.1``,
+        ``0x1.0.ecx``: the user asked for those very bits, whatever they are)."""
+        if self.show_all or (self.flt is not None and self.flt.location is not None):
             return frozenset()
         if self.show_host:
             return frozenset({FeatureStatus.UNSUPPORTED})
@@ -268,8 +324,8 @@ def values_section(a: CpuidAnalysis, view: View, term: Term) -> tuple[list[Line]
     answered = [
         fr
         for fr in view.selection.fields
-        if fr.kvm is not None or (view.show_host and fr.host is not None)
-    ]
+        if fr.kvm is not None or (view.show_host and fr.host is not None) or view.flt is not None
+    ]  # a filter shows every value it names, those of leaves KVM does not report too
     full = view.show_all or view.flt is not None
     rows = answered if full else [fr for fr in answered if fr.kvm or (view.show_host and fr.host)]
     left_out = len(answered) - len(rows)
@@ -303,7 +359,8 @@ def _values_table(rows: Sequence[FieldResult], show_host: bool, term: Term) -> l
     table = Table(term, cols, text_header="meaning", lead=1, under=HANG)
     cells_of = []
     for fr in rows:
-        cells = [Line.of(fr.field.name), Line.of(fr.field.where), Line.of(_fmt(fr.kvm), "bold")]
+        kvm = Line.of("absent", "dim") if fr.kvm is None else Line.of(_fmt(fr.kvm), "bold")
+        cells = [Line.of(fr.field.name), Line.of(fr.field.where), kvm]
         if show_host:
             cells.append(Line.of(_fmt(fr.host)))
         cells_of.append((cells, Line.of(fr.field.description, "dim")))
@@ -371,27 +428,59 @@ def level_line(a: CpuidAnalysis, term: Term) -> list[Line]:
     return decision_lines(a, term)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _match_head(view: View) -> Line:
+    """``Summary: 30 features match '0x7.1', 1 of them a guest can be given`` (and the fields
+    and feature-MSR bits the filter matches), or ``Summary: 103 features a guest can be
+    given`` without a filter."""
+    sel = view.selection
+    t = sel.tally()
+    head = Line.of("Summary: ", "bold")
+    if view.flt is None:
+        return head.add(f"{_plural(t.given_total, 'feature')} a guest can be given")
+    nf, nv, nm = len(sel.features), len(sel.fields), len(view.msr_bits)
+    items = [_plural(n, w) for n, w in ((nf, "feature"), (nv, "field"), (nm, "feature-MSR bit"))
+             if n]  # fmt: skip
+    if not items:
+        items = ["0 features"]
+    what = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    verb = "matches" if len(items) == 1 and nf + nv + nm == 1 else "match"
+    head.add(f"{what} {verb} {safe(view.flt.text)!r}")
+    if nf:
+        them = "them" if not nv and not nm else "the features"
+        head.add(f", {t.given_total} of {them} a guest can be given")
+    elif nm:
+        them = "them" if not nv else "the feature-MSR bits"
+        head.extend(_msr_given(view, f", {_msr_count(view, True)} of {them} a guest can be given"))
+    return head
+
+
+def _msr_count(view: View, answer: bool | None) -> int:
+    return sum(1 for r in view.msr_bits if r.effective is answer)
+
+
+def _msr_given(view: View, text: str) -> Line:
+    out = Line.of(text)
+    unknown = _msr_count(view, None)
+    if unknown:
+        out.add(f"; {unknown} unknown", STATUS_STYLE[FeatureStatus.UNKNOWN][0])
+    return out
+
+
 def summary_lines(a: CpuidAnalysis, view: View, term: Term, values_left_out: int) -> list[Line]:
     sel = view.selection
-    counts = sel.counts()
-    effective = sum(1 for r in sel.features if r.verdict.effective)
     out: list[Line] = []
     out += legend_line(view.shown(), term)
-    if view.flt is None:
-        head = Line.of("Summary: ", "bold").add(f"{effective} features a guest can be given")
-    else:
-        n = len(sel.features)
-        head = Line.of("Summary: ", "bold").add(
-            f"{n} feature{'s match' if n != 1 else ' matches'} {safe(view.flt.text)!r}, "
-            f"{effective} of them a guest can be given"
-        )
-    parts = [
-        Line.of(f"{counts[s]} {label}", STATUS_STYLE[s][0]) for s, label in SUMMARY if counts[s]
-    ]
-    if parts:
-        head.add("; ")
-        head.extend(join(parts, ", "))
+    head = _match_head(view)
+    if view.flt is None or sel.features:
+        head.extend(tally_line(sel.tally()))
     out += term.hanging(Line(), head, 2)
+    if view.msr_bits and sel.features:
+        given = f"Feature-MSR bits a guest can be given: {_msr_count(view, True)} of "
+        out += term.hanging(Line(), _msr_given(view, given + str(len(view.msr_bits))), 2)
     if view.flt is None:
         out += level_line(a, term)
     left: list[str] = []
@@ -410,7 +499,13 @@ def summary_lines(a: CpuidAnalysis, view: View, term: Term, values_left_out: int
         left.append(f"{values_left_out} zero values and what each value means (--all)")
     if left:
         out += term.hanging(Line(), Line.of("Not shown: " + "; ".join(left), "dim"), 2)
-    out += term.para(Line.of("Why a feature is what it is: kvmprobe cpuid --explain NAME", "dim"))
+    if sel.features or not (sel.fields or view.msr_bits):
+        what = "a feature"
+    elif sel.fields and view.msr_bits:
+        what = "a value or a bit"
+    else:
+        what = "a value" if sel.fields else "a bit"
+    out += term.para(Line.of(f"Why {what} is what it is: kvmprobe cpuid --explain NAME", "dim"))
     return out
 
 
@@ -423,6 +518,10 @@ def cpuid_lines(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
     if view.flt is None:
         sections.append(xsave_lines(a, term))
     sections.append(notes_section(view.selection.notes, term))
+    if view.msr_bits:
+        from kvmprobe.render.msr_bits_report import table_lines
+
+        sections.append(table_lines(view.msr_bits, term))
     for section in sections:
         if section:
             out.append(Line())
@@ -523,4 +622,85 @@ def explain_lines(
         out += term.hanging(
             Line.of("      source:   ", "dim"), Line.of("; ".join(q.citation), "dim")
         )
+    return out
+
+
+def field_explain_lines(
+    a: CpuidAnalysis, ex: FieldExplanation, term: Term, typed: str | None = None
+) -> list[Line]:
+    """One value's (multi-bit field's) whole story, in the frame of ``explain_lines``: what a
+    guest is given and why first, then KVM's and the host's answers, the notes on its leaf
+    and how hosts are compared on it. ``typed``: the location the user gave, when it is not
+    the field's own."""
+    fd, fr = ex.field.field, ex.field
+    bits = f"bits {fd.hi}:{fd.lo}" if fd.hi != fd.lo else f"bit {fd.lo}"
+    title = Line.of(fd.name, "bold").add(f"  (a value: {bits} of {fd.leaf:#x}.{fd.subleaf}."
+                                         f"{fd.register})", "dim")  # fmt: skip
+    out = term.hanging(Line(), title, 2)
+    out += term.indented(Line.of(fd.description), 2)
+    reg = fd.register.upper()
+    raw_s = "leaf absent" if ex.kvm_register is None else f"{ex.kvm_register:#010x}"
+    out += term.hanging(Line.of("  where: "), Line.of(f"CPUID {fd.where}  (KVM's {reg} = {raw_s})"))
+    builds = [n for n in ex.notes if n.quirk.effect is QuirkEffect.VMM_BUILDS]
+    result = Line.of("  result: ", "bold")
+    because: str
+    if fr.kvm is None:
+        result.add(f"KVM_GET_SUPPORTED_CPUID has no leaf {fd.leaf:#x}.{fd.subleaf}: a guest "
+                   "in this set-up is given no value here")  # fmt: skip
+        because = "there is nothing of KVM's to pass on; only a VMM that builds the leaf gives one"
+    elif ex.guest is None:
+        result.add("what a guest in this set-up is given is ").add("unknown", "bold yellow")
+        because = safe(ex.guest_unknown) or "kvmprobe cannot build the guest's table here"
+    elif ex.per_vcpu:
+        result.add("each vCPU is given its own value; KVM reports ")
+        result.add(_fmt(fr.kvm), "bold")
+        because = "; ".join([
+            "it describes the CPU that runs CPUID, so a VMM writes each vCPU's own value "
+            "there; KVM's is that of the CPU kvmprobe ran on",
+            *(n.quirk.reason for n in builds),
+        ])  # fmt: skip
+    elif builds:
+        result.add("a guest in this set-up is given what the VMM builds; KVM reports ")
+        result.add(_fmt(fr.kvm), "bold")
+        because = "; ".join(n.quirk.reason for n in builds)
+    else:
+        result.add("a guest in this set-up is given ").add(_fmt(ex.guest), "bold green")
+        because = (
+            "a VMM passes KVM's value on as it is, as kvmprobe's exports do"
+            if ex.guest == fr.kvm
+            else f"kvmprobe's export gives {_fmt(ex.guest)} where KVM reports {_fmt(fr.kvm)}"
+        )
+    out += term.hanging(Line(), result, 10)
+    out += term.hanging(Line.of("  because: "), Line.of(because), 11)
+    kvm = Line.of("no such leaf", "dim") if fr.kvm is None else Line.of(_fmt(fr.kvm), "bold")
+    out += term.para(Line.of("  KVM_GET_SUPPORTED_CPUID: ").extend(kvm), 4)
+    if a.host_cpuid_error is not None:
+        host = Line.of(f"unknown ({safe(a.host_cpuid_error)})", "dim")
+    else:
+        host = Line.of(_fmt(fr.host))
+        if ex.host_register is not None:
+            host.add(f"  (its {reg} = {ex.host_register:#010x})", "dim")
+    out += term.hanging(Line.of("  host CPUID:              "), host, 27)
+    exits = ",".join(sorted(a.options.disable_exits)) or "none"
+    out += term.para(Line.of(f"  set-up: irqchip={a.options.irqchip}, exits disabled: {exits}"), 4)
+    for n in ex.notes:
+        if n in builds:
+            continue
+        body = Line.of(n.quirk.reason)
+        if n.evidence:
+            body.add(f" ({safe(n.evidence)})", "dim")
+        out += term.para(Line.of("  note     ", "bold yellow").add(n.quirk.id, "bold"), 11)
+        out += term.hanging(Line.of("      so:       "), body)
+        out += term.hanging(
+            Line.of("      source:   ", "dim"), Line.of("; ".join(n.quirk.citation), "dim")
+        )
+    for n in builds:
+        out += term.hanging(
+            Line.of("  source:  ", "dim"), Line.of("; ".join(n.quirk.citation), "dim"), 11
+        )
+    if ex.compare is not None:
+        rule = Line.of(f"{ex.compare.rule.replace('-', ' ')}: ", "bold").add(ex.compare.why)
+        out += term.hanging(Line.of("  between hosts (diff, baseline): "), rule, 4)
+    if typed:
+        out += term.para(Line.of(f"  (asked for as {typed}, which lies in this value)", "dim"), 4)
     return out

@@ -10,9 +10,13 @@ from kvmprobe.snapshot import JSON_SAFE_MAX, ProbeError, Snapshot
 from kvmprobe.vocab import MsrLayoutKind, Scope
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from kvmprobe.analysis.caps import CapRow, DecodedValue
     from kvmprobe.analysis.cpuid import FeatureDef
-    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
+    from kvmprobe.analysis.cpuid_query import Selection as CpuidSelection
+    from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, FieldResult
+    from kvmprobe.analysis.explanation import FieldExplanation
     from kvmprobe.analysis.hyperv import HvProperty, HyperVAnalysis
     from kvmprobe.analysis.msr import DecodedBit, DecodedMsr, MsrAnalysis, Selection
     from kvmprobe.analysis.verify import MsrTrial
@@ -174,26 +178,13 @@ def cpuid_body(
         "irqchip": a.options.irqchip.value,
         "disable_exits": sorted(x.value for x in a.options.disable_exits),
         "counts": {status.value: n for status, n in a.counts().items()},
+        "given_counts": {status.value: n for status, n in a.tally().given.items()},
         "strings": a.strings,
         "host_cpuid": a.host_available,
         "entries": [e.to_json() for e in snap.supported_cpuid or ()],
         "emulated_entries": [e.to_json() for e in snap.emulated_cpuid or ()],
         "features": out_features,
-        "fields": [
-            {
-                "name": fr.field.name,
-                "where": fr.field.where,
-                "leaf": fr.field.leaf,
-                "subleaf": fr.field.subleaf,
-                "register": fr.field.register,
-                "lo": fr.field.lo,
-                "hi": fr.field.hi,
-                "kvm": fr.kvm,
-                "host": fr.host,
-                "description": fr.field.description,
-            }
-            for fr in a.fields
-        ],
+        "fields": [field_json(fr) for fr in a.fields],
         "xsave_components": [
             {"component": x.number, "size": x.size, "offset": x.offset, "supervisor": x.supervisor}
             for x in a.xsave_components
@@ -210,6 +201,46 @@ def cpuid_body(
             }
             for n in a.leaf_notes
         ],
+    }
+
+
+def field_json(fr: FieldResult) -> dict[str, Any]:
+    """One multi-bit field (a value) of ``cpuid --json``."""
+    fd = fr.field
+    return {
+        "name": fd.name,
+        "where": fd.where,
+        "leaf": fd.leaf,
+        "subleaf": fd.subleaf,
+        "register": fd.register,
+        "lo": fd.lo,
+        "hi": fd.hi,
+        "kvm": fr.kvm,
+        "host": fr.host,
+        "description": fd.description,
+    }
+
+
+def field_story_json(ex: FieldExplanation) -> dict[str, Any]:
+    """``cpuid --explain phys_addr_bits --json``: the field, and what a guest is given."""
+    return {
+        **field_json(ex.field),
+        "guest": ex.guest,
+        "guest_unknown": ex.guest_unknown or None,
+        "per_vcpu": ex.per_vcpu,
+        "compare": None if ex.compare is None else ex.compare.rule.value,
+    }
+
+
+def matched_json(sel: CpuidSelection, msr_bits: Sequence[MsrBitResult] = ()) -> dict[str, Any]:
+    """What a FEATURE-FILTER matched, counted as the text summary counts it (``counts`` and
+    ``given_counts`` of the document stay those of the whole analysis)."""
+    return {
+        "features": len(sel.features),
+        "fields": len(sel.fields),
+        "msr_bits": len(msr_bits),
+        "counts": {status.value: n for status, n in sel.counts().items()},
+        "given_counts": {status.value: n for status, n in sel.tally().given.items()},
     }
 
 

@@ -90,7 +90,8 @@ def explain_lines(r: MsrBitResult, term: Term, typed: str | None = None) -> list
 
 
 def table_lines(results: Sequence[MsrBitResult], term: Term) -> list[Line]:
-    """The feature-MSR bits a ``cpuid`` filter names, one line each."""
+    """The feature-MSR bits a ``cpuid`` filter names, one line each: a section of the
+    ``cpuid`` report (whose summary counts them and says where to ask why)."""
     out = term.para(Line.of("Feature MSR bits", "bold"))
     for r in results:
         kvm = r.set_in_advertised
@@ -103,5 +104,4 @@ def table_lines(results: Sequence[MsrBitResult], term: Term) -> list[Line]:
         head.add("  guest: ").extend(_answer(r))
         out += term.para(head, 5)
         out += term.hanging(Line.of("     "), Line.of(safe(r.why), "dim"), 5)
-    out += term.para(Line.of("Why a bit is what it is: kvmprobe cpuid --explain NAME", "dim"))
     return out

@@ -43,16 +43,13 @@ def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None, term: Term | No
         f"vCPU: {safe(snap.creation.get('vcpu', '?'))})",
     ]
     if analysis is not None:
-        counts = analysis.counts()
-        effective = sum(1 for f in analysis.features if f.verdict.effective)
+        from kvmprobe.render.cpuid_report import tally_line
+
+        t = analysis.tally()
+        counts = tally_line(t, "host features KVM does not pass on", (FeatureStatus.UNSUPPORTED,))
         lines.append(
-            f"  guest CPUID (in-kernel irqchip): {effective} features can be given "
-            f"({counts[FeatureStatus.SUPPORTED]} supported, "
-            f"{counts[FeatureStatus.ADDED_BY_QUIRK]} added and "
-            f"{counts[FeatureStatus.REMOVED_BY_QUIRK]} removed by quirks, "
-            f"{counts[FeatureStatus.OPT_IN]} opt-in, {counts[FeatureStatus.EMULATED]} emulated, "
-            f"{counts[FeatureStatus.RUNTIME]} runtime); "
-            f"{counts[FeatureStatus.HOST_ONLY]} host features not passed on"
+            f"  guest CPUID (in-kernel irqchip): {t.given_total} "
+            f"feature{'' if t.given_total == 1 else 's'} can be given{counts.plain}"
         )
     from kvmprobe.analysis.msr import mitigation_summary
 
