@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kvmprobe.render.cpuid_report import AREA_TITLES
 from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import CompareRule
+from kvmprobe.words import count
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.baseline import Baseline
@@ -27,6 +29,10 @@ def _num(v: int | None) -> str:
 HANG = 4
 
 
+def _rank(order: list[str], area: str) -> tuple[int, str]:
+    return (order.index(area) if area in order else len(order), area)
+
+
 def baseline_lines(
     term: Term, b: Baseline, level: LevelReport, skipped: list[tuple[str, str]]
 ) -> list[Line]:
@@ -39,7 +45,7 @@ def baseline_lines(
 
     n = len(b.hosts)
     exits = ",".join(b.disable_exits) or "none"
-    say(f"Baseline of {n} host(s)", "bold")
+    say(f"Baseline of {count(n, 'host')}", "bold")
     say(f"  set-up: irqchip={b.irqchip}, exits disabled: {exits}", "dim")
     for host in b.hosts[:SHOWN_HOSTS]:
         say(f"  {safe(host)}", "dim")
@@ -58,10 +64,12 @@ def baseline_lines(
     for pos in positions(b.features):
         f = space.feature(pos)
         by_area.setdefault(f.area, []).append(f.name)
-    count = sum(len(v) for v in by_area.values())
-    say(f"Features every host gives ({count}):", "bold")
-    for area, names in sorted(by_area.items()):
-        out.extend(term.hanging(Line.of(f"  {area}: ", "bold"), Line.of(" ".join(names))))
+    total = sum(len(v) for v in by_area.values())
+    say(f"Features every host gives ({total}):", "bold")
+    order = list(AREA_TITLES)  # the cpuid report's areas, titles and order
+    for area, names in sorted(by_area.items(), key=lambda kv: _rank(order, kv[0])):
+        title = AREA_TITLES.get(area, area)
+        out.extend(term.hanging(Line.of(f"  {title}: ", "bold"), Line.of(" ".join(names)), 4))
     say(f"x86-64 level of the baseline guest: {level.highest}", "bold")
     nxt = level.next_level
     if nxt is not None and nxt.missing:
@@ -74,7 +82,7 @@ def baseline_lines(
         if fv.lowest is None and not fv.unknown:
             continue
         if fv.unknown:
-            text = f"unknown on {len(fv.unknown)} host(s) ({safe(fv.unknown[0])}...)"
+            text = f"unknown on {count(len(fv.unknown), 'host')} ({safe(fv.unknown[0])}...)"
         elif not fv.differs:
             text = _num(fv.value)
         elif fv.rule is CompareRule.NOT_LESS:
@@ -122,9 +130,9 @@ def baseline_lines(
                     f"{safe(x.host)} ({x.answer.label()})" for x in lo.lacking[:SHOWN_HOSTS]
                 )
                 more = f" and {k - SHOWN_HOSTS} more" if k > SHOWN_HOSTS else ""
-                line.add(f"{k} of {n} host(s) lack it: {who}{more}")
+                line.add(f"{k} of {count(n, 'host')} lack it: {who}{more}")
             out.extend(term.para(line, HANG))
     if b.errors:
-        say(f"{len(b.errors)} host(s) had failed probe steps; what depends on them is "
+        say(f"{count(len(b.errors), 'host')} had failed probe steps; what depends on them is "
             "unknown and left out", "yellow")  # fmt: skip
     return out
