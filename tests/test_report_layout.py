@@ -97,8 +97,12 @@ def test_cpuid_values_are_whole(host: str, width: int) -> None:
     squashed = _squash(text)
     for fr in a.fields:
         if fr.kvm:
-            value = str(fr.kvm) if fr.kvm < 1024 else f"{fr.kvm:#x}"
-            assert f"{fr.field.name}={value}" in squashed
+            # as the field table says the value reads: sizes and counts in decimal, minus-one
+            # fields decoded, bitmaps and leaf numbers in hex
+            assert f"{fr.field.name}={fr.field.text(fr.kvm)}" in squashed
+    ways = next(fr.kvm for fr in a.fields if fr.field.name == "amd_cache_ways")
+    assert ways and f"amd_cache_ways={ways + 1}" in squashed  # stored minus one
+    assert "l2_size_kb=1024" in squashed and "max_ext_leaf=0x80000021" in squashed
 
 
 @pytest.mark.parametrize("host", HOSTS)

@@ -14,6 +14,7 @@ from kvmprobe.words import count
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.baseline import Baseline
+    from kvmprobe.analysis.cpuid import FieldDef
     from kvmprobe.analysis.levels import LevelReport
     from kvmprobe.render.term import Term
 
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
 SHOWN_HOSTS = 3
 
 
-def _num(v: int | None) -> str:
+def _num(v: int | None, fd: FieldDef | None = None) -> str:
+    """A value as the CPUID field table says it reads (a field it does not name: decimal
+    below 1024, hex above)."""
+    if fd is not None:
+        return fd.text(v)
     return "?" if v is None else str(v) if v < 1024 else f"{v:#x}"
 
 
@@ -78,20 +83,25 @@ def baseline_lines(
             why = b.why_not(where) if where is not None else s.answer.label()
             say(f"  {nxt.level} needs {s.requirement.label}: {safe(why)}")
     say("Fields:", "bold")
+    from kvmprobe.analysis.cpuid import fields as field_table
+
+    defs = {fd.name: fd for fd in field_table()}
     for fv in b.fields:
+        fd = defs.get(fv.name)
         if fv.lowest is None and not fv.unknown:
             continue
         if fv.unknown:
             text = f"unknown on {count(len(fv.unknown), 'host')} ({safe(fv.unknown[0])}...)"
         elif not fv.differs:
-            text = _num(fv.value)
+            text = _num(fv.value, fd)
         elif fv.rule is CompareRule.NOT_LESS:
             text = (
-                f"{_num(fv.value)} (the smallest; hosts range "
-                f"{_num(fv.lowest)}..{_num(fv.highest)})"
+                f"{_num(fv.value, fd)} (the smallest; hosts range "
+                f"{_num(fv.lowest, fd)}..{_num(fv.highest, fd)})"
             )
         else:
-            text = f"differs ({fv.lowest}..{fv.highest}): the VMM's CPU definition chooses"
+            span = f"{_num(fv.lowest, fd)}..{_num(fv.highest, fd)}"
+            text = f"differs ({span}): the VMM's CPU definition chooses"
         say(f"  {fv.name} {fv.where}: {text}")
     xcr0 = "unknown" if b.xcr0 is None else f"{b.xcr0:#x}"
     comps = " ".join(f"{c.number}:{c.size}B@{c.offset}" for c in b.xsave_components)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kvmprobe.render.term import Column, Line, Table, Term, join
 from kvmprobe.render.text import safe
-from kvmprobe.vocab import FeatureStatus, QuirkEffect
+from kvmprobe.vocab import FeatureStatus, FieldEncoding, QuirkEffect
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.cpuid_query import CpuidFilter, Selection
@@ -256,10 +256,13 @@ def features_section(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
     return out
 
 
-def _fmt(x: int | None) -> str:
-    if x is None:
-        return "?"
-    return str(x) if x < 1024 else f"{x:#x}"
+def _fmt(fr: FieldResult, x: int | None, raw: bool = False) -> str:
+    """A field's value as the field table says it reads (decimal, hex, or a minus-one field's
+    number); ``raw`` adds the stored value beside a decoded one."""
+    text = fr.field.text(x)
+    if raw and x is not None and fr.field.encoding is FieldEncoding.MINUS_ONE:
+        text += f" (raw {x})"
+    return text
 
 
 def values_section(a: CpuidAnalysis, view: View, term: Term) -> tuple[list[Line], int]:
@@ -287,9 +290,9 @@ def values_section(a: CpuidAnalysis, view: View, term: Term) -> tuple[list[Line]
     for key, frs in groups.items():
         pairs = []
         for fr in frs:
-            pair = Line.of(fr.field.name, "").add("=", "dim").add(_fmt(fr.kvm), "bold")
+            pair = Line.of(fr.field.name, "").add("=", "dim").add(_fmt(fr, fr.kvm), "bold")
             if view.show_host and fr.host != fr.kvm:
-                pair.add(f" (host {_fmt(fr.host)})", "cyan")
+                pair.add(f" (host {_fmt(fr, fr.host)})", "cyan")
             pairs.append(pair)
         head = Line.of(" ").add(key, "cyan").add(" " * (head_w - len(key) - 1))
         out += term.hanging(head, join(pairs), head_w if head_w <= term.width // 3 else HANG)
@@ -303,9 +306,10 @@ def _values_table(rows: Sequence[FieldResult], show_host: bool, term: Term) -> l
     table = Table(term, cols, text_header="meaning", lead=1, under=HANG)
     cells_of = []
     for fr in rows:
-        cells = [Line.of(fr.field.name), Line.of(fr.field.where), Line.of(_fmt(fr.kvm), "bold")]
+        kvm = Line.of(_fmt(fr, fr.kvm, raw=True), "bold")
+        cells = [Line.of(fr.field.name), Line.of(fr.field.where), kvm]
         if show_host:
-            cells.append(Line.of(_fmt(fr.host)))
+            cells.append(Line.of(_fmt(fr, fr.host, raw=True)))
         cells_of.append((cells, Line.of(fr.field.description, "dim")))
     table.measure(c for c, _ in cells_of)
     out = [*term.para(Line.of("Values (multi-bit fields)", "bold")), *table.header()]
