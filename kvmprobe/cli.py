@@ -1077,14 +1077,16 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
 def schema(kind: str | None, list_all: bool) -> None:
     """Print the JSON Schema (draft 2020-12) of a document kvmprobe writes.
 
-    KIND is a kind (caps, cpuid, doctor, msr, hyperv, snapshot) or the document's own
-    "schema" value (kvmprobe.snapshot/1); without a major version, the newest. The schema's
-    $id is urn:kvmprobe:schema: followed by that value.
+    KIND is a document kind as --list names it (cpuid, doctor, export-qemu, snapshot, ...)
+    or the document's own "schema" value (kvmprobe.snapshot/1); without a major version, the
+    newest. The schema's $id is urn:kvmprobe:schema: followed by that value.
     """
     from kvmprobe import schemas
 
     if list_all:
-        emit("".join(f"{n:<22} {schemas.load(n).get('title', '')}\n" for n in schemas.SCHEMAS))
+        width = max(len(n) for n in schemas.SCHEMAS) + 2  # every title in one column
+        titles = (f"{n:<{width}}{schemas.load(n).get('title', '')}\n" for n in schemas.SCHEMAS)
+        emit("".join(titles))
         return
     name = schemas.resolve(kind) if kind else None
     if name is None:
