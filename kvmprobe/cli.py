@@ -14,6 +14,7 @@ from kvmprobe.errors import ExitStatus, KvmprobeError
 from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.render.output import emit
 from kvmprobe.vocab import CapArch, DisableExit, Irqchip
+from kvmprobe.words import count, plural
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.guest_cpuid import GuestCpu
@@ -295,7 +296,7 @@ def record(output: str | None, force: bool, device: str) -> None:
     _warn_errors = len(snap.errors)
     msg = f"kvmprobe: wrote {output}"
     if _warn_errors:
-        msg += f" ({_warn_errors} probe step(s) failed; listed under 'errors')"
+        msg += f" ({count(_warn_errors, 'probe step')} failed; listed under 'errors')"
     click.echo(msg, err=True)
 
 
@@ -335,8 +336,14 @@ def _warn_unused(ctx: click.Context, why: dict[str, str]) -> None:
     for param in ctx.command.params:
         name = param.name or ""
         if name in why and ctx.get_parameter_source(name) in given:
-            flag = param.opts[0] if isinstance(param, click.Option) else name.upper()
+            # an argument as the help shows it: FEATURE-FILTER, not FEATURE_FILTER
+            flag = param.opts[0] if isinstance(param, click.Option) else _metavar(param)
             _warn(f"{flag} has no effect {why[name]}")
+
+
+def _metavar(param: click.Parameter) -> str:
+    """An argument's name as its help shows it: ``[FEATURE-FILTER]`` -> ``FEATURE-FILTER``."""
+    return (param.metavar or (param.name or "").upper()).strip("[]").removesuffix("...")
 
 
 def _parse_exits(value: str | None) -> frozenset[DisableExit]:
@@ -346,7 +353,7 @@ def _parse_exits(value: str | None) -> frozenset[DisableExit]:
     unknown = names - set(DisableExit)
     if unknown:
         raise KvmprobeError(
-            f"unknown exit name(s): {', '.join(sorted(unknown))}",
+            f"unknown exit {plural(len(unknown), 'name')}: {', '.join(sorted(unknown))}",
             f"choose from {', '.join(DisableExit)} (comma-separated)",
             ExitStatus.USAGE,
         )
@@ -449,7 +456,9 @@ def _parse_require(text: str | None) -> Any:
             else "use a CPUID feature name (avx2, tsc-deadline, 0x7.0.ebx[5]), a feature-MSR bit "
             "(mds-no) or an x86-64 level (x86-64-v2)"
         )
-        raise KvmprobeError(f"--require: unknown name(s) {names}", hint, ExitStatus.USAGE)
+        raise KvmprobeError(
+            f"--require: unknown {plural(len(bad), 'name')} {names}", hint, ExitStatus.USAGE
+        )
     if not reqs:
         raise KvmprobeError(
             "--require: the list is empty", "name at least one item, e.g. avx2", ExitStatus.USAGE
@@ -474,19 +483,27 @@ def _print_require(ctx: click.Context, results: Any) -> None:
     _emit_lines(ctx, require_report(results, _term(ctx)))
 
 
-def _require_exit(ctx: click.Context, results: Any) -> None:
-    """Exit status 5, with one line naming what is missing, when a requirement is not met."""
+def _require_exit(ctx: click.Context, results: Any, sides: tuple[str, ...] = ()) -> None:
+    """Exit status 5 when a requirement is not met, with one short line on stderr naming what
+    is missing; why is in the report's Requirements section (with --json: in "require").
+    ``sides`` names the subjects when there are several (diff: A and B)."""
     if results is None or all(r.met for r in results):
         return
     from kvmprobe.render.text import safe
 
-    for r in results:
+    lacking: dict[str, list[str]] = {}
+    for i, r in enumerate(results):
         for o in r.unmet:
-            who = f"{r.subject}: " if len(results) > 1 else ""
-            click.echo(
-                f"kvmprobe: requirement not met: {safe(who)}{o.requirement.label} ({safe(o.why)})",
-                err=True,
-            )
+            who = sides[i] if i < len(sides) else safe(r.subject)
+            lacking.setdefault(o.requirement.label, []).append(who)
+    many = len(results) > 1
+    items = [f"{label} on {' and '.join(w)}" if many else label for label, w in lacking.items()]
+    where = '"require" in the JSON' if ctx.params.get("as_json") else '"Requirements" above'
+    click.echo(
+        f"kvmprobe: {count(len(items), 'requirement')} not met: {', '.join(items)} "
+        f"(why: see {where})",
+        err=True,
+    )
     ctx.exit(int(ExitStatus.CHECK_FAILED))
 
 
@@ -1084,14 +1101,16 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
 def schema(kind: str | None, list_all: bool) -> None:
     """Print the JSON Schema (draft 2020-12) of a document kvmprobe writes.
 
-    KIND is a kind (caps, cpuid, doctor, msr, hyperv, snapshot) or the document's own
-    "schema" value (kvmprobe.snapshot/1); without a major version, the newest. The schema's
-    $id is urn:kvmprobe:schema: followed by that value.
+    KIND is a document kind as --list names it (cpuid, doctor, export-qemu, snapshot, ...)
+    or the document's own "schema" value (kvmprobe.snapshot/1); without a major version, the
+    newest. The schema's $id is urn:kvmprobe:schema: followed by that value.
     """
     from kvmprobe import schemas
 
     if list_all:
-        emit("".join(f"{n:<22} {schemas.load(n).get('title', '')}\n" for n in schemas.SCHEMAS))
+        width = max(len(n) for n in schemas.SCHEMAS) + 2  # every title in one column
+        titles = (f"{n:<{width}}{schemas.load(n).get('title', '')}\n" for n in schemas.SCHEMAS)
+        emit("".join(titles))
         return
     name = schemas.resolve(kind) if kind else None
     if name is None:
@@ -1364,7 +1383,7 @@ def diff(
 
         _emit_lines(ctx, diff_lines(_term(ctx), result))
         _print_require(ctx, required)
-    _require_exit(ctx, required)
+    _require_exit(ctx, required, ("A", "B"))
     if not result.can_take:
         ctx.exit(int(ExitStatus.CHECK_FAILED))
 

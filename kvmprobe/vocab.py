@@ -431,3 +431,15 @@ _MACHINE_PREFIXES: tuple[tuple[str, CapArch], ...] = (
     ("mips", CapArch.MIPS),
     ("loongarch", CapArch.LOONGARCH),
 )
+
+
+class FieldEncoding(StrEnum):
+    """How a multi-bit CPUID field's value reads (the generated table's FIELD_ENCODINGS; the
+    JSON keeps the raw value whatever the encoding)."""
+
+    #: a count, a size, a level, an ID: shown in decimal
+    NUMBER = "number"
+    #: CPUID stores the number minus one (cache ways, line size, sets): reports show value + 1
+    MINUS_ONE = "minus-one"
+    #: a bitmap, a mask, a leaf number or an address part: shown in hex
+    HEX = "hex"

@@ -38,7 +38,9 @@ Such rows are stored once, at the first subleaf of the range, and ``SUBLEAF_RANG
 (leaf, first, last): the rows at (leaf, first) describe every subleaf first..last, except where
 a row exists for that exact subleaf (Linux names 0x10.2.ECX[2] cdp_l2 apart from 0x10.1).
 
-Areas (our classification, ``FEATURES[i][7]``) are listed in ``AREAS`` below.
+Areas (our classification, ``FEATURES[i][7]``) are listed in ``AREAS`` below. For a field the
+overlay's area column says how its value reads instead (``ENCODINGS`` below): the generated
+``FIELD_ENCODINGS`` maps each field that is not a plain number to its encoding.
 
 Stdlib only; deterministic output, already in ``ruff format`` style::
 
@@ -81,6 +83,13 @@ AREAS: dict[str, str] = {
     "cache-topology": "cache, TLB and CPU topology description",
     "qos": "resource monitoring and allocation (Intel RDT, AMD PQoS)",
     "other": "anything else",
+}
+
+#: how a field's value reads (the overlay's area column for a field); '-' is the default
+ENCODINGS: dict[str, str] = {
+    "-": "a number (a count, a size, a level, an ID): shown in decimal",
+    "minus-one": "CPUID stores the number minus one: reports show the number (value + 1)",
+    "hex": "a bitmap, a mask, a leaf number or an address part: shown in hex",
 }
 
 REGS = ("eax", "ebx", "ecx", "edx")
@@ -405,8 +414,11 @@ def parse_overlay(text: str) -> dict[tuple[int, int, str, int, int], OverlayRow]
             raise GenError(f"overlay line {lineno}: {key_text} repeats line {rows[key].lineno}")
         if lo == hi and area not in AREAS:
             raise GenError(f"overlay line {lineno}: unknown area {area!r}")
-        if lo != hi and area not in ("", "-"):
-            raise GenError(f"overlay line {lineno}: fields take no area (use '-')")
+        if lo != hi and area not in ("", *ENCODINGS):
+            raise GenError(
+                f"overlay line {lineno}: a field's area column is its encoding, one of "
+                + ", ".join(ENCODINGS)
+            )
         if name and not NAME_RE.match(name):
             raise GenError(f"overlay line {lineno}: bad name {name!r}")
         if not description or len(description) > MAX_DESCRIPTION:
@@ -444,6 +456,7 @@ class FieldOut:
     hi: int
     name: str
     description: str
+    encoding: str = "-"
 
 
 def candidate_name(b: Bit) -> tuple[str, str | None, int]:
@@ -497,7 +510,9 @@ def build(
             problems.append(f"overlay line {ov.lineno}: fields need a name")
             continue
         fields.append(
-            FieldOut(row.leaf, row.subleaf, row.reg, row.lo, row.hi, ov.name, ov.description)
+            FieldOut(
+                row.leaf, row.subleaf, row.reg, row.lo, row.hi, ov.name, ov.description, ov.area
+            )
         )
 
     # Supplementary facts the inputs lack: each overlay row says where the fact comes from.
@@ -509,7 +524,7 @@ def build(
             problems.append(f"overlay line {ov.lineno}: 'fact:' rows may only add fields")
             continue
         ov.used = True
-        fields.append(FieldOut(leaf, subleaf, reg, lo, hi, ov.name, ov.description))
+        fields.append(FieldOut(leaf, subleaf, reg, lo, hi, ov.name, ov.description, ov.area))
 
     for ov in overlay.values():
         if not ov.used:
@@ -681,6 +696,15 @@ def render(
     out.append("AREAS: tuple[str, ...] = (")
     out += [f"    {py_str(a)}," for a in AREAS]
     out.append(")")
+    out.append("")
+    out.append("# How a field's value reads, for each field that is not a plain number")
+    kinds = ", ".join(e for e in ENCODINGS if e != "-")
+    out.append(f"# (meanings in the generator's ENCODINGS): {kinds}")
+    out.append("FIELD_ENCODINGS: dict[str, str] = {")
+    for fo in fields:
+        if fo.encoding not in ("", "-"):
+            out.append(f"    {py_str(fo.name)}: {py_str(fo.encoding)},")
+    out.append("}")
     text = "\n".join(out) + "\n"
     for n, ln in enumerate(text.splitlines(), 1):
         if len(ln) > LINE_LENGTH and not ln.startswith("    ("):

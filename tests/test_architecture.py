@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kvmprobe"
 
 # Modules whose code must stay pure: ints and dataclasses in and out, no I/O.
 PURE = ["analysis", "tables", "knowledge", "vocab.py", "limits.py", "errors.py", "frozen.py"]
+PURE += ["words.py"]
 IO_MODULES = {"os", "fcntl", "ctypes", "click", "rich", "subprocess", "socket", "io", "shutil"}
 
 

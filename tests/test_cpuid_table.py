@@ -409,6 +409,38 @@ def test_overlay_covers_every_row() -> None:
         assert field[:5] in rows
 
 
+def test_field_encodings_agree_with_what_each_field_means() -> None:
+    """How a value reads comes from the table: a field CPUID stores minus one is encoded so
+    (unless its name already says so), bitmaps and masks are hex, and nothing else is."""
+    from kvmprobe.analysis import cpuid as cp
+    from kvmprobe.vocab import FieldEncoding
+
+    names = {f[5] for f in FIELDS}
+    assert set(cpuid_data.FIELD_ENCODINGS) <= names
+    assert {FieldEncoding(e) for e in cpuid_data.FIELD_ENCODINGS.values()} == {
+        FieldEncoding.MINUS_ONE,
+        FieldEncoding.HEX,
+    }
+    for fd in cp.fields():
+        says_minus_one = "minus one" in fd.description
+        named_raw = fd.name.endswith("_minus_one")
+        assert (fd.encoding is FieldEncoding.MINUS_ONE) == (says_minus_one and not named_raw), fd
+        if re.search(r"\bbitmap\b", fd.description, re.IGNORECASE):
+            assert fd.encoding is FieldEncoding.HEX, fd
+    ways = next(fd for fd in cp.fields() if fd.name == "amd_cache_ways")
+    assert (ways.text(7), ways.text(None)) == ("8", "?")
+    leaf = next(fd for fd in cp.fields() if fd.name == "max_basic_leaf")
+    assert leaf.text(28) == "0x1c"
+    size = next(fd for fd in cp.fields() if fd.name == "l2_size_kb")
+    assert size.text(1024) == "1024"
+
+
+def test_generator_refuses_an_unknown_field_encoding() -> None:
+    gen = load_generator()
+    with pytest.raises(gen.GenError, match="encoding"):
+        gen.parse_overlay("0x1.0.ebx[15:8]\tbytes\tclflush_size\tCLFLUSH line size\n")
+
+
 def test_generated_module_is_plain_data() -> None:
     text = TABLE.read_text(encoding="utf-8")
     assert not re.search(r"^(import|from|def|class)\b", text, re.MULTILINE)

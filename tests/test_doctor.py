@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -468,7 +469,12 @@ def test_params_flag_unusual_values_with_meanings() -> None:
     assert c.status == WARN and "kvm.enable_pmu=N" in c.evidence
     assert any("kvm.enable_pmu=N" in d and "PMU" in d for d in c.details)
     assert "kvm.tdp_mmu=N" not in c.evidence  # normal under PVM (shadow paging)
-    assert any(d.startswith("kvm.mitigate_smt_rsb=N:") for d in c.details)
+    assert any(d.startswith("kvm.mitigate_smt_rsb=N. When Y, on CPUs") for d in c.details)
+    # the setting, then sentences: never "=N: Y: ..." nor a value label twice ("N: ... N: ...")
+    pmu = next(d for d in c.details if d.startswith("kvm.enable_pmu=N"))
+    assert pmu.startswith("kvm.enable_pmu=N (usual: Y). When Y, guests can get a virtual PMU")
+    for d in c.details:
+        assert not re.search(r"=\w+: [YN01]: |\b[YN01]: ", d), d
 
 
 def test_params_all_usual() -> None:
@@ -575,7 +581,7 @@ def test_probe_errors() -> None:
     errs = (ProbeError("KVM_GET_SUPPORTED_CPUID", errno.EFAULT, "EFAULT: Bad address"),
             ProbeError("host CPUID", None, "/dev/cpu/0/cpuid: Permission denied"))  # fmt: skip
     c = check(run(snap=replace(SNAP, errors=errs)), "api.probe_errors")
-    assert c.status == WARN and "1 probe step(s) failed" in c.evidence
+    assert c.status == WARN and "1 probe step failed" in c.evidence
     assert c.details == ("KVM_GET_SUPPORTED_CPUID: EFAULT: Bad address",)
     only_host = replace(SNAP, errors=errs[1:])
     assert check(run(snap=only_host), "api.probe_errors").status == PASS
@@ -667,7 +673,7 @@ def test_guest_virt_offered() -> None:
     vmx = replace(SNAP, supported_cpuid=set_bit(SNAP.supported_cpuid, 0x1, "ecx", 5))
     vmx = with_modules(vmx, {"kvm": {}, "kvm_intel": {"nested": "Y"}})
     c = check(run(snap=vmx), "nested.guest_virt")
-    assert c.status == PASS and "VMX (CPUID 1.ECX[5])" in c.evidence
+    assert c.status == PASS and "VMX (CPUID 0x1.0.ecx[5])" in c.evidence
     assert "kvm_intel.nested=Y" in c.evidence
     svm = replace(SNAP, supported_cpuid=set_bit(SNAP.supported_cpuid, 0x80000001, "ecx", 2))
     assert "SVM" in check(run(snap=svm), "nested.guest_virt").evidence

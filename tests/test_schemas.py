@@ -406,6 +406,25 @@ def test_schema_list() -> None:
     names = [line.split()[0] for line in out.splitlines()]
     assert names == list(schemas.SCHEMAS)
     assert "kvmprobe cpuid --json" in out
+    # the titles form one column, however long a name (kvmprobe.export-libvirt/1)
+    lines = out.splitlines()
+    starts = {line.index("kvmprobe ", len(n)) for n, line in zip(names, lines, strict=True)}
+    assert len(starts) == 1 and all("  kvmprobe " in line for line in lines)
+
+
+def test_readme_shows_the_schemas_kvmprobe_ships() -> None:
+    """The README's `schema --list` example is the command's own output, and its KIND list
+    names every kind (neither can go stale when a schema is added)."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("$ kvmprobe schema --list\n") :].split("\n$ ", 2)[0]
+    status, out = run("schema", "--list")
+    assert status == 0
+    assert block.split("\n", 1)[1].rstrip("\n") == out.rstrip("\n")
+    sentence = readme[readme.index("`kvmprobe schema KIND` prints it") :]
+    sentence = sentence[: sentence.index("the newest")]
+    assert set(re.findall(r"`([a-z0-9-]+)`", sentence)) == set(schemas.kinds())
 
 
 @pytest.mark.parametrize("args", [["schema"], ["schema", "bogus"], ["schema", "cpuid/9"]])

@@ -33,7 +33,7 @@ def test_summary_without_cpuid_and_with_errors() -> None:
     snap = replace(SNAP, supported_cpuid=None, errors=(err,))
     text = summary_text(snap, None)
     assert "guest CPUID (in-kernel irqchip)" not in text
-    assert "  1 probe step(s) failed: see 'kvmprobe record'" in text.splitlines()
+    assert "  1 probe step failed: see 'kvmprobe record'" in text.splitlines()
 
 
 def test_summary_escapes_what_it_shows() -> None:

@@ -452,7 +452,7 @@ class BaselineBuilder:
                     comps.append(XsaveComponent(number, size, offset, sup))
                 continue
             text = "; ".join(
-                f"{size} bytes at {offset} on {len(h)} host(s) ({h[0]}...)"
+                f"{size} bytes at {offset} on {len(h)} hosts ({h[0]}...)"
                 if len(h) > 1
                 else f"{size} bytes at {offset} on {h[0]}"
                 for (size, offset, _s), h in sorted(variants.items())

@@ -10,7 +10,7 @@ from functools import cache
 
 from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry
-from kvmprobe.vocab import Vendor
+from kvmprobe.vocab import FieldEncoding, Vendor
 
 REGISTERS = ("eax", "ebx", "ecx", "edx")
 SIGNIFICANT_INDEX = 1  # KVM_CPUID_FLAG_SIGNIFCANT_INDEX
@@ -59,6 +59,8 @@ class FieldDef:
     hi: int
     name: str
     description: str
+    #: how the value reads (the generated table's FIELD_ENCODINGS)
+    encoding: FieldEncoding = FieldEncoding.NUMBER
 
     @property
     def where(self) -> str:
@@ -67,6 +69,17 @@ class FieldDef:
 
     def extract(self, value: int) -> int:
         return (value >> self.lo) & ((1 << (self.hi - self.lo + 1)) - 1)
+
+    def text(self, value: int | None) -> str:
+        """The value as a report shows it: "?" when unknown; a minus-one field as the number
+        it stands for (value + 1); bitmaps, masks and leaf numbers in hex; others in decimal."""
+        if value is None:
+            return "?"
+        if self.encoding is FieldEncoding.HEX:
+            return f"{value:#x}"
+        if self.encoding is FieldEncoding.MINUS_ONE:
+            return str(value + 1)
+        return str(value)
 
 
 @cache
@@ -80,7 +93,11 @@ def features() -> tuple[FeatureDef, ...]:
 def fields() -> tuple[FieldDef, ...]:
     from kvmprobe.tables import cpuid_data
 
-    return tuple(FieldDef(*row) for row in cpuid_data.FIELDS)
+    enc = cpuid_data.FIELD_ENCODINGS
+    return tuple(
+        FieldDef(*row, encoding=FieldEncoding(enc.get(row[5], FieldEncoding.NUMBER)))
+        for row in cpuid_data.FIELDS
+    )
 
 
 @cache

@@ -247,7 +247,7 @@ def msr_facts(snap: Snapshot) -> MsrFacts:
 class HostProfile:
     """What ``diff``, ``baseline`` and ``--require`` know of one host in one set-up."""
 
-    #: the snapshot file (or "live")
+    #: the snapshot file, or the device node a live probe opened (/dev/kvm)
     name: str
     kernel_release: str
     irqchip: str
@@ -450,7 +450,7 @@ def build(snap: Snapshot, options: object | None = None) -> HostProfile:
     caps = {c.name: cap_value(snap, c.number, c.scope) for c in CAPS}
     facts = msr_facts(snap)
     return HostProfile(
-        name=snap.source,
+        name=snap.device if snap.source == "live" else snap.source,
         kernel_release=snap.host.kernel_release,
         irqchip=str(opts.irqchip),
         disable_exits=tuple(sorted(str(x) for x in opts.disable_exits)),

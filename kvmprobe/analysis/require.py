@@ -135,8 +135,11 @@ def check(reqs: tuple[Requirement, ...], subject: Subject) -> RequireResult:
                 continue
             shortfalls = subject.levels.missing_through(r.level)
             unknown = any(s.answer.offered is Offered.UNKNOWN for s in shortfalls)
-            why = f"the guest reaches {subject.levels.highest}; missing: " + "; ".join(
-                f"{s.requirement.label} ({s.answer.label()})" for s in shortfalls
+            by_answer: dict[str, list[str]] = {}
+            for s in shortfalls:
+                by_answer.setdefault(s.answer.label(), []).append(s.requirement.label)
+            why = f"the guest reaches {subject.levels.highest}; " + "; ".join(
+                f"{answer}: {', '.join(labels)}" for answer, labels in by_answer.items()
             )
             out.append(Outcome(r, False, Offered.UNKNOWN if unknown else Offered.NO, why))
         elif r.feature is not None:

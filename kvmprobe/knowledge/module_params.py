@@ -69,7 +69,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "ignore_msrs",
-        "Y: guest reads of MSRs KVM does not handle return 0 and writes are dropped, "
+        "When Y, guest reads of MSRs KVM does not handle return 0 and writes are dropped, "
         "instead of injecting #GP.",
         "N",
         "Y hides missing MSR emulation (guests may misbehave silently); some set it only "
@@ -79,7 +79,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "report_ignored_msrs",
-        "Y: each MSR access ignored because of ignore_msrs is logged to the host kernel log.",
+        "When Y, each MSR access ignored because of ignore_msrs is logged to the host kernel log.",
         None,
         None,
         f"{_X86} (module_param report_ignored_msrs, bool, 0644)",
@@ -112,7 +112,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "kvmclock_periodic_sync",
-        "Y: KVM periodically refreshes every guest's kvmclock from the host clock.",
+        "When Y, KVM periodically refreshes every guest's kvmclock from the host clock.",
         "Y",
         "N lets kvmclock drift from the host's NTP-disciplined time on long-running guests.",
         f"{_X86} (module_param kvmclock_periodic_sync, bool, 0444)",
@@ -138,7 +138,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "lapic_timer_advance",
-        "Y: KVM fires guest TSC-deadline timers slightly early, by a self-tuned amount, to "
+        "When Y, KVM fires guest TSC-deadline timers slightly early, by a self-tuned amount, to "
         "cut timer latency.",
         "Y",
         None,
@@ -148,7 +148,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "vector_hashing",
-        "Y: lowest-priority interrupts pick their target vCPU by hashing the vector.",
+        "When Y, lowest-priority interrupts pick their target vCPU by hashing the vector.",
         None,
         None,
         f"{_X86} (module_param vector_hashing, bool, 0444)",
@@ -156,7 +156,8 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "enable_vmware_backdoor",
-        "Y: KVM emulates VMware's backdoor I/O port and pseudo performance counters for guests.",
+        "When Y, KVM emulates VMware's backdoor I/O port and pseudo performance counters for "
+        "guests.",
         "N",
         "Y makes KVM intercept #GP for every guest; only guests expecting VMware's "
         "backdoor need it.",
@@ -165,7 +166,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "force_emulation_prefix",
-        "Non-zero: a guest can force KVM's instruction emulator with a magic prefix "
+        "When non-zero, a guest can force KVM's instruction emulator with a magic prefix "
         "(a testing aid).",
         "0",
         "Non-zero is meant for selftests; production guests get an extra emulator entry point.",
@@ -183,16 +184,18 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "enable_pmu",
-        "Y: guests can get a virtual PMU. N: no vPMU at all; CPUID leaf 0xA reads as zero "
+        "When Y, guests can get a virtual PMU; when N, no vPMU at all: CPUID leaf 0xA reads as "
+        "zero "
         "and KVM_CAP_PMU_CAPABILITY reports nothing.",
         "Y",
-        "N: perf, profilers and PMU-based features in guests see no counters.",
+        "With N, perf, profilers and PMU-based features in guests see no counters.",
         f"{_X86} (module_param enable_pmu, bool, 0444)",
     ),
     _p(
         "kvm",
         "eager_page_split",
-        "Y: huge pages are split up front when dirty logging starts (smoother live migration).",
+        "When Y, huge pages are split up front when dirty logging starts (smoother live "
+        "migration).",
         "Y",
         None,
         f"{_X86} (module_param eager_page_split, bool, 0644)",
@@ -200,17 +203,18 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "mitigate_smt_rsb",
-        "Y: on CPUs with the SMT return-stack-buffer bug and SMT possible, userspace cannot "
+        "When Y, on CPUs with the SMT return-stack-buffer bug and SMT possible, userspace cannot "
         "disable HLT, MWAIT or CSTATE exits (KVM_CAP_X86_DISABLE_EXITS offers only PAUSE).",
         "N",
-        "Y: VMMs that pass idle states through (e.g. QEMU -overcommit cpu-pm=on) lose that option.",
+        "With Y, VMMs that pass idle states through (e.g. QEMU -overcommit cpu-pm=on) lose that "
+        "option.",
         f"{_X86} (module_param mitigate_smt_rsb, bool, 0444)",
     ),
     _p(
         "kvm",
         "nx_huge_pages",
-        "Y: iTLB-multihit mitigation, executable guest huge pages are mapped as 4K; N: no "
-        "mitigation; 'never': turned off for good. Writes accept off/force/auto/never.",
+        "When Y, the iTLB-multihit mitigation maps executable guest huge pages as 4K; when N, no "
+        "mitigation; when 'never', it is turned off for good. Writes accept off/force/auto/never.",
         None,
         "Y on unaffected CPUs costs guest performance; N on affected Intel CPUs lets a guest "
         "crash the host with a machine check.",
@@ -236,8 +240,8 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "tdp_mmu",
-        "Y: the TDP MMU (built for many vCPUs on EPT/NPT) handles guest memory; N: the "
-        "older MMU code.",
+        "When Y, the TDP MMU (built for many vCPUs on EPT/NPT) handles guest memory; when N, the "
+        "older MMU code does.",
         "Y",
         "N on an EPT/NPT host slows page faults on large guests; N is normal with shadow "
         "paging (ept/npt off, PVM).",
@@ -247,7 +251,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "flush_on_reuse",
-        "Y: KVM flushes and resyncs whenever it reuses a shadow page (debugging aid).",
+        "When Y, KVM flushes and resyncs whenever it reuses a shadow page (debugging aid).",
         "N",
         "Y costs guest performance.",
         f"{_MMU} (module_param_named flush_on_reuse, force_flush_and_sync_on_reuse, bool, 0644)",
@@ -255,17 +259,17 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "mmio_caching",
-        "Y: KVM caches emulated-MMIO translations in page-table entries so MMIO exits take "
+        "When Y, KVM caches emulated-MMIO translations in page-table entries so MMIO exits take "
         "a fast path; KVM forces it N when the hardware leaves no spare bits.",
         "Y",
-        "N: every guest MMIO access goes through the slow page-fault path.",
+        "With N, every guest MMIO access goes through the slow page-fault path.",
         f"{_L} arch/x86/kvm/mmu/spte.c (module_param_named mmio_caching, "
         "enable_mmio_caching, bool, 0444)",
     ),
     _p(
         "kvm",
         "allow_unsafe_mappings",
-        "Y: KVM may map host memory that is not protected by MMU notifiers into guests.",
+        "When Y, KVM may map host memory that is not protected by MMU notifiers into guests.",
         "N",
         "Y can leave guests with access to freed host pages; a security risk.",
         f"{_MAIN} (module_param allow_unsafe_mappings, bool, 0444)",
@@ -273,7 +277,7 @@ _KVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm",
         "enable_virt_at_load",
-        "Y: hardware virtualization is switched on on all CPUs when KVM loads, not when "
+        "When Y, hardware virtualization is switched on on all CPUs when KVM loads, not when "
         "the first VM starts.",
         None,
         None,
@@ -312,16 +316,16 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "nested",
-        "Y: guests may use VMX themselves (nested virtualization; the vmx flag can be "
+        "When Y, guests may use VMX themselves (nested virtualization; the vmx flag can be "
         "offered to guests).",
         None,
-        "N: guests cannot run their own hypervisors.",
+        "With N, guests cannot run their own hypervisors.",
         f"{_VMX} (module_param nested, bool, 0444)",
     ),
     _p(
         "kvm_intel",
         "ept",
-        "Y: hardware two-level paging (EPT); N: shadow paging.",
+        "When Y, guest memory uses hardware two-level paging (EPT); when N, shadow paging.",
         "Y",
         "N makes memory-heavy guests much slower and disables features that depend on EPT.",
         f"{_VMX} (module_param_named ept, enable_ept, bool, 0444)",
@@ -329,16 +333,16 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "unrestricted_guest",
-        "Y: real-mode and big-real-mode guest code runs in hardware instead of being "
+        "When Y, real-mode and big-real-mode guest code runs in hardware instead of being "
         "emulated (needs EPT).",
         "Y",
-        "N: firmware and boot loaders run slowly under emulation, some fail.",
+        "With N, firmware and boot loaders run slowly under emulation, some fail.",
         f"{_VMX} (module_param_named unrestricted_guest, enable_unrestricted_guest, bool, 0444)",
     ),
     _p(
         "kvm_intel",
         "eptad",
-        "Y: EPT accessed/dirty bits are used (dirty logging with PML, aging).",
+        "When Y, EPT accessed/dirty bits are used (dirty logging with PML, aging).",
         "Y",
         None,
         f"{_VMX} (module_param_named eptad, enable_ept_ad_bits, bool, 0444)",
@@ -346,7 +350,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "vpid",
-        "Y: TLB entries are tagged per vCPU, so fewer flushes on VM entry/exit.",
+        "When Y, TLB entries are tagged per vCPU, so fewer flushes on VM entry/exit.",
         "Y",
         "N costs guest performance.",
         f"{_VMX} (module_param_named vpid, enable_vpid, bool, 0444)",
@@ -354,7 +358,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "flexpriority",
-        "Y: TPR shadowing and APIC-access virtualization for guests.",
+        "When Y, guests get TPR shadowing and APIC-access virtualization.",
         "Y",
         None,
         f"{_VMX} (module_param_named flexpriority, flexpriority_enabled, bool, 0444)",
@@ -362,15 +366,17 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "enable_apicv",
-        "Y: APIC virtualization and posted interrupts (fewer exits for interrupts and EOIs).",
+        "When Y, guests get APIC virtualization and posted interrupts (fewer exits for interrupts "
+        "and EOIs).",
         "Y",
-        "N: guest interrupt delivery and EOIs cause VM exits.",
+        "With N, guest interrupt delivery and EOIs cause VM exits.",
         f"{_VMX} (module_param enable_apicv, bool, 0444)",
     ),
     _p(
         "kvm_intel",
         "enable_ipiv",
-        "Y: IPI virtualization on CPUs that have it (guest IPIs without exits); needs APICv.",
+        "When Y, guests get IPI virtualization on CPUs that have it (IPIs without exits); needs "
+        "APICv.",
         "Y",
         None,
         f"{_VMX} (module_param enable_ipiv, bool, 0444)",
@@ -378,7 +384,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "pml",
-        "Y: page-modification logging tracks dirty pages in hardware (cheaper migration).",
+        "When Y, page-modification logging tracks dirty pages in hardware (cheaper migration).",
         "Y",
         None,
         f"{_VMX} (module_param_named pml, enable_pml, bool, 0444)",
@@ -386,7 +392,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "vnmi",
-        "Y: virtual NMIs (NMI blocking tracked by hardware).",
+        "When Y, guests get virtual NMIs (NMI blocking tracked by hardware).",
         "Y",
         None,
         f"{_VMX} (module_param_named vnmi, enable_vnmi, bool, 0444)",
@@ -394,7 +400,8 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "preemption_timer",
-        "Y: the VMX preemption timer backs the guest LAPIC timer (fewer host timer interrupts).",
+        "When Y, the VMX preemption timer backs the guest LAPIC timer (fewer host timer "
+        "interrupts).",
         "Y",
         None,
         f"{_VMX} (module_param_named preemption_timer, enable_preemption_timer, bool, 0444)",
@@ -402,7 +409,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "enable_shadow_vmcs",
-        "Y: shadow VMCS speeds up VMREAD/VMWRITE in nested guests.",
+        "When Y, shadow VMCS speeds up VMREAD/VMWRITE in nested guests.",
         "Y",
         None,
         f"{_VMX} (module_param_named enable_shadow_vmcs, enable_shadow_vmcs, bool, 0444)",
@@ -419,7 +426,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "allow_smaller_maxphyaddr",
-        "Y: guests may be given fewer physical address bits than the host has.",
+        "When Y, guests may be given fewer physical address bits than the host has.",
         None,
         None,
         f"{_VMX} (module_param allow_smaller_maxphyaddr, bool, 0444)",
@@ -444,7 +451,7 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "sgx",
-        "Y: SGX enclaves can be offered to guests (needs host SGX with launch control).",
+        "When Y, SGX enclaves can be offered to guests (needs host SGX with launch control).",
         None,
         None,
         f"{_L} arch/x86/kvm/vmx/sgx.c (module_param_named sgx, enable_sgx, bool, 0444)",
@@ -452,7 +459,8 @@ _KVM_INTEL: tuple[ModuleParam, ...] = (
     _p(
         "kvm_intel",
         "tdx",
-        "Y: TDX confidential guests can be created (KVM_X86_TDX_VM appears in KVM_CAP_VM_TYPES).",
+        "When Y, TDX confidential guests can be created (KVM_X86_TDX_VM appears in "
+        "KVM_CAP_VM_TYPES).",
         None,
         None,
         f"{_L} arch/x86/kvm/vmx/tdx.c (module_param_named tdx, enable_tdx, bool, 0444)",
@@ -463,16 +471,16 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "nested",
-        "1: guests may use SVM themselves (nested virtualization; the svm flag can be "
+        "When 1, guests may use SVM themselves (nested virtualization; the svm flag can be "
         "offered to guests).",
         None,
-        "0: guests cannot run their own hypervisors.",
+        "With 0, guests cannot run their own hypervisors.",
         f"{_SVM} (module_param nested, int, 0444)",
     ),
     _p(
         "kvm_amd",
         "npt",
-        "Y: hardware nested paging (NPT); N: shadow paging.",
+        "When Y, guest memory uses hardware nested paging (NPT); when N, shadow paging.",
         "Y",
         "N makes memory-heavy guests much slower.",
         f"{_SVM} (module_param_named npt, npt_enabled, bool, 0444)",
@@ -480,16 +488,16 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "avic",
-        "Y: AVIC (APIC virtualization) delivers interrupts to running guests without exits.",
+        "When Y, AVIC (APIC virtualization) delivers interrupts to running guests without exits.",
         None,
-        "N: guest interrupt delivery causes VM exits (often the default on older kernels).",
+        "With N, guest interrupt delivery causes VM exits (often the default on older kernels).",
         f"{_SVM} (module_param avic, bool, 0444); newer kernels: "
         "arch/x86/kvm/svm/avic.c (module_param_cb avic, auto mode)",
     ),
     _p(
         "kvm_amd",
         "nrips",
-        "1: KVM uses the CPU's next-RIP save on exits and can offer it to nested guests.",
+        "When 1, KVM uses the CPU's next-RIP save on exits and can offer it to nested guests.",
         "1",
         None,
         f"{_SVM} (module_param nrips, int, 0444)",
@@ -497,7 +505,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "vls",
-        "1: virtual VMLOAD/VMSAVE speeds up nested guests.",
+        "When 1, virtual VMLOAD/VMSAVE speeds up nested guests.",
         "1",
         None,
         f"{_SVM} (module_param vls, int, 0444)",
@@ -505,7 +513,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "vgif",
-        "1: virtual GIF, fewer exits for nested guests.",
+        "When 1, nested guests get a virtual GIF (fewer exits).",
         "1",
         None,
         f"{_SVM} (module_param vgif, int, 0444)",
@@ -513,7 +521,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "lbrv",
-        "1: last-branch-record virtualization for guests.",
+        "When 1, guests get last-branch-record virtualization.",
         None,
         None,
         f"{_SVM} (module_param lbrv, int, 0444)",
@@ -521,15 +529,16 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "tsc_scaling",
-        "1: guests can run at a TSC frequency different from the host's (KVM_CAP_TSC_CONTROL).",
+        "When 1, guests can run at a TSC frequency different from the host's "
+        "(KVM_CAP_TSC_CONTROL).",
         "1",
-        "0: migration between hosts with different TSC rates cannot keep the guest TSC rate.",
+        "With 0, migration between hosts with different TSC rates cannot keep the guest TSC rate.",
         f"{_SVM} (module_param tsc_scaling, int, 0444)",
     ),
     _p(
         "kvm_amd",
         "vnmi",
-        "Y: virtual NMIs on CPUs that support them.",
+        "When Y, guests get virtual NMIs on CPUs that support them.",
         "Y",
         None,
         f"{_SVM} (module_param vnmi, bool, 0444)",
@@ -545,7 +554,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "sev",
-        "Y: SEV encrypted guests can be created (also needs firmware support and ASIDs).",
+        "When Y, SEV encrypted guests can be created (also needs firmware support and ASIDs).",
         None,
         None,
         f"{_SEV} (module_param_named sev, sev_enabled, bool, 0444)",
@@ -553,7 +562,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "sev_es",
-        "Y: SEV-ES guests (encrypted register state) can be created.",
+        "When Y, SEV-ES guests (encrypted register state) can be created.",
         None,
         None,
         f"{_SEV} (module_param_named sev_es, sev_es_enabled, bool, 0444)",
@@ -561,7 +570,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "sev_snp",
-        "Y: SEV-SNP guests (integrity-protected memory) can be created.",
+        "When Y, SEV-SNP guests (integrity-protected memory) can be created.",
         None,
         None,
         f"{_SEV} (module_param_named sev_snp, sev_snp_enabled, bool, 0444)",
@@ -569,7 +578,7 @@ _KVM_AMD: tuple[ModuleParam, ...] = (
     _p(
         "kvm_amd",
         "debug_swap",
-        "Y: SEV-ES guests may use debug registers (DebugSwap).",
+        "When Y, SEV-ES guests may use debug registers (DebugSwap).",
         None,
         None,
         f"{_SEV} (module_param_named debug_swap, sev_es_debug_swap_enabled, bool, 0444)",
@@ -653,7 +662,7 @@ _KVM_PVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm_pvm",
         "stats",
-        "Y: the PVM module collects statistics, by its name.",
+        "When Y, the PVM module collects statistics, by its name.",
         None,
         None,
         _PVM_HOST,
@@ -661,7 +670,7 @@ _KVM_PVM: tuple[ModuleParam, ...] = (
     _p(
         "kvm_pvm",
         "verbose",
-        "Y: extra PVM log messages, by its name.",
+        "When Y, the PVM module logs extra messages, by its name.",
         None,
         None,
         _PVM_HOST,

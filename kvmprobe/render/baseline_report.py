@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kvmprobe.render.cpuid_report import AREA_TITLES
 from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import CompareRule
+from kvmprobe.words import count
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.baseline import Baseline
+    from kvmprobe.analysis.cpuid import FieldDef
     from kvmprobe.analysis.levels import LevelReport
     from kvmprobe.render.term import Term
 
@@ -19,12 +22,20 @@ if TYPE_CHECKING:
 SHOWN_HOSTS = 3
 
 
-def _num(v: int | None) -> str:
+def _num(v: int | None, fd: FieldDef | None = None) -> str:
+    """A value as the CPUID field table says it reads (a field it does not name: decimal
+    below 1024, hex above)."""
+    if fd is not None:
+        return fd.text(v)
     return "?" if v is None else str(v) if v < 1024 else f"{v:#x}"
 
 
 #: where a wrapped line continues
 HANG = 4
+
+
+def _rank(order: list[str], area: str) -> tuple[int, str]:
+    return (order.index(area) if area in order else len(order), area)
 
 
 def baseline_lines(
@@ -39,7 +50,7 @@ def baseline_lines(
 
     n = len(b.hosts)
     exits = ",".join(b.disable_exits) or "none"
-    say(f"Baseline of {n} host(s)", "bold")
+    say(f"Baseline of {count(n, 'host')}", "bold")
     say(f"  set-up: irqchip={b.irqchip}, exits disabled: {exits}", "dim")
     for host in b.hosts[:SHOWN_HOSTS]:
         say(f"  {safe(host)}", "dim")
@@ -58,10 +69,12 @@ def baseline_lines(
     for pos in positions(b.features):
         f = space.feature(pos)
         by_area.setdefault(f.area, []).append(f.name)
-    count = sum(len(v) for v in by_area.values())
-    say(f"Features every host gives ({count}):", "bold")
-    for area, names in sorted(by_area.items()):
-        out.extend(term.hanging(Line.of(f"  {area}: ", "bold"), Line.of(" ".join(names))))
+    total = sum(len(v) for v in by_area.values())
+    say(f"Features every host gives ({total}):", "bold")
+    order = list(AREA_TITLES)  # the cpuid report's areas, titles and order
+    for area, names in sorted(by_area.items(), key=lambda kv: _rank(order, kv[0])):
+        title = AREA_TITLES.get(area, area)
+        out.extend(term.hanging(Line.of(f"  {title}: ", "bold"), Line.of(" ".join(names)), 4))
     say(f"x86-64 level of the baseline guest: {level.highest}", "bold")
     nxt = level.next_level
     if nxt is not None and nxt.missing:
@@ -70,20 +83,25 @@ def baseline_lines(
             why = b.why_not(where) if where is not None else s.answer.label()
             say(f"  {nxt.level} needs {s.requirement.label}: {safe(why)}")
     say("Fields:", "bold")
+    from kvmprobe.analysis.cpuid import fields as field_table
+
+    defs = {fd.name: fd for fd in field_table()}
     for fv in b.fields:
+        fd = defs.get(fv.name)
         if fv.lowest is None and not fv.unknown:
             continue
         if fv.unknown:
-            text = f"unknown on {len(fv.unknown)} host(s) ({safe(fv.unknown[0])}...)"
+            text = f"unknown on {count(len(fv.unknown), 'host')} ({safe(fv.unknown[0])}...)"
         elif not fv.differs:
-            text = _num(fv.value)
+            text = _num(fv.value, fd)
         elif fv.rule is CompareRule.NOT_LESS:
             text = (
-                f"{_num(fv.value)} (the smallest; hosts range "
-                f"{_num(fv.lowest)}..{_num(fv.highest)})"
+                f"{_num(fv.value, fd)} (the smallest; hosts range "
+                f"{_num(fv.lowest, fd)}..{_num(fv.highest, fd)})"
             )
         else:
-            text = f"differs ({fv.lowest}..{fv.highest}): the VMM's CPU definition chooses"
+            span = f"{_num(fv.lowest, fd)}..{_num(fv.highest, fd)}"
+            text = f"differs ({span}): the VMM's CPU definition chooses"
         say(f"  {fv.name} {fv.where}: {text}")
     xcr0 = "unknown" if b.xcr0 is None else f"{b.xcr0:#x}"
     comps = " ".join(f"{c.number}:{c.size}B@{c.offset}" for c in b.xsave_components)
@@ -122,9 +140,9 @@ def baseline_lines(
                     f"{safe(x.host)} ({x.answer.label()})" for x in lo.lacking[:SHOWN_HOSTS]
                 )
                 more = f" and {k - SHOWN_HOSTS} more" if k > SHOWN_HOSTS else ""
-                line.add(f"{k} of {n} host(s) lack it: {who}{more}")
+                line.add(f"{k} of {count(n, 'host')} lack it: {who}{more}")
             out.extend(term.para(line, HANG))
     if b.errors:
-        say(f"{len(b.errors)} host(s) had failed probe steps; what depends on them is "
+        say(f"{count(len(b.errors), 'host')} had failed probe steps; what depends on them is "
             "unknown and left out", "yellow")  # fmt: skip
     return out

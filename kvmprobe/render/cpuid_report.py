@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kvmprobe.render.term import Column, Line, Table, Term, join
 from kvmprobe.render.text import safe
-from kvmprobe.vocab import FeatureStatus, QuirkEffect
+from kvmprobe.vocab import FeatureStatus, FieldEncoding, QuirkEffect
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.cpuid_query import CpuidFilter, Selection
@@ -312,10 +312,13 @@ def features_section(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
     return out
 
 
-def _fmt(x: int | None) -> str:
-    if x is None:
-        return "?"
-    return str(x) if x < 1024 else f"{x:#x}"
+def _fmt(fr: FieldResult, x: int | None, raw: bool = False) -> str:
+    """A field's value as the field table says it reads (decimal, hex, or a minus-one field's
+    number); ``raw`` adds the stored value beside a decoded one."""
+    text = fr.field.text(x)
+    if raw and x is not None and fr.field.encoding is FieldEncoding.MINUS_ONE:
+        text += f" (raw {x})"
+    return text
 
 
 def values_section(a: CpuidAnalysis, view: View, term: Term) -> tuple[list[Line], int]:
@@ -343,9 +346,9 @@ def values_section(a: CpuidAnalysis, view: View, term: Term) -> tuple[list[Line]
     for key, frs in groups.items():
         pairs = []
         for fr in frs:
-            pair = Line.of(fr.field.name, "").add("=", "dim").add(_fmt(fr.kvm), "bold")
+            pair = Line.of(fr.field.name, "").add("=", "dim").add(_fmt(fr, fr.kvm), "bold")
             if view.show_host and fr.host != fr.kvm:
-                pair.add(f" (host {_fmt(fr.host)})", "cyan")
+                pair.add(f" (host {_fmt(fr, fr.host)})", "cyan")
             pairs.append(pair)
         head = Line.of(" ").add(key, "cyan").add(" " * (head_w - len(key) - 1))
         out += term.hanging(head, join(pairs), head_w if head_w <= term.width // 3 else HANG)
@@ -359,10 +362,14 @@ def _values_table(rows: Sequence[FieldResult], show_host: bool, term: Term) -> l
     table = Table(term, cols, text_header="meaning", lead=1, under=HANG)
     cells_of = []
     for fr in rows:
-        kvm = Line.of("absent", "dim") if fr.kvm is None else Line.of(_fmt(fr.kvm), "bold")
+        kvm = (
+            Line.of("absent", "dim")
+            if fr.kvm is None
+            else Line.of(_fmt(fr, fr.kvm, raw=True), "bold")
+        )
         cells = [Line.of(fr.field.name), Line.of(fr.field.where), kvm]
         if show_host:
-            cells.append(Line.of(_fmt(fr.host)))
+            cells.append(Line.of(_fmt(fr, fr.host, raw=True)))
         cells_of.append((cells, Line.of(fr.field.description, "dim")))
     table.measure(c for c, _ in cells_of)
     out = [*term.para(Line.of("Values (multi-bit fields)", "bold")), *table.header()]
@@ -653,7 +660,7 @@ def field_explain_lines(
         because = safe(ex.guest_unknown) or "kvmprobe cannot build the guest's table here"
     elif ex.per_vcpu:
         result.add("each vCPU is given its own value; KVM reports ")
-        result.add(_fmt(fr.kvm), "bold")
+        result.add(_fmt(fr, fr.kvm), "bold")
         because = "; ".join([
             "it describes the CPU that runs CPUID, so a VMM writes each vCPU's own value "
             "there; KVM's is that of the CPU kvmprobe ran on",
@@ -661,23 +668,24 @@ def field_explain_lines(
         ])  # fmt: skip
     elif builds:
         result.add("a guest in this set-up is given what the VMM builds; KVM reports ")
-        result.add(_fmt(fr.kvm), "bold")
+        result.add(_fmt(fr, fr.kvm), "bold")
         because = "; ".join(n.quirk.reason for n in builds)
     else:
-        result.add("a guest in this set-up is given ").add(_fmt(ex.guest), "bold green")
+        result.add("a guest in this set-up is given ").add(_fmt(fr, ex.guest), "bold green")
         because = (
             "a VMM passes KVM's value on as it is, as kvmprobe's exports do"
             if ex.guest == fr.kvm
-            else f"kvmprobe's export gives {_fmt(ex.guest)} where KVM reports {_fmt(fr.kvm)}"
+            else f"kvmprobe's export gives {_fmt(fr, ex.guest)} "
+            f"where KVM reports {_fmt(fr, fr.kvm)}"
         )
     out += term.hanging(Line(), result, 10)
     out += term.hanging(Line.of("  because: "), Line.of(because), 11)
-    kvm = Line.of("no such leaf", "dim") if fr.kvm is None else Line.of(_fmt(fr.kvm), "bold")
+    kvm = Line.of("no such leaf", "dim") if fr.kvm is None else Line.of(_fmt(fr, fr.kvm), "bold")
     out += term.para(Line.of("  KVM_GET_SUPPORTED_CPUID: ").extend(kvm), 4)
     if a.host_cpuid_error is not None:
         host = Line.of(f"unknown ({safe(a.host_cpuid_error)})", "dim")
     else:
-        host = Line.of(_fmt(fr.host))
+        host = Line.of(_fmt(fr, fr.host))
         if ex.host_register is not None:
             host.add(f"  (its {reg} = {ex.host_register:#010x})", "dim")
     out += term.hanging(Line.of("  host CPUID:              "), host, 27)

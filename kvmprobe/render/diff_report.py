@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvmprobe.render.term import Line
+from kvmprobe.render.term import GLUE, Line
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import Change, CompareRule
+from kvmprobe.words import count, plural
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.diff import DiffItem, DiffResult
@@ -31,12 +32,16 @@ RULE_WORDS = {
     CompareRule.INFO: "",  # listed under "Notes (do not block)"
 }
 
+SIGNATURE = ("family", "model", "stepping")
+
 #: where an item's text continues when it wraps (under the item's name)
 HANG = 4
 
 
 def _host(p: HostProfile) -> str:
-    sig = "" if p.signature is None else " family {} model {} stepping {}".format(*p.signature)
+    sig = ""
+    if p.signature is not None:  # each label kept with its value when the line wraps
+        sig = " " + " ".join(f"{k}{GLUE}{v}" for k, v in zip(SIGNATURE, p.signature, strict=True))
     return f"{safe(p.name)} (kernel {safe(p.kernel_release) or '?'}; {safe(p.vendor or '?')}{sig})"
 
 
@@ -69,7 +74,7 @@ def _unknown(term: Term, items: tuple[DiffItem, ...]) -> list[Line]:
     for reason, names in by_reason.items():
         shown = ", ".join(safe(n) for n in names[:SHOWN_UNKNOWN])
         more = f" and {len(names) - SHOWN_UNKNOWN} more" if len(names) > SHOWN_UNKNOWN else ""
-        line = Line.of(f"  {len(names)} feature(s): ", "bold").add(f"{shown}{more}")
+        line = Line.of(f"  {count(len(names), 'feature')}: ", "bold").add(f"{shown}{more}")
         line.add(f"  - {safe(reason)}", "dim")
         out += term.para(line, HANG)
     return out
@@ -105,12 +110,15 @@ def diff_lines(term: Term, d: DiffResult) -> list[Line]:
         end = Line.of("Nothing a guest from A sees or needs is missing on B.", "green")
     elif d.can_take is None:
         end = Line.of(
-            f"kvmprobe cannot tell: {len(blocking)} unknown item(s) stand between A and B "
+            f"kvmprobe cannot tell: {count(len(blocking), 'unknown item')} "
+            f"{plural(len(blocking), 'stands', 'stand')} between A and B "
             "(each is listed above with what it needs).",
             "yellow",
         )
     else:
-        end = Line.of(f"{len(blocking)} item(s) stop a guest from A on B.", "red")
+        n = len(blocking)
+        stop = plural(n, "stops", "stop")
+        end = Line.of(f"{count(n, 'item')} {stop} a guest from A on B.", "red")
     out += term.para(end)
     rev = {True: "can", False: "cannot", None: "may or may not (unknown evidence)"}[d.reverse]
     out += term.para(Line.of(f"The reverse: a guest started on B {rev} run on A.", "dim"))

@@ -9,6 +9,7 @@ report is built on render.term, which never interprets markup.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from kvmprobe.render.term import STACK_BELOW, Line, Term, cell_len
@@ -62,10 +63,29 @@ def _check_lines(check: Check, term: Term, title_width: int) -> list[Line]:
         out = [*term.hanging(Line(), head, STATUS_WIDTH), *term.indented(evidence, STATUS_WIDTH)]
         indent = STATUS_WIDTH
     if check.hint and check.status != CheckStatus.PASS:
-        fix = Line.of("fix: ", STYLES.get(check.status, "")).add(safe(check.hint))
-        out += term.hanging(Line.of(" " * indent), fix, indent + 5)
+        out += _fix_lines(safe(check.hint), STYLES.get(check.status, ""), term, indent)
     for detail in check.details:
         out += term.hanging(Line.of(" " * indent), Line.of(f"- {safe(detail)}", "dim"), indent + 2)
+    return out
+
+
+#: an XML element with attributes (libvirt's <feature policy='disable' name='mds-no'/>): text
+#: to copy, so it goes on a line of its own and is never broken
+_ELEMENT = re.compile(r"<[A-Za-z][^<> ]* [^<>]*>")
+
+
+def _fix_lines(hint: str, style: str, term: Term, indent: int) -> list[Line]:
+    """The fix under a check: its words wrapped under "fix: ", each XML element in it on a
+    line of its own, whole (wider than the terminal only when the element itself is)."""
+    hang = indent + 5
+    parts, elements = _ELEMENT.split(hint), _ELEMENT.findall(hint)
+    out = term.hanging(Line.of(" " * indent), Line.of("fix: ", style).add(parts[0].strip()), hang)
+    widest = max((cell_len(e) for e in elements), default=0)
+    pad = " " * max(0, min(hang, term.width - widest))  # less indent before going too wide
+    for element, after in zip(elements, parts[1:], strict=True):
+        out.append(Line.of(pad + element))
+        if after.strip():
+            out += term.hanging(Line.of(" " * hang), Line.of(after.strip()), hang)
     return out
 
 

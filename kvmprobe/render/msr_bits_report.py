@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kvmprobe.analysis.msr_features import MsrBitResult
-from kvmprobe.render.term import Line, Term
+from kvmprobe.render.term import GLUE, Line, Term
 from kvmprobe.render.text import safe
 
 
@@ -45,7 +45,7 @@ def explain_lines(r: MsrBitResult, term: Term, typed: str | None = None) -> list
         out += term.indented(Line.of(b.description), 2)
     where = f"MSR {r.msr_label} bit {b.position}"
     out += term.hanging(Line.of("  where: "), Line.of(where))
-    verdict = Line.of("  result: ", "bold").add("a guest in this set-up is given it: ")
+    verdict = Line.of("  result: ", "bold").add(f"a guest in this set-up is given{GLUE}it:{GLUE}")
     out += term.hanging(Line(), verdict.extend(_answer(r)), 10)
     out += term.hanging(Line.of("  because: "), Line.of(safe(r.why)), 11)
     listed = "no" if r.index is None else "yes"
@@ -68,7 +68,7 @@ def explain_lines(r: MsrBitResult, term: Term, typed: str | None = None) -> list
         eff = "unknown" if v.effective is None else ("yes" if v.effective else "no")
         head = Line.of(
             f"  announced by CPUID {ann.feature.name} ({ann.feature.where}): "
-            f"{v.status}, given: {eff}"
+            f"{v.status}, given:{GLUE}{eff}"
         )
         out += term.para(head, 4)
         for s in v.steps:

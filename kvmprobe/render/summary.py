@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from kvmprobe.render.term import Line, Term
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import FeatureStatus, Scope
+from kvmprobe.words import count
 
 if TYPE_CHECKING:
     from kvmprobe.analysis.effective import CpuidAnalysis
@@ -57,7 +58,7 @@ def summary_text(snap: Snapshot, analysis: CpuidAnalysis | None, term: Term | No
     if mitigations:
         lines.append(f"  guest speculation picture: {safe(mitigations)}")
     if snap.errors:
-        lines.append(f"  {len(snap.errors)} probe step(s) failed: see 'kvmprobe record'")
+        lines.append(f"  {count(len(snap.errors), 'probe step')} failed: see 'kvmprobe record'")
     out: list[Line] = []
     for text in lines:
         out += term.para(Line.of(text), HANG)

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "GLUE",
     "STACK_BELOW",
     "Column",
     "Line",
@@ -38,6 +39,9 @@ STACK_BELOW = 80
 DEFAULT_WIDTH = 80
 #: the narrowest layout kvmprobe tries; anything narrower wraps as if it were this wide
 MIN_WIDTH = 20
+#: a space a line never breaks at, written as a plain space: "given:" + GLUE + "no" keeps a
+#: label with its value
+GLUE = "\u00a0"
 
 _SGR = {
     "bold": "1",
@@ -276,7 +280,8 @@ class Term:
                 out.append("".join(parts))
             else:
                 out.append("".join(t for t, _ in spans))
-        return "\n".join(out) + "\n" if out else ""
+        text = "\n".join(out) + "\n" if out else ""
+        return text.replace(GLUE, " ") if GLUE in text else text
 
     def hanging(self, head: Line, body: Line, indent: int | None = None) -> list[Line]:
         """``head`` then ``body`` wrapped so that its later lines start ``indent`` cells in

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from kvmprobe.words import count
+
 if TYPE_CHECKING:
     from kvmprobe.snapshot import ProbeError
 
@@ -60,6 +62,6 @@ def failed_steps_line(errors: Sequence[ProbeError], most: int = 4) -> str:
     named = [f"{safe(e.step)} ({e.errno_name or 'failed'})" for e in errors[:most]]
     more = f" and {len(errors) - most} more" if len(errors) > most else ""
     return (
-        f"{len(errors)} probe step(s) failed: {', '.join(named)}{more}; "
+        f"{count(len(errors), 'probe step')} failed: {', '.join(named)}{more}; "
         "answers that depend on them are shown as unknown"
     )

@@ -12,6 +12,7 @@ from kvmprobe.analysis.doctor.report import Check, failed, passed, skipped, warn
 from kvmprobe.snapshot import PROBE_STEP, ProbeError, Snapshot, Steps
 from kvmprobe.tables.caps_data import KVM_API_VERSION
 from kvmprobe.vocab import DoctorOutcome
+from kvmprobe.words import count
 
 PAGE = 4096  # the x86 page size VMMs map kvm_run with
 
@@ -129,7 +130,7 @@ def _check_probe_errors(snap: Snapshot) -> Check:
     if not errors:
         return passed(cid, title, "every other ioctl kvmprobe asked was answered")
     shown = ", ".join(e.step for e in errors[:4]) + (" ..." if len(errors) > 4 else "")
-    evidence = f"{len(errors)} probe step(s) failed: {shown}"
+    evidence = f"{count(len(errors), 'probe step')} failed: {shown}"
     hint = "the affected answers are missing from this report; the details say why"
     details = tuple(f"{e.step}: {e.message}" for e in errors)
     return warned(cid, title, evidence, hint, details=details)
@@ -146,7 +147,7 @@ def _check_consistency(snap: Snapshot) -> Check:
     findings = cpuid_consistency(snap)
     if not findings:
         return passed(cid, title, "no feature without what it depends on, no stray XSAVE state")
-    evidence = f"{len(findings)} contradiction(s) in KVM_GET_SUPPORTED_CPUID: " + "; ".join(
+    evidence = f"{count(len(findings), 'contradiction')} in KVM_GET_SUPPORTED_CPUID: " + "; ".join(
         str(f.check) for f in findings
     )
     hint = (

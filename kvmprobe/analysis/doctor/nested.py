@@ -43,12 +43,6 @@ def _feature(name: str) -> FeatureDef:
     return f
 
 
-def _where(f: FeatureDef) -> str:
-    """'1.ECX[5]', '0x80000001.ECX[2]': how the report names a bit."""
-    leaf = str(f.leaf) if f.leaf < 10 else f"{f.leaf:#x}"
-    return f"{leaf}.{f.register.upper()}[{f.bit}]"
-
-
 def _bit(entries: tuple[CpuidEntry, ...] | None, f: FeatureDef) -> bool | None:
     """The feature's bit, or None when its leaf is absent (callers fall back on other
     evidence)."""
@@ -90,13 +84,13 @@ def _check_guest_virt(snap: Snapshot) -> Check:
     param = _nested_param(snap.host)
     suffix = f"; {param}" if param else ""
     offered = [
-        f"{label} (CPUID {_where(f)})"
+        f"{label} (CPUID {f.where})"
         for label, f in (("VMX", vmx), ("SVM", svm))
         if _bit(snap.supported_cpuid, f)
     ]
     if offered:
         return passed(cid, title, f"guests can be given {' and '.join(offered)}{suffix}")
-    evidence = f"KVM offers guests neither VMX ({_where(vmx)}) nor SVM ({_where(svm)}){suffix}"
+    evidence = f"KVM offers guests neither VMX ({vmx.where}) nor SVM ({svm.where}){suffix}"
     return warned(cid, title, evidence, _nested_hint(snap.host))
 
 
@@ -115,7 +109,7 @@ def _check_host_guest(host: HostInfo, present: bool) -> Check:
     cid, title = "nested.host_is_guest", "host is a guest"
     hypervisor = _feature("hypervisor")
     bit = _bit(host.cpuid, hypervisor)
-    source = f"host CPUID {_where(hypervisor)}"
+    source = f"host CPUID {hypervisor.where}"
     if bit is None:
         if not host.cpuinfo_flags:
             return skipped(cid, title, f"host CPUID not readable ({host.cpuid_error or 'none'})")

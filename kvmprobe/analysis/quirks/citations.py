@@ -44,6 +44,6 @@ COMMIT_ARCH_CAP_ALWAYS = (
 )
 #: kvmprobe's own evidence: the advertised value applied to a fresh vCPU during the probe
 VERIFY = (
-    "kvmprobe vCPU verification (kvmprobe/kvm/verify.py: KVM_SET_CPUID2 with the supported "
-    "table, then KVM_SET_MSRS with each advertised feature-MSR value, bit by bit on refusal)"
+    "kvmprobe's own vCPU check during the probe: KVM_SET_CPUID2 with the supported table, then "
+    "KVM_SET_MSRS with each advertised feature-MSR value, bit by bit on refusal"
 )
