@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from kvmprobe.render.term import Column, Line, Table, Term, join
+from kvmprobe.render.term import GLUE, Column, Line, Table, Term, join
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import FeatureStatus, FieldEncoding, QuirkEffect
 
@@ -265,9 +265,12 @@ def header(a: CpuidAnalysis, view: View, term: Term) -> list[Line]:
     if refused:
         why = "KVM does not allow it here" if view.exits_known else "KVM's answer is unknown"
         setup.add(f" ({','.join(refused)} asked for: {why})", "bold yellow")
+    signature = a.strings.get("signature") or ""
+    for word in ("family", "model", "stepping"):  # "model 2" never breaks between its words
+        signature = signature.replace(f"{word} ", f"{word}{GLUE}")
     setup.add(
         f"; kernel {safe(snap.host.kernel_release) or '?'}; "
-        f"{safe(a.strings.get('vendor') or '?')} {a.strings.get('signature') or ''}".rstrip(),
+        f"{safe(a.strings.get('vendor') or '?')} {signature}".rstrip(),
         "dim",
     )
     out = [*term.hanging(Line(), title, 2), *term.hanging(Line(), setup, 2)]
