@@ -98,14 +98,6 @@ def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snaps
     return snap
 
 
-def _console(ctx: click.Context) -> Any:
-    from kvmprobe.render.console import make_console
-
-    root = ctx.find_root()
-    no_color = bool(root.params.get("no_color") or root.meta.get("kvmprobe.no_color"))
-    return make_console(no_color=no_color)
-
-
 def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.find_root().meta[f"kvmprobe.{param.name}"] = True
@@ -808,12 +800,13 @@ def msr(
         body = msr_body(a, sel, name_filter, mitigations, snap.errors, snap)
         emit(rj.dumps(rj.document("msr", snap, body)))
     else:
-        from kvmprobe.render.msr_report import print_msr
+        from kvmprobe.render.msr_report import msr_lines
 
-        print_msr(
-            _console(ctx), snap, a, sel,
+        lines = msr_lines(
+            snap, a, sel, _term(ctx),
             name_filter=name_filter, mitigations=mitigations, errors=a.errors,
         )  # fmt: skip
+        _emit_lines(ctx, lines)
     if sel.empty and sel.known_absent:
         names = ", ".join(m.msr_name(i)[0] for i in sel.known_absent)
         _warn(f"{name_filter!r} names {names}, which KVM does not report here")
@@ -844,9 +837,9 @@ def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str
 
         emit(rj.dumps(rj.document("hyperv", snap, hyperv_body(a, snap.errors))))
     else:
-        from kvmprobe.render.hyperv_report import print_hyperv
+        from kvmprobe.render.hyperv_report import hyperv_lines
 
-        print_hyperv(_console(ctx), snap, a)
+        _emit_lines(ctx, hyperv_lines(snap, a, _term(ctx)))
 
 
 # ---- fleet integration: Ansible facts, Prometheus metrics, node-feature-discovery labels ----
