@@ -19,7 +19,7 @@ from kvmprobe.analysis.effective import analyse
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.cli import main
 from kvmprobe.render import caps_report, cpuid_report, doctor_report
-from kvmprobe.render.term import Column, Line, Table, Term, cell_len, wrap
+from kvmprobe.render.term import Column, Line, Table, Term, cell_len, widest_word, wrap
 from kvmprobe.snapshot import load
 from kvmprobe.vocab import FeatureStatus, Irqchip
 
@@ -191,6 +191,11 @@ def test_hanging_indent_keeps_colour() -> None:
     text = term.render(lines)
     assert text.count("\x1b[33m") == len(lines)  # every continuation line is yellow again
     assert all(ln.plain.startswith(" " * 6) for ln in lines[1:])
+
+
+def test_widest_word_measures_cells() -> None:
+    assert widest_word([Line.of("a bb"), Line.of("ccc\n").add("漢字", "dim")]) == 4
+    assert widest_word([]) == 0
 
 
 def _table(width: int) -> Table:
@@ -535,7 +540,7 @@ def synthetic_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("width", (40, 50, 60, 64, 80, 120))
+@pytest.mark.parametrize("width", (40, 50, 60, 64, 80, 90, 120, 200))
 @pytest.mark.parametrize("source", _msr_sources())
 @pytest.mark.parametrize("cmd", [["msr"], ["msr", "mds-no"], ["hyperv"]], ids=" ".join)
 def test_msr_and_hyperv_keep_every_word(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvmprobe.render.term import Column, Line, Table, Term
+from kvmprobe.render.term import Column, Line, Table, Term, widest_word
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import HvAvailability, HvRequirement
 
@@ -33,6 +33,8 @@ AVAILABILITY_TEXT = {
 }
 #: where a leaf's description and notes (and, in narrow terminals, meanings) start
 INDENT = 6
+#: the least room a meaning gets beside its row (or its longest word, if wider)
+MIN_TEXT = 30
 
 
 def _yn(value: bool | None) -> Line:
@@ -69,7 +71,6 @@ def _properties_lines(a: HyperVAnalysis, term: Term) -> list[Line]:
         Column("KVM", label="KVM"),
         Column("passthrough", label="passthrough"),
     ]
-    table = Table(term, cols, text_header="meaning", lead=1, min_text=30, under=INDENT)
     rows = []
     for p in a.properties:
         name = Line.of(p.name, "bold" if p.supported else "")
@@ -79,6 +80,8 @@ def _properties_lines(a: HyperVAnalysis, term: Term) -> list[Line]:
         if p.skip_passthrough and p.supported:
             passthrough = Line.of("skipped", "yellow")
         rows.append(([name, _yn(p.supported), passthrough], _meaning(p)))
+    room = max(MIN_TEXT, widest_word(meaning for _, meaning in rows))
+    table = Table(term, cols, text_header="meaning", lead=1, min_text=room, under=INDENT)
     table.measure(cells for cells, _ in rows)
     out = term.para(Line.of("QEMU hv-* properties", "bold"))
     out += table.header()
@@ -106,7 +109,6 @@ def _leaf_lines(leaf: HvLeaf, term: Term) -> list[Line]:
     bits = [(r, b) for r in leaf.registers for b in r.bits]
     if bits:
         cols = [Column("bit", right=True, style="cyan"), Column("name"), Column("set", label="set")]
-        table = Table(term, cols, text_header="meaning", lead=3, min_text=30, under=INDENT)
         rows = []
         for r, b in bits:
             name = Line.of(b.name, "bold" if b.set else "")
@@ -114,6 +116,8 @@ def _leaf_lines(leaf: HvLeaf, term: Term) -> list[Line]:
             if b.qemu_macro and b.qemu_macro != b.kernel_name:
                 meaning.add("\n" if meaning else "").add(f"QEMU: {b.qemu_macro}", "dim")
             rows.append(([Line.of(f"{r.register}[{b.bit}]"), name, _yn(b.set)], meaning))
+        room = max(MIN_TEXT, widest_word(meaning for _, meaning in rows))
+        table = Table(term, cols, text_header="meaning", lead=3, min_text=room, under=INDENT)
         table.measure(cells for cells, _ in rows)
         out += table.header()
         for cells, meaning in rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvmprobe.render.term import STACK_BELOW, Column, Line, Table, Term
+from kvmprobe.render.term import STACK_BELOW, Column, Line, Table, Term, widest_word
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin
 
@@ -30,6 +30,8 @@ SETTING_STYLE = {
 ORIGIN_LABEL = {MsrOrigin.KVM: "KVM PV", MsrOrigin.HYPERV: "Hyper-V"}
 #: where an MSR's description, notes and (in narrow terminals) its bits' meanings start
 INDENT = 6
+#: the least room a bit's meaning gets beside its row (or its longest word, if wider)
+MIN_TEXT = 30
 
 
 def _short(name: str) -> str:
@@ -119,7 +121,6 @@ def _bits_lines(d: DecodedMsr, trial: MsrTrial | None, term: Term) -> list[Line]
         Column("name"),
         Column("may be" if setting else "value", label="may be" if setting else "value"),
     ]
-    table = Table(term, cols, text_header="meaning", lead=3, min_text=30, under=INDENT, shrink=1)
     refused = (
         {b.position for b in trial.refused}
         if trial is not None and trial.accepted is False
@@ -131,6 +132,8 @@ def _bits_lines(d: DecodedMsr, trial: MsrTrial | None, term: Term) -> list[Line]
         name = Line.of(b.bit.name, "bold" if b.is_set else "")
         cells = [Line.of(b.bit.position), name, _value_cell(b, is_refused)]
         rows.append((cells, _meaning(b)))
+    room = max(MIN_TEXT, widest_word(meaning for _, meaning in rows))
+    table = Table(term, cols, text_header="meaning", lead=3, min_text=room, under=INDENT, shrink=1)
     table.measure(cells for cells, _ in rows)
     out = table.header()
     for cells, meaning in rows:
