@@ -99,14 +99,6 @@ def get_snapshot(from_file: str | None, device: str, full: bool = True) -> Snaps
     return snap
 
 
-def _console(ctx: click.Context) -> Any:
-    from kvmprobe.render.console import make_console
-
-    root = ctx.find_root()
-    no_color = bool(root.params.get("no_color") or root.meta.get("kvmprobe.no_color"))
-    return make_console(no_color=no_color)
-
-
 def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.find_root().meta[f"kvmprobe.{param.name}"] = True
@@ -173,9 +165,13 @@ def main(ctx: click.Context, debug: bool, no_color: bool) -> None:
         _summary(DEFAULT_DEVICE)
 
 
-def lazy_command(*decorators: Any, name: str | None = None) -> Callable[[Any], Any]:
+def lazy_command(
+    *decorators: Any, name: str | None = None, short_help: str | None = None
+) -> Callable[[Any], Any]:
     """Register the function as a subcommand of ``main`` whose click decorators (given top to
-    bottom, as they would be stacked) are applied when the command is first looked up."""
+    bottom, as they would be stacked) are applied when the command is first looked up.
+    ``short_help``: the phrase ``kvmprobe --help`` lists it with (whole: under 45 characters,
+    or click cuts the docstring's first sentence short with '...')."""
 
     def register(f: Any) -> Any:
         key = name or f.__name__
@@ -184,7 +180,7 @@ def lazy_command(*decorators: Any, name: str | None = None) -> Callable[[Any], A
             cmd = f
             for d in reversed(decorators):
                 cmd = d(cmd)
-            return click.command(key)(cmd)
+            return click.command(key, short_help=short_help)(cmd)
 
         main.lazy_commands[key] = build
         return f
@@ -224,6 +220,7 @@ def _summary(device: str) -> None:
     from_option,
     device_option,
     click.pass_context,
+    short_help="KVM capabilities, each value decoded",
 )
 def caps(
     ctx: click.Context,
@@ -279,6 +276,7 @@ def caps(
     click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout."),
     click.option("--force", is_flag=True, help="Overwrite FILE if it exists."),
     device_option,
+    short_help="Save a snapshot for --from and bug reports",
 )
 def record(output: str | None, force: bool, device: str) -> None:
     """Record a snapshot of everything the live probe reads (for --from and bug reports)."""
@@ -544,6 +542,7 @@ def _require_exit(ctx: click.Context, results: Any, sides: tuple[str, ...] = ())
     from_option,
     device_option,
     click.pass_context,
+    short_help="CPUID features a guest can be given, and why",
 )
 def cpuid(
     ctx: click.Context,
@@ -781,6 +780,7 @@ def _field_selected(item: dict[str, Any], sel: Any) -> bool:
     from_option,
     device_option,
     click.pass_context,
+    short_help="Why KVM does or does not work here",
 )
 def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str) -> None:
     """Why KVM does or does not work here, and what to do about it.
@@ -817,6 +817,7 @@ def doctor(ctx: click.Context, as_json: bool, from_file: str | None, device: str
     from_option,
     device_option,
     click.pass_context,
+    short_help="Feature MSRs, decoded bit by bit",
 )
 def msr(
     ctx: click.Context, name_filter: str | None, as_json: bool, from_file: str | None, device: str
@@ -849,12 +850,13 @@ def msr(
         body = msr_body(a, sel, name_filter, mitigations, snap.errors, snap)
         emit(rj.dumps(rj.document("msr", snap, body)))
     else:
-        from kvmprobe.render.msr_report import print_msr
+        from kvmprobe.render.msr_report import msr_lines
 
-        print_msr(
-            _console(ctx), snap, a, sel,
+        lines = msr_lines(
+            snap, a, sel, _term(ctx),
             name_filter=name_filter, mitigations=mitigations, errors=a.errors,
         )  # fmt: skip
+        _emit_lines(ctx, lines)
     if sel.empty and sel.known_absent:
         names = ", ".join(m.msr_name(i)[0] for i in sel.known_absent)
         _warn(f"{name_filter!r} names {names}, which KVM does not report here")
@@ -866,6 +868,7 @@ def msr(
     from_option,
     device_option,
     click.pass_context,
+    short_help="Hyper-V enlightenments KVM offers",
 )
 def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str) -> None:
     """The Hyper-V enlightenments KVM offers (KVM_GET_SUPPORTED_HV_CPUID on /dev/kvm).
@@ -885,9 +888,9 @@ def hyperv(ctx: click.Context, as_json: bool, from_file: str | None, device: str
 
         emit(rj.dumps(rj.document("hyperv", snap, hyperv_body(a, snap.errors))))
     else:
-        from kvmprobe.render.hyperv_report import print_hyperv
+        from kvmprobe.render.hyperv_report import hyperv_lines
 
-        print_hyperv(_console(ctx), snap, a)
+        _emit_lines(ctx, hyperv_lines(snap, a, _term(ctx)))
 
 
 # ---- fleet integration: Ansible facts, Prometheus metrics, node-feature-discovery labels ----
@@ -970,6 +973,7 @@ _irqchip_choice = click.Choice([m.value for m in Irqchip])
     ),
     from_option,
     device_option,
+    short_help="This host as Prometheus metrics",
 )
 def metrics(
     output: str | None,
@@ -1028,6 +1032,7 @@ def metrics(
     ),
     from_option,
     device_option,
+    short_help="Node labels for node-feature-discovery",
 )
 def nfd(
     output: str | None, irqchip: str, namespace: str | None, from_file: str | None, device: str
@@ -1074,6 +1079,7 @@ def nfd(
     ),
     from_option,
     device_option,
+    short_help="This host as an Ansible local fact",
 )
 def fact(irqchip: str, from_file: str | None, device: str) -> None:
     """This host as one small JSON document: an Ansible facts.d fact (ansible_local.kvmprobe).
@@ -1097,6 +1103,7 @@ def fact(irqchip: str, from_file: str | None, device: str) -> None:
     common_options,
     click.argument("kind", required=False, metavar="[KIND]", shell_complete=schema_names),
     click.option("--list", "list_all", is_flag=True, help="List the schemas kvmprobe ships."),
+    short_help="JSON Schema of a document kvmprobe writes",
 )
 def schema(kind: str | None, list_all: bool) -> None:
     """Print the JSON Schema (draft 2020-12) of a document kvmprobe writes.
@@ -1126,7 +1133,7 @@ def schema(kind: str | None, list_all: bool) -> None:
 EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 
 
-@main.command("export")
+@main.command("export", short_help="The guest CPU in a format a VMM takes")
 @common_options
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
 @irqchip_option
@@ -1334,6 +1341,7 @@ def _load_snapshot(path: str) -> Snapshot:
     json_option,
     device_option,
     click.pass_context,
+    short_help="Can guests of host A run on host B?",
 )
 def diff(
     ctx: click.Context,
@@ -1407,6 +1415,7 @@ def diff(
     ),
     json_option,
     click.pass_context,
+    short_help="The largest guest every host can give",
 )
 def baseline(
     ctx: click.Context,

@@ -6,6 +6,7 @@ location, value and reason shown whole, at every width, in colour and without.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +19,7 @@ from kvmprobe.analysis.effective import analyse
 from kvmprobe.analysis.quirks import Options
 from kvmprobe.cli import main
 from kvmprobe.render import caps_report, cpuid_report, doctor_report
-from kvmprobe.render.term import Column, Line, Table, Term, cell_len, wrap
+from kvmprobe.render.term import Column, Line, Table, Term, cell_len, widest_word, wrap
 from kvmprobe.snapshot import load
 from kvmprobe.vocab import FeatureStatus, Irqchip
 
@@ -203,6 +204,11 @@ def test_hanging_indent_keeps_colour() -> None:
     text = term.render(lines)
     assert text.count("\x1b[33m") == len(lines)  # every continuation line is yellow again
     assert all(ln.plain.startswith(" " * 6) for ln in lines[1:])
+
+
+def test_widest_word_measures_cells() -> None:
+    assert widest_word([Line.of("a bb"), Line.of("ccc\n").add("漢字", "dim")]) == 4
+    assert widest_word([]) == 0
 
 
 def _table(width: int) -> Table:
@@ -446,6 +452,8 @@ def test_readme_states_each_commands_options() -> None:
         ["caps"],
         ["caps", "--json"],
         ["doctor"],
+        ["msr"],
+        ["hyperv"],
     ],
     ids=" ".join,
 )
@@ -487,9 +495,93 @@ def test_every_other_report_fits_when_piped(args: list[str], width: int) -> None
     assert r.exit_code in (0, 5), r.output
     _check_lines(r.stdout, width)
     if args[0] in ("msr", "hyperv"):
-        return  # tables: a cell's words wrap beside the next cell's, so no squash compare
+        # tables that stack below 80 columns: compared word by word (see below)
+        _check_words(_wide(tuple(args)), r.stdout, width)
+        return
     wide = CliRunner().invoke(main, ["--no-color", *args], env={"COLUMNS": "400"})
     assert _squash(wide.stdout) == _squash(r.stdout)
+
+
+#: the words of a table's heading line: below 80 columns a table stacks, its rows become
+#: blocks whose cells carry their labels, and the heading line goes
+HEADINGS = {"bit", "name", "value", "may", "be", "meaning", "property",
+            "KVM", "passthrough", "set"}  # fmt: skip
+_WIDE: dict[tuple[str, ...], str] = {}
+
+
+def _wide(args: tuple[str, ...]) -> str:
+    """The report at 400 columns, where nothing needs to wrap (once per command)."""
+    if args not in _WIDE:
+        r = CliRunner().invoke(main, ["--no-color", *args], env={"COLUMNS": "400"})
+        assert r.exit_code == 0, r.output
+        _WIDE[args] = r.stdout
+    return _WIDE[args]
+
+
+def _check_words(wide: str, narrow: str, width: int) -> None:
+    """Every word of the wide report is in the narrow one, whole, as often (a word cut at a
+    column edge, or folded, is missing there); only table heading lines may go. A word too
+    long for a line indented as deep as the reports indent text (6) may be folded, never cut:
+    its letters are there, in order."""
+    from collections import Counter
+
+    want: Counter[str] = Counter()
+    for line in wide.splitlines():
+        words = line.split()
+        if not set(words) <= HEADINGS:
+            want.update(words)
+    narrow = ANSI.sub("", narrow)
+    have = Counter(narrow.split())
+    lost = {w: n - have[w] for w, n in want.items() if have[w] < n}
+    squashed = _squash(narrow)
+    folded = {w for w in lost if len(w) > width - 6 and w in squashed}
+    assert not lost.keys() - folded, f"words lost or cut: {sorted(lost.keys() - folded)[:20]}"
+
+
+def _msr_sources() -> list[object]:
+    live = pytest.param("live", marks=pytest.mark.live)
+    return [live, *HOSTS, "synthetic-intel-vmx", "synthetic-hyperv"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from support.synth_msr import hyperv_host, intel_nested_vmx
+
+    out = {}
+    for name, snap in (("synthetic-intel-vmx", intel_nested_vmx()),
+                       ("synthetic-hyperv", hyperv_host())):  # fmt: skip
+        path = tmp_path_factory.mktemp("snap") / f"{name}.json"
+        path.write_text(snap.dumps())
+        out[name] = str(path)
+    return out
+
+
+@pytest.mark.parametrize("width", (40, 50, 60, 64, 80, 90, 120, 200))
+@pytest.mark.parametrize("source", _msr_sources())
+@pytest.mark.parametrize("cmd", [["msr"], ["msr", "mds-no"], ["hyperv"]], ids=" ".join)
+def test_msr_and_hyperv_keep_every_word(
+    cmd: list[str], source: str, width: int, request: pytest.FixtureRequest,
+    synthetic_files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """msr and hyperv at any width: every word of a 400-column run is there whole (live,
+    from both recorded hosts, and from synthetic hosts with VMX controls and Hyper-V leaves),
+    no line wider than the width, no blanks at line ends, with colour and without."""
+    if source == "live":
+        args = [*cmd, "--device", request.getfixturevalue("live_device")]
+    else:
+        path = Path(synthetic_files.get(source) or FIXTURES / source)
+        monkeypatch.chdir(path.parent)  # the file is named by its base name, as users type it
+        args = [*cmd, "--from", path.name]
+    r = CliRunner().invoke(main, ["--no-color", *args], env={"COLUMNS": str(width)})
+    assert r.exit_code == 0, r.output
+    _check_lines(r.stdout, width)
+    _check_words(_wide(tuple(args)), r.stdout, width)
+    colour = CliRunner().invoke(
+        main, args, env={"COLUMNS": str(width), "FORCE_COLOR": "1", "NO_COLOR": None}
+    )
+    assert colour.exit_code == 0 and "\x1b[" in colour.stdout
+    _check_lines(colour.stdout, width)
+    assert ANSI.sub("", colour.stdout) == r.stdout
 
 
 @pytest.mark.parametrize(

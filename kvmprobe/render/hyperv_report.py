@@ -1,27 +1,24 @@
-"""Coloured report for ``kvmprobe hyperv``: QEMU's hv-* properties, then the decoded leaves.
+"""The text report of ``kvmprobe hyperv``: whether KVM emulates Hyper-V and the evidence, QEMU's
+hv-* properties, then the decoded leaves.
 
-Width-aware: columns wrap (never truncate), so the report reads at 80 columns."""
+Built on render.term (no rich), as the cpuid, caps and doctor reports: names and words are
+never cut at any width; a property's or bit's meaning wraps beside its row, or under it, and
+below ``STACK_BELOW`` columns each row becomes a short block. Every function returns lines; the
+command renders and emits them."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich import box
-from rich.table import Table
-from rich.text import Text
-
-from kvmprobe.render.console import print_wrapped
+from kvmprobe.render.term import Column, Line, Table, Term, widest_word
 from kvmprobe.render.text import safe
-from kvmprobe.render.trim import trimmed
 from kvmprobe.vocab import HvAvailability, HvRequirement
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from kvmprobe.analysis.hyperv import HvLeaf, HvProperty, HyperVAnalysis
     from kvmprobe.snapshot import Snapshot
 
-__all__ = ["print_hyperv"]
+__all__ = ["hyperv_lines"]
 
 NEEDS_TEXT = {
     HvRequirement.LAPIC: "in-kernel LAPIC (irqchip kernel or split)",
@@ -34,104 +31,122 @@ AVAILABILITY_TEXT = {
     HvAvailability.FAILED: ("Hyper-V emulation: could not ask", "bold red"),
     HvAvailability.UNKNOWN: ("Hyper-V emulation: unknown", "bold yellow"),
 }
+#: where a leaf's description and notes (and, in narrow terminals, meanings) start
+INDENT = 6
+#: the least room a meaning gets beside its row (or its longest word, if wider)
+MIN_TEXT = 30
 
 
-def _yn(value: bool | None) -> Text:
+def _yn(value: bool | None) -> Line:
     if value is None:
-        return Text("?", style="dim")
-    return Text("yes", style="green") if value else Text("no", style="dim")
+        return Line.of("?", "dim")
+    return Line.of("yes", "green") if value else Line.of("no", "dim")
 
 
-def _needs(p: HvProperty) -> Text:
-    t = Text()
+def _meaning(p: HvProperty) -> Line:
+    """What the property does, then what it needs: KVM's own requirements (an in-kernel
+    LAPIC, nested VMX) and the other properties it comes with; then what is unmet."""
+    text = Line.of(p.description)
+    needs = Line()
     for req, _cite, via in p.requirements:
-        if t:
-            t.append("\n")
-        t.append(NEEDS_TEXT[req])
+        if needs:
+            needs.add(", ")
+        needs.add(NEEDS_TEXT[req])
         if via:
-            t.append(f" (via {via})", style="dim")
+            needs.add(f" (via {via})", "dim")
     if p.dependencies:
-        if t:
-            t.append("\n")
-        t.append("with " + ", ".join(p.dependencies), style="dim")
+        if needs:
+            needs.add(", ")
+        needs.add(", ".join(p.dependencies))
+    if needs:
+        text.add("\n").add("needs ", "dim").extend(needs)
     if p.unmet:
-        t.append("\nunmet: " + ", ".join(p.unmet), style="yellow")
-    return t
+        text.add("\n").add("unmet: " + ", ".join(p.unmet), "yellow")
+    return text
 
 
-def _print_properties(console: Console, a: HyperVAnalysis) -> None:
-    table = Table(
-        title="QEMU hv-* properties", title_justify="left", title_style="bold",
-        box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1),
-    )  # fmt: skip
-    table.add_column("property", no_wrap=True)
-    table.add_column("KVM", no_wrap=True)
-    table.add_column("pass-\nthrough", no_wrap=True)
-    table.add_column("needs", ratio=2, overflow="fold")
-    table.add_column("meaning", ratio=3, overflow="fold")
+def _properties_lines(a: HyperVAnalysis, term: Term) -> list[Line]:
+    cols = [
+        Column("property"),
+        Column("KVM", label="KVM"),
+        Column("passthrough", label="passthrough"),
+    ]
+    rows = []
     for p in a.properties:
-        name = Text(p.name, style="bold" if p.supported else "")
+        name = Line.of(p.name, "bold" if p.supported else "")
         if p.aliases:
-            name.append("\n" + ", ".join(p.aliases), style="dim")
+            name.add(f" ({', '.join(p.aliases)})", "dim")
         passthrough = _yn(p.passthrough)
         if p.skip_passthrough and p.supported:
-            passthrough = Text("skipped", style="yellow")
-        table.add_row(name, _yn(p.supported), passthrough, _needs(p), p.description)
-    console.print(table)
+            passthrough = Line.of("skipped", "yellow")
+        rows.append(([name, _yn(p.supported), passthrough], _meaning(p)))
+    room = max(MIN_TEXT, widest_word(meaning for _, meaning in rows))
+    table = Table(term, cols, text_header="meaning", lead=1, min_text=room, under=INDENT)
+    table.measure(cells for cells, _ in rows)
+    out = term.para(Line.of("QEMU hv-* properties", "bold"))
+    out += table.header()
+    for cells, meaning in rows:
+        out += table.row(cells, meaning)
+    return out
 
 
-def _print_leaf(console: Console, leaf: HvLeaf) -> None:
+def _leaf_lines(leaf: HvLeaf, term: Term) -> list[Line]:
     e = leaf.entry
-    head = Text(f"{leaf.leaf:#x}  ", style="cyan")
-    head.append(leaf.name or "unknown leaf", style="bold" if leaf.name else "bold magenta")
-    head.append(f"  eax={e.eax:#x} ebx={e.ebx:#x} ecx={e.ecx:#x} edx={e.edx:#x}", style="dim")
+    head = Line.of(f"{leaf.leaf:#x}  ", "cyan")
+    head.add(leaf.name or "unknown leaf", "bold" if leaf.name else "bold magenta")
+    head.add(f"  eax={e.eax:#x} ebx={e.ebx:#x} ecx={e.ecx:#x} edx={e.edx:#x}", "dim")
+    out = term.hanging(Line(), head, INDENT)
     if leaf.description:
-        head.append(f"\n      {leaf.description}", style="dim")
-    console.print(head)
+        out += term.indented(Line.of(leaf.description, "dim"), INDENT)
+    pad = Line.of(" " * INDENT)
     for sig, text, desc in leaf.signatures:
-        console.print(Text(f"      {sig}: {safe(repr(text))}  ").append(desc, "dim"))
+        body = Line.of(f"{sig}: {safe(repr(text))}  ").add(desc, "dim")
+        out += term.hanging(pad, body, INDENT + 2)
     for f in leaf.fields:
         shown = str(f.value) if f.value < 1 << 16 else f"{f.value:#x}"
-        line = Text(f"      {f.name}: {shown}  ")
-        line.append(f.description, style="dim")
-        console.print(line)
+        body = Line.of(f"{f.name}: {shown}  ").add(f.description, "dim")
+        out += term.hanging(pad, body, INDENT + 2)
     bits = [(r, b) for r in leaf.registers for b in r.bits]
     if bits:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
-        table.add_column("bit", justify="right", style="cyan", no_wrap=True)
-        longest = max(len(n) for _r, b in bits for n in (b.name, f"QEMU: {b.qemu_macro}"))
-        table.add_column("name", ratio=2, overflow="fold", min_width=longest)
-        table.add_column("set", no_wrap=True)
-        table.add_column("meaning", ratio=2, overflow="fold")
+        cols = [Column("bit", right=True, style="cyan"), Column("name"), Column("set", label="set")]
+        rows = []
         for r, b in bits:
-            name = Text(b.name, style="bold" if b.set else "")
+            name = Line.of(b.name, "bold" if b.set else "")
+            meaning = Line.of(b.description)
             if b.qemu_macro and b.qemu_macro != b.kernel_name:
-                name.append(f"\nQEMU: {b.qemu_macro}", style="dim")
-            table.add_row(f"{r.register}[{b.bit}]", name, _yn(b.set), b.description)
-        console.print(table)
+                meaning.add("\n" if meaning else "").add(f"QEMU: {b.qemu_macro}", "dim")
+            rows.append(([Line.of(f"{r.register}[{b.bit}]"), name, _yn(b.set)], meaning))
+        room = max(MIN_TEXT, widest_word(meaning for _, meaning in rows))
+        table = Table(term, cols, text_header="meaning", lead=3, min_text=room, under=INDENT)
+        table.measure(cells for cells, _ in rows)
+        out += table.header()
+        for cells, meaning in rows:
+            out += table.row(cells, meaning)
     for r in leaf.registers:
         if r.remainder:
-            console.print(
-                Text(f"      {r.register}: unknown bits set: {r.remainder:#x}", style="magenta")
-            )
-    console.print()
+            note = Line.of(f"{r.register}: unknown bits set: {r.remainder:#x}", "magenta")
+            out += term.indented(note, INDENT)
+    out.append(Line())
+    return out
 
 
-def _print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
-    title = Text("Hyper-V enlightenments KVM offers", style="bold")
-    title.append(
+def hyperv_lines(snap: Snapshot, a: HyperVAnalysis, term: Term) -> list[Line]:
+    """The whole report (the evidence lines carry any recorded error)."""
+    title = Line.of("Hyper-V enlightenments KVM offers", "bold")
+    title.add(
         f" - {safe(snap.device)}" + ("" if snap.source == "live" else f" ({safe(snap.source)})")
     )
-    console.print(title)
+    out = term.hanging(Line(), title, 2)
     text, style = AVAILABILITY_TEXT[a.availability]
-    console.print(Text(text, style=style))
+    out += term.hanging(Line(), Line.of(text, style), 2)
+    indent = Line.of("  ")
     for line in a.evidence:
-        print_wrapped(console, f"  {safe(line)}")
+        out += term.hanging(indent, Line.of(safe(line)), 4)
     caps = ", ".join(
         f"{name.removeprefix('KVM_CAP_')}={'?' if v is None else v}" for name, v in a.caps
     )
-    print_wrapped(console, f"  capabilities on /dev/kvm: {caps}", "dim")
-    console.print()
+    out += term.hanging(indent, Line.of(f"capabilities on /dev/kvm: {caps}", "dim"), 4)
+    out.append(Line())
     if a.availability is HvAvailability.AVAILABLE:
         sig = []
         if a.vendor is not None:
@@ -139,24 +154,19 @@ def _print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
         if a.interface is not None:
             sig.append(f"interface {safe(repr(a.interface))}")
         if sig:
-            console.print(Text("KVM tells a Hyper-V guest: " + ", ".join(sig)))
+            out += term.hanging(Line(), Line.of("KVM tells a Hyper-V guest: " + ", ".join(sig)), 2)
         passthrough = ", ".join(a.passthrough) or "nothing"
-        console.print(Text("hv-passthrough would turn on: ", style="bold").append(passthrough))
-        console.print()
-    _print_properties(console, a)
-    console.print()
+        turned_on = Line.of("hv-passthrough would turn on: ", "bold").add(passthrough)
+        out += term.hanging(Line(), turned_on, 2)
+        out.append(Line())
+    out += _properties_lines(a, term)
+    out.append(Line())
     for leaf in a.leaves:
-        _print_leaf(console, leaf)
-    note = Text("Sources: ", style="bold")
-    note.append(
+        out += _leaf_lines(leaf, term)
+    note = Line.of("Sources: ", "bold").add(
         "properties and their bits from QEMU kvm_hyperv_properties[]; 'needs' from Linux "
         "(api.rst 4.118, hyperv.c, x86.c); see 'kvmprobe hyperv --json' for citations.",
-        style="dim",
+        "dim",
     )
-    console.print(note)
-
-
-def print_hyperv(console: Console, snap: Snapshot, a: HyperVAnalysis) -> None:
-    """The report (the evidence lines carry any recorded error), with no trailing blanks."""
-    with trimmed(console):
-        _print_hyperv(console, snap, a)
+    out += term.hanging(Line(), note, 2)
+    return out

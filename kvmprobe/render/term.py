@@ -29,6 +29,7 @@ __all__ = [
     "cell_len",
     "join",
     "terminal",
+    "widest_word",
     "wrap",
 ]
 
@@ -551,3 +552,9 @@ def _styled(cell: Line, style: str) -> Line:
     if not style:
         return cell
     return Line([(t, s or style) for t, s in cell.spans])
+
+
+def widest_word(lines: Iterable[Line]) -> int:
+    """The cells the longest word of ``lines`` takes: a Table's ``min_text`` at least this
+    wide puts a text beside its row only when every word fits there whole (else under it)."""
+    return max((cell_len(w) for line in lines for w in line.plain.split()), default=0)
