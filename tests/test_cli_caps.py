@@ -124,13 +124,47 @@ def test_caps_json_never_imports_rich() -> None:
 # -- errors ----------------------------------------------------------------------------------
 
 
-def test_missing_device_exit_3(tmp_path) -> None:
-    r = run("caps", "--device", str(tmp_path / "kvm"))
-    assert r.exit_code == 3
+# every command that opens the device (diff: the live side B)
+OPENERS = [["caps"], ["cpuid"], ["msr"], ["hyperv"], ["record"], ["export", "qemu"], ["diff", FIX]]
+
+
+@pytest.mark.parametrize("usual_exists", [True, False], ids=["dev-kvm-exists", "no-dev-kvm"])
+@pytest.mark.parametrize("args", OPENERS, ids=lambda a: a[0])
+def test_missing_device_path_gets_one_hint_everywhere(
+    tmp_path, monkeypatch, args: list[str], usual_exists: bool
+) -> None:
+    """`--device PATH` that does not exist: a wrong path first of all. When /dev/kvm exists
+    the hint says to try it (as doctor does), never to load KVM or pass the device into a
+    container; when it does not, it says to check the path and then to load KVM."""
+    real_exists = os.path.exists
+    monkeypatch.setattr(
+        os.path, "exists", lambda p: usual_exists if p == "/dev/kvm" else real_exists(p)
+    )
+    r = run(*args, "--device", str(tmp_path / "kvm"))
+    assert r.exit_code == 3 and r.stdout == ""
     lines = r.stderr.splitlines()
-    assert lines[0].startswith("kvmprobe: error: ") and "does not exist" in lines[0]
-    assert lines[1].startswith("hint: ") and "modprobe" in lines[1]
+    assert lines[0] == f"kvmprobe: error: {tmp_path / 'kvm'} does not exist"
+    assert lines[1].startswith("hint: check the path") and len(lines) == 2
+    if usual_exists:
+        assert "/dev/kvm, which exists here; try --device /dev/kvm" in lines[1]
+        assert "modprobe" not in lines[1] and "container" not in lines[1]
+    else:
+        assert "which exists" not in lines[1] and "modprobe kvm_intel or kvm_amd" in lines[1]
     assert "Traceback" not in r.output
+
+
+def test_missing_usual_node_hint_is_about_kvm() -> None:
+    """The usual node missing is KVM missing: load the module or pass the device in."""
+    from kvmprobe.errors import device_error
+
+    e = device_error("/dev/kvm", FileNotFoundError(2, "No such file or directory"))
+    assert (
+        e.status == 3
+        and e.hint.startswith("load the KVM module")
+        and "check the path" not in e.hint
+    )
+    other = device_error("/x/kvm", FileNotFoundError(2, "No such file"), usual_exists=True)
+    assert other.hint.startswith("check the path: KVM's node is normally /dev/kvm, which exists")
 
 
 def test_devnull_is_not_kvm_exit_1() -> None:
