@@ -216,8 +216,8 @@ def _summary(device: str) -> None:
     click.option(
         "--arch",
         type=click.Choice([*(a.value for a in CapArch if a is not CapArch.GENERIC), "all"]),
-        help="With --all, whose caps answered 0 to list besides the generic ones: this host's "
-        "architecture (default) or another, or all.",
+        help="With --all or a NAME-FILTER, whose caps answered 0 to list besides the generic "
+        "ones: this host's architecture (default) or another, or all.",
     ),
     json_option,
     from_option,
@@ -237,24 +237,25 @@ def caps(
 
     Values are shown for the /dev/kvm fd, a fresh VM fd, and a VM fd with a split irqchip.
     NAME-FILTER is a case-insensitive substring of the name (with or without KVM_CAP_), or a
-    capability number. Capabilities answered non-zero are always listed; --all adds the known
-    ones answered 0 for this host's architecture (JSON: for every architecture, unless --arch
-    names one).
+    capability number; the capabilities it names are listed whatever they answered (0 too).
+    Capabilities answered non-zero are always listed; --all adds the known ones answered 0 for
+    this host's architecture (JSON: for every architecture, unless --arch names one).
     """
     from kvmprobe.analysis.caps import cap_rows
 
+    named = bool(name_filter)  # the capabilities named are the answer, zeros included
+    if not (include_zero or named):
+        _warn_unused(ctx, {"arch": "without --all or a NAME-FILTER (only they list zeros)"})
+        arch = None
     snap = get_snapshot(from_file, device, full=False)
-    rows = cap_rows(snap, name_filter, include_zero)
+    rows = cap_rows(snap, name_filter, include_zero or named)
     if name_filter and not rows:
-        from kvmprobe.analysis.caps import known_caps, matches
-
-        if not any(matches(c, name_filter) for c in known_caps()):
-            raise KvmprobeError(
-                f"no capability matches {name_filter!r}",
-                "give part of a KVM_CAP_* name (e.g. x2apic) or a number; "
-                "'kvmprobe caps --all' lists them all",
-                ExitStatus.USAGE,
-            )
+        raise KvmprobeError(
+            f"no capability matches {name_filter!r}",
+            "give part of a KVM_CAP_* name (e.g. x2apic) or a number; "
+            "'kvmprobe caps --all' lists them all",
+            ExitStatus.USAGE,
+        )
     if as_json:
         from kvmprobe.render import json as rj
 
@@ -266,11 +267,9 @@ def caps(
     elif rows:
         from kvmprobe.render.caps_report import caps_lines
 
-        lines = caps_lines(snap, rows, _term(ctx), include_zero=include_zero, arch=arch,
-                           filtered=bool(name_filter))  # fmt: skip
+        lines = caps_lines(snap, rows, _term(ctx), include_zero=include_zero or named,
+                           arch=arch, filtered=named)  # fmt: skip
         _emit_lines(ctx, lines)
-    if name_filter and not rows:
-        _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
 
 
 @lazy_command(
