@@ -66,6 +66,20 @@ class KvmprobeGroup(click.Group):
             raise ReaderGone() from e
 
 
+class KvmprobeCommand(click.Command):
+    """A subcommand whose usage errors always name it: click's parser reports a missing
+    option value ("--from" with nothing after it) without the command's context, so the
+    hint would point at the top-level help instead of this command's."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            if e.ctx is None:
+                e.ctx = ctx
+            raise
+
+
 class ReaderGone(Exception):
     """Standard output's reader closed the pipe before everything was written."""
 
@@ -183,7 +197,7 @@ def lazy_command(*decorators: Any, name: str | None = None) -> Callable[[Any], A
             cmd = f
             for d in reversed(decorators):
                 cmd = d(cmd)
-            return click.command(key)(cmd)
+            return click.command(key, cls=KvmprobeCommand)(cmd)
 
         main.lazy_commands[key] = build
         return f
@@ -547,6 +561,13 @@ def cpuid(
     if explain:
         with_explain = "with --explain (it shows one feature's story)"
         unused |= dict.fromkeys(("feature_filter", "raw", "show_host", "show_all"), with_explain)
+    if as_json:  # the document is the same with and without them
+        unused.setdefault("raw", "with --json (the document always carries the raw entries)")
+        unused.setdefault("show_host", "with --json (the document always has the host's CPUID)")
+        unused.setdefault("show_all", "with --json (the document always lists every feature)")
+    elif raw:
+        for name in ("show_host", "show_all"):
+            unused.setdefault(name, "with --raw (it shows KVM's entries only)")
     _warn_unused(ctx, unused)
 
     target = None
@@ -611,6 +632,8 @@ def cpuid(
 
         msr_bits = tuple(bit_result(a, ref) for ref in msr_refs)
         if not sel.features:  # only MSR bits match: they are the answer
+            why = "when FEATURE-FILTER names feature-MSR bits only"
+            _warn_unused(ctx, {k: why for k in ("raw", "show_host", "show_all") if k not in unused})
             _show_msr_bits(ctx, a, msr_bits, feature_filter or "", as_json, required)
             return
     if flt is not None and sel.empty:
@@ -1082,7 +1105,7 @@ def schema(kind: str | None, list_all: bool) -> None:
 EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 
 
-@main.command("export")
+@main.command("export", cls=KvmprobeCommand)
 @common_options
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
 @irqchip_option
@@ -1271,10 +1294,10 @@ require_option = click.option(
 )
 
 
-def _load_snapshot(path: str) -> Snapshot:
+def _load_snapshot(path: str, reader: str = "--from") -> Snapshot:
     from kvmprobe.snapshot import load
 
-    snap, warnings = load(path)
+    snap, warnings = load(path, reader)
     for w in warnings:
         _warn(f"{path}: {w}")
     return snap
@@ -1320,8 +1343,10 @@ def diff(
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     if a_file == b_file == "-":
         raise _stdin_twice()
-    a_snap = _load_snapshot(a_file)
-    b_snap = _load_snapshot(b_file) if b_file else get_snapshot(None, device)
+    if b_file:
+        _warn_unused(ctx, {"device": "when B is given (both sides are snapshots)"})
+    a_snap = _load_snapshot(a_file, "diff")
+    b_snap = _load_snapshot(b_file, "diff") if b_file else get_snapshot(None, device)
     pa, pb = build(a_snap, opts), build(b_snap, opts)
     result = compare(pa, pb)
     required = None
