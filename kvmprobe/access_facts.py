@@ -19,6 +19,18 @@ from kvmprobe.frozen import frozen
 from kvmprobe.vocab import CgroupVersion, NodeKind
 
 
+def root_group_hint(path: str, user: str) -> str:
+    """The fix when a node's group read-write access belongs to root's group: no ordinary
+    user should join that group, so the node needs a group of its own. The one wording for
+    every command's permission error and for doctor."""
+    return (
+        "the node's group is root, and root's group is no group to add users to: give the node "
+        f"a dedicated 'kvm' group (sudo groupadd -f --system kvm; sudo chgrp kvm {path}; keep "
+        'it with a udev rule: KERNEL=="kvm", GROUP="kvm", MODE="0660"), then sudo usermod -aG '
+        f"kvm {user} and log in again; or run as root"
+    )
+
+
 @frozen
 class NodeMode:
     """What stat() said about a device node, for hints that fit the node at hand (created

@@ -67,6 +67,20 @@ class KvmprobeGroup(click.Group):
             raise ReaderGone() from e
 
 
+class KvmprobeCommand(click.Command):
+    """A subcommand whose usage errors always name it: click's parser reports a missing
+    option value ("--from" with nothing after it) without the command's context, so the
+    hint would point at the top-level help instead of this command's."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            if e.ctx is None:
+                e.ctx = ctx
+            raise
+
+
 class ReaderGone(Exception):
     """Standard output's reader closed the pipe before everything was written."""
 
@@ -180,7 +194,7 @@ def lazy_command(
             cmd = f
             for d in reversed(decorators):
                 cmd = d(cmd)
-            return click.command(key, short_help=short_help)(cmd)
+            return click.command(key, cls=KvmprobeCommand, short_help=short_help)(cmd)
 
         main.lazy_commands[key] = build
         return f
@@ -213,8 +227,8 @@ def _summary(device: str) -> None:
     click.option(
         "--arch",
         type=click.Choice([*(a.value for a in CapArch if a is not CapArch.GENERIC), "all"]),
-        help="With --all, whose caps answered 0 to list besides the generic ones: this host's "
-        "architecture (default) or another, or all.",
+        help="With --all or a NAME-FILTER, whose caps answered 0 to list besides the generic "
+        "ones: this host's architecture (default) or another, or all.",
     ),
     json_option,
     from_option,
@@ -235,24 +249,25 @@ def caps(
 
     Values are shown for the /dev/kvm fd, a fresh VM fd, and a VM fd with a split irqchip.
     NAME-FILTER is a case-insensitive substring of the name (with or without KVM_CAP_), or a
-    capability number. Capabilities answered non-zero are always listed; --all adds the known
-    ones answered 0 for this host's architecture (JSON: for every architecture, unless --arch
-    names one).
+    capability number; the capabilities it names are listed whatever they answered (0 too).
+    Capabilities answered non-zero are always listed; --all adds the known ones answered 0 for
+    this host's architecture (JSON: for every architecture, unless --arch names one).
     """
     from kvmprobe.analysis.caps import cap_rows
 
+    named = bool(name_filter)  # the capabilities named are the answer, zeros included
+    if not (include_zero or named):
+        _warn_unused(ctx, {"arch": "without --all or a NAME-FILTER (only they list zeros)"})
+        arch = None
     snap = get_snapshot(from_file, device, full=False)
-    rows = cap_rows(snap, name_filter, include_zero)
+    rows = cap_rows(snap, name_filter, include_zero or named)
     if name_filter and not rows:
-        from kvmprobe.analysis.caps import known_caps, matches
-
-        if not any(matches(c, name_filter) for c in known_caps()):
-            raise KvmprobeError(
-                f"no capability matches {name_filter!r}",
-                "give part of a KVM_CAP_* name (e.g. x2apic) or a number; "
-                "'kvmprobe caps --all' lists them all",
-                ExitStatus.USAGE,
-            )
+        raise KvmprobeError(
+            f"no capability matches {name_filter!r}",
+            "give part of a KVM_CAP_* name (e.g. x2apic) or a number; "
+            "'kvmprobe caps --all' lists them all",
+            ExitStatus.USAGE,
+        )
     if as_json:
         from kvmprobe.render import json as rj
 
@@ -264,11 +279,9 @@ def caps(
     elif rows:
         from kvmprobe.render.caps_report import caps_lines
 
-        lines = caps_lines(snap, rows, _term(ctx), include_zero=include_zero, arch=arch,
-                           filtered=bool(name_filter))  # fmt: skip
+        lines = caps_lines(snap, rows, _term(ctx), include_zero=include_zero or named,
+                           arch=arch, filtered=named)  # fmt: skip
         _emit_lines(ctx, lines)
-    if name_filter and not rows:
-        _warn(f"capabilities matching {name_filter!r} all answered 0 here (see --all)")
 
 
 @lazy_command(
@@ -579,6 +592,13 @@ def cpuid(
     if explain:
         with_explain = "with --explain (it shows one feature's or value's story)"
         unused |= dict.fromkeys(("feature_filter", "raw", "show_host", "show_all"), with_explain)
+    if as_json:  # the document is the same with and without them
+        unused.setdefault("raw", "with --json (the document always carries the raw entries)")
+        unused.setdefault("show_host", "with --json (the document always has the host's CPUID)")
+        unused.setdefault("show_all", "with --json (the document always lists every feature)")
+    elif raw:
+        for name in ("show_host", "show_all"):
+            unused.setdefault(name, "with --raw (it shows KVM's entries only)")
     _warn_unused(ctx, unused)
 
     target = None
@@ -654,6 +674,9 @@ def cpuid(
         from kvmprobe.analysis.msr_features import bit_result
 
         msr_bits = tuple(bit_result(a, ref) for ref in msr_refs)
+        if not sel.features:  # only MSR bits match: the report shows them alone
+            why = "when FEATURE-FILTER names feature-MSR bits only"
+            _warn_unused(ctx, {k: why for k in ("raw", "show_host", "show_all") if k not in unused})
     if flt is not None and sel.empty and not msr_bits:
         raise KvmprobeError(
             f"nothing in KVM's CPUID answer matches {feature_filter!r}",
@@ -1133,7 +1156,7 @@ def schema(kind: str | None, list_all: bool) -> None:
 EXPORT_FORMATS = ("cpuid2", "qemu", "firecracker", "libvirt")
 
 
-@main.command("export", short_help="The guest CPU in a format a VMM takes")
+@main.command("export", cls=KvmprobeCommand, short_help="The guest CPU in a format a VMM takes")
 @common_options
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
 @irqchip_option
@@ -1322,10 +1345,10 @@ require_option = click.option(
 )
 
 
-def _load_snapshot(path: str) -> Snapshot:
+def _load_snapshot(path: str, reader: str = "--from") -> Snapshot:
     from kvmprobe.snapshot import load
 
-    snap, warnings = load(path)
+    snap, warnings = load(path, reader)
     for w in warnings:
         _warn(f"{path}: {w}")
     return snap
@@ -1372,8 +1395,10 @@ def diff(
     opts = Options(irqchip=Irqchip(irqchip), disable_exits=_parse_exits(disable_exits))
     if a_file == b_file == "-":
         raise _stdin_twice()
-    a_snap = _load_snapshot(a_file)
-    b_snap = _load_snapshot(b_file) if b_file else get_snapshot(None, device)
+    if b_file:
+        _warn_unused(ctx, {"device": "when B is given (both sides are snapshots)"})
+    a_snap = _load_snapshot(a_file, "diff")
+    b_snap = _load_snapshot(b_file, "diff") if b_file else get_snapshot(None, device)
     pa, pb = build(a_snap, opts), build(b_snap, opts)
     result = compare(pa, pb)
     required = None

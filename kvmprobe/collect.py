@@ -83,7 +83,7 @@ def _fold(job: tuple[list[str], object, bool]) -> Chunk:
     chunk = Chunk(BaselineBuilder())
     for path in paths:
         try:
-            snap, warnings = load(path)
+            snap, warnings = load(path, "baseline")
         except KvmprobeError as e:
             chunk.bad.append(BadFile(path, e.message, e.hint))
             if stop_at_bad:

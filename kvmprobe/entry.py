@@ -55,19 +55,34 @@ def _flush_stdout() -> None:
         sys.stdout.flush()
 
 
+def _plain(message: str) -> str:
+    """Click's sentence in kvmprobe's style: one line, lower-case start, no closing period
+    ("No such option '--x'." -> "no such option '--x'"; "Missing argument 'FORMAT'. Choose
+    from: ..." -> "missing argument 'FORMAT'; choose from: ...")."""
+    import re
+
+    # one line: click lays some messages out over several (a Choice's list of values)
+    text = " ".join(message.split())
+    text = re.sub(r"\. ([A-Z])(?=[a-z])", lambda m: "; " + m.group(1).lower(), text)
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[0].lower() + text[1:]
+    return text.removesuffix(".")
+
+
 def _usage_error(e: Exception) -> None:
-    """A usage error in kvmprobe's format: what is wrong, then where to look."""
+    """A usage error in kvmprobe's format: what is wrong, then where to look (the help of the
+    command it was given to, and click's guess at a mistyped option)."""
     import click
 
     assert isinstance(e, click.ClickException)
-    # one line: click lays some messages out over several (a Choice's list of values)
-    message = " ".join(e.format_message().split())
-    _say(f"kvmprobe: error: {message}")
+    guesses = getattr(e, "possibilities", None) if isinstance(e, click.NoSuchOption) else None
+    message = e.message if guesses else e.format_message()  # the guess goes to the hint
+    _say(f"kvmprobe: error: {_plain(message)}")
     ctx = getattr(e, "ctx", None)
-    if ctx is not None:
-        _say(f"hint: see '{ctx.command_path} --help'")
-    else:
-        _say("hint: see 'kvmprobe --help'")
+    hint = f"see '{ctx.command_path if ctx is not None else 'kvmprobe'} --help'"
+    if guesses:
+        hint = f"did you mean {' or '.join(guesses)}? {hint}"
+    _say(f"hint: {hint}")
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -10,6 +10,8 @@ import stat as _stat
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from kvmprobe.limits import DEFAULT_DEVICE
+
 if TYPE_CHECKING:
     from kvmprobe.access_facts import NodeMode
 
@@ -57,16 +59,20 @@ _GROUP_RW = _stat.S_IRGRP | _stat.S_IWGRP
 _OTHER_RW = _stat.S_IROTH | _stat.S_IWOTH
 
 
-def _permission_hint(node: NodeMode | None) -> str:
-    if node is not None and node.mode & _GROUP_RW == _GROUP_RW and node.group != "root":
-        return (
-            f"add your user to the group '{node.group}' that may open it (sudo usermod -aG "
-            f"{node.group} $USER, then log in again), or run as a user that can open it"
-        )
+def _permission_hint(path: str, node: NodeMode | None) -> str:
     if node is not None and node.mode & _OTHER_RW == _OTHER_RW:
         return (
             "the mode allows everyone, so something else refuses: an ACL, a read-only or nodev "
             "mount, a cgroup device rule or an LSM; 'kvmprobe doctor' names which"
+        )
+    if node is not None and node.mode & _GROUP_RW == _GROUP_RW:
+        if node.group in ("root", "0"):
+            from kvmprobe.access_facts import root_group_hint
+
+            return root_group_hint(path, "$USER")
+        return (
+            f"add your user to the group '{node.group}' that may open it (sudo usermod -aG "
+            f"{node.group} $USER, then log in again), or run as a user that can open it"
         )
     return (
         "the node gives no group read-write access: give it a 'kvm' group with mode 0660 (a "
@@ -140,11 +146,31 @@ _DEVICE_ERRNO: dict[int, _Advice] = {
 }
 
 
+def _missing_node_hint(path: str, usual_exists: bool | None) -> str:
+    """A path that does not exist: KVM missing, or (another path than the usual node) a
+    wrong path, the more likely when the usual node exists (``usual_exists``)."""
+    advice = _DEVICE_ERRNO[_errno.ENOENT].hint
+    if path == DEFAULT_DEVICE:
+        return advice
+    if usual_exists:
+        return (
+            f"check the path: KVM's node is normally {DEFAULT_DEVICE}, which exists here; try "
+            f"--device {DEFAULT_DEVICE} (the default)"
+        )
+    return f"check the path (KVM's node is normally {DEFAULT_DEVICE}); otherwise {advice}"
+
+
 def device_error(
-    path: str, exc: OSError, *, step: str = "open", node: NodeMode | None = None
+    path: str,
+    exc: OSError,
+    *,
+    step: str = "open",
+    node: NodeMode | None = None,
+    usual_exists: bool | None = None,
 ) -> KvmprobeError:
     """The error for ``exc`` met at ``step`` ("open" or an ioctl name such as
-    KVM_GET_API_VERSION) on the KVM device ``path``: one table for every command."""
+    KVM_GET_API_VERSION) on the KVM device ``path``: one table for every command.
+    ``usual_exists``: whether the usual node (/dev/kvm) exists, when the caller looked."""
     code = exc.errno
     name = errno_name(code)
     if code in (_errno.EACCES, _errno.EPERM):
@@ -152,7 +178,7 @@ def device_error(
         doing = "opening" if step == "open" else f"{step} on"
         return KvmprobeError(
             f"permission denied {doing} {path}{where}",
-            _permission_hint(node),
+            _permission_hint(path, node),
             ExitStatus.PERMISSION,
         )
     advice = _DEVICE_ERRNO.get(code) if code is not None else None
@@ -160,7 +186,10 @@ def device_error(
         what = advice.what.format(path=path, name=name)
         if step != "open" and code not in (_errno.EMFILE, _errno.ENFILE, _errno.ENOMEM):
             what += f" ({step} failed)"
-        return KvmprobeError(what, advice.hint, advice.status)
+        hint = advice.hint
+        if code == _errno.ENOENT and step == "open":
+            hint = _missing_node_hint(path, usual_exists)
+        return KvmprobeError(what, hint, advice.status)
     if step == "open":
         return KvmprobeError(
             f"cannot open {path}: {name}: {exc.strerror or exc}",

@@ -311,6 +311,18 @@ class _Newer(Exception):
     """A snapshot written by a newer kvmprobe: not broken, just beyond this version."""
 
 
+class _OtherKind(Exception):
+    """A JSON document kvmprobe wrote that is not a snapshot (a 'cpuid --json' output...)."""
+
+    def __init__(self, schema: str) -> None:
+        super().__init__(schema)
+        self.schema = schema
+
+
+#: the "schema" value of every JSON document kvmprobe writes (kvmprobe.cpuid/1, ...)
+_KVMPROBE_DOCUMENT = re.compile(r"kvmprobe\.[a-z0-9][a-z0-9-]{0,40}/[0-9]{1,4}")
+
+
 class _Bad(Exception):
     """A shape problem at a JSON path; turned into a KvmprobeError naming the file."""
 
@@ -789,6 +801,8 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     schema = o.get("schema")
     shown = repr(schema) if len(repr(schema)) <= 60 else repr(schema)[:57] + "..."
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
+        if isinstance(schema, str) and _KVMPROBE_DOCUMENT.fullmatch(schema):
+            raise _OtherKind(schema)
         what = "no schema field" if schema is None else f"schema {shown}"
         raise _Bad("schema", f"not a kvmprobe snapshot ({what})")
     try:
@@ -879,8 +893,10 @@ def from_json(doc: Any) -> tuple[Snapshot, list[str]]:
     return snap, warnings
 
 
-def loads(text: str, source: str) -> tuple[Snapshot, list[str]]:
-    """Parse and check a snapshot's text; ``source`` names it in errors and in the result."""
+def loads(text: str, source: str, reader: str = "--from") -> tuple[Snapshot, list[str]]:
+    """Parse and check a snapshot's text; ``source`` names it in errors and in the result,
+    ``reader`` the option or command it was given to (for the hint when it is another kind
+    of kvmprobe document)."""
     import json
 
     hint = "record a new one with 'kvmprobe record -o FILE' on the host in question"
@@ -898,7 +914,18 @@ def loads(text: str, source: str) -> tuple[Snapshot, list[str]]:
     except _Newer as e:
         raise KvmprobeError(
             f"{source}: {e}",
-            "upgrade kvmprobe (pip install -U kvmprobe) to read it",
+            f"upgrade kvmprobe (this is {__version__}) the way it was installed: update the "
+            "source checkout and install it again, or install the package's newer release",
+        ) from None
+    except _OtherKind as e:
+        takes = (
+            f"{reader} takes a file"
+            if reader.startswith("-")
+            else f"'kvmprobe {reader}' takes files"
+        )
+        raise KvmprobeError(
+            f"{source} is a {e.schema} document, not a snapshot",
+            f"{takes} written by 'kvmprobe record'",
         ) from None
     except _Bad as e:
         raise KvmprobeError(f"{source}: invalid snapshot: {e}", hint) from None
@@ -907,12 +934,12 @@ def loads(text: str, source: str) -> tuple[Snapshot, list[str]]:
     return _with_source(snap, source), warnings
 
 
-def load(path: str) -> tuple[Snapshot, list[str]]:
-    """Read and check a snapshot file (``-``: standard input); every problem becomes a
-    KvmprobeError naming the file."""
+def load(path: str, reader: str = "--from") -> tuple[Snapshot, list[str]]:
+    """Read and check a snapshot file (``-``: standard input) given to ``reader`` (an option
+    or a command); every problem becomes a KvmprobeError naming the file."""
     from kvmprobe.inputs import read_text
 
-    return loads(read_text(path), path)
+    return loads(read_text(path), path, reader)
 
 
 def _with_source(snap: Snapshot, source: str) -> Snapshot:

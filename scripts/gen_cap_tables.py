@@ -4,8 +4,10 @@
 Inputs are the kvm-abi JSON files (``kvm_caps.json`` and ``kvm_x86_consts.json``), which record
 every ``KVM_CAP_*`` name and number through Linux v7.2, the arch each cap belongs to, the bit and
 value groups cap values are decoded with, and what ``KVM_CHECK_EXTENSION`` returns for the caps
-whose value is more than a yes/no. Optionally an upstream ``include/uapi/linux/kvm.h`` is parsed
-to cross-check every ``KVM_CAP_*`` name and number (any disagreement is fatal).
+whose value is more than a yes/no; and ``scripts/data/cap_arch.tsv``, the architecture of the
+caps that the facts' name-based arch map leaves generic although upstream defines them for one
+architecture (each row with its source). Optionally an upstream ``include/uapi/linux/kvm.h``
+is parsed to cross-check every ``KVM_CAP_*`` name and number (any disagreement is fatal).
 
 The output is plain data with a provenance header; it is deterministic (same inputs, same bytes)
 and already in ``ruff format`` style. ``--check`` exits 1 when the committed file is stale.
@@ -33,10 +35,12 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ABI_DIR = REPO_ROOT / "scripts" / "data" / "kvm-abi"
 DEFAULT_OUTPUT = REPO_ROOT / "kvmprobe" / "tables" / "caps_data.py"
+DEFAULT_ARCH_FACTS = REPO_ROOT / "scripts" / "data" / "cap_arch.tsv"
 GENERATOR = "scripts/gen_cap_tables.py"
 
 CAPS_JSON = "kvm_caps.json"
 CONSTS_JSON = "kvm_x86_consts.json"
+ARCH_TSV = "cap_arch.tsv"
 
 ARCHES = ("generic", "x86", "s390", "powerpc", "arm64", "riscv", "mips", "loongarch")
 
@@ -80,6 +84,8 @@ class Tables:
     sources: tuple[tuple[str, str, str], ...]
     source_texts: tuple[tuple[str, str], ...]  # (json file, its "source" text)
     digests: tuple[tuple[str, str], ...]  # (json file, sha256)
+    arch_rows: tuple[tuple[str, str, str], ...] = ()  # cap_arch.tsv: (cap, arch, source)
+    arch_digest: str | None = None  # cap_arch.tsv sha256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +157,29 @@ def _decode(group: Group, value: int) -> list[str]:
     return [const for const, pos in group.members if value >> pos & 1]
 
 
-def build(abi_dir: Path) -> Tables:
+def _arch_rows(path: Path) -> tuple[list[tuple[str, str, str]], str]:
+    """The rows of cap_arch.tsv (cap, arch, source) and the file's sha256."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise GenError(f"cannot read {path}: {exc.strerror}") from exc
+    rows: list[tuple[str, str, str]] = []
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(f.strip() for f in fields):
+            raise GenError(f"{path.name}:{number}: want three tab-separated columns")
+        cap, arch, source = (f.strip() for f in fields)
+        if not SOURCE_REF.search(source):
+            raise GenError(f"{path.name}:{number}: the source names no '<repo> <path> @ <commit>'")
+        rows.append((cap, arch, source))
+    return rows, hashlib.sha256(raw).hexdigest()
+
+
+def build(abi_dir: Path, arch_facts: Path | None = None) -> Tables:
+    """The tables from the kvm-abi facts in ``abi_dir`` and, when given, the architectures of
+    the caps the facts' name map leaves generic (``arch_facts``, cap_arch.tsv)."""
     caps_facts, caps_sha = _load(abi_dir / CAPS_JSON)
     consts_facts, consts_sha = _load(abi_dir / CONSTS_JSON)
 
@@ -176,7 +204,20 @@ def build(abi_dir: Path) -> Tables:
             raise GenError(f"kvm_caps.json: arch map names unknown cap {name}")
         if arch not in ARCHES:
             raise GenError(f"kvm_caps.json: {name} has unknown arch {arch}")
-    caps = {num: (name, arch_map.get(name, "generic")) for name, num in by_name.items()}
+    arch_of = dict(arch_map)
+    arch_rows: list[tuple[str, str, str]] = []
+    arch_digest = None
+    if arch_facts is not None:
+        arch_rows, arch_digest = _arch_rows(arch_facts)
+        for cap, arch, _source in arch_rows:
+            if cap not in by_name:
+                raise GenError(f"{ARCH_TSV}: unknown cap {cap}")
+            if arch not in ARCHES or arch == "generic":
+                raise GenError(f"{ARCH_TSV}: {cap} has arch {arch}, not one architecture")
+            if cap in arch_of:
+                raise GenError(f"{ARCH_TSV}: {cap} is placed already ({arch_of[cap]})")
+            arch_of[cap] = arch
+    caps = {num: (name, arch_of.get(name, "generic")) for name, num in by_name.items()}
     caps = dict(sorted(caps.items()))
 
     # -- cap value kinds and the groups they decode with
@@ -244,7 +285,8 @@ def build(abi_dir: Path) -> Tables:
 
     # -- provenance
     sources: list[tuple[str, str, str]] = []
-    for text in (caps_facts["source"], consts_facts["source"]):
+    texts = [caps_facts["source"], consts_facts["source"], *(r[2] for r in arch_rows)]
+    for text in texts:
         for ref in SOURCE_REF.findall(text):
             if ref not in sources:
                 sources.append(ref)
@@ -263,6 +305,8 @@ def build(abi_dir: Path) -> Tables:
         sources=tuple(sources),
         source_texts=((CAPS_JSON, caps_facts["source"]), (CONSTS_JSON, consts_facts["source"])),
         digests=((CAPS_JSON, caps_sha), (CONSTS_JSON, consts_sha)),
+        arch_rows=tuple(arch_rows),
+        arch_digest=arch_digest,
     )
 
 
@@ -328,7 +372,8 @@ def render(tables: Tables) -> str:
     add(f"# Target ABI: upstream Linux {tables.abi_version} (KVM_CAP_* names and numbers, the")
     add("# bit/value groups cap values decode with, what KVM_CHECK_EXTENSION returns).")
     add("#")
-    add("# Upstream sources, as named in the kvm-abi facts (repository, file, commit):")
+    add("# Upstream sources, as named in the kvm-abi facts and cap_arch.tsv (repository, file,")
+    add("# commit):")
     for repo, path, commit in tables.sources:
         add(f"#   {repo} {path} @ {commit}")
     add("#")
@@ -336,6 +381,20 @@ def render(tables: Tables) -> str:
     for (name, digest), (_same, text) in zip(tables.digests, tables.source_texts, strict=True):
         add(f"#   {name} sha256 {digest}")
         out.extend(_wrap(text, "#     "))
+    if tables.arch_digest is not None:
+        add("#")
+        add(f"# The architecture of the caps the name map leaves generic ({ARCH_TSV}):")
+        add(f"#   {ARCH_TSV} sha256 {tables.arch_digest}")
+        for cap, arch, source in tables.arch_rows:
+            out.extend(
+                textwrap.wrap(
+                    f"{cap} {arch}: {source}",
+                    WRAP,
+                    initial_indent="#     ",
+                    subsequent_indent="#       ",
+                    break_on_hyphens=False,
+                )
+            )
     add('"""KVM capability tables (generated; plain data, no logic)."""')
     add("")
     add("from typing import Final")
@@ -351,7 +410,8 @@ def render(tables: Tables) -> str:
         add("    ),")
     add(")")
     add("")
-    add("# cap number -> (name, arch); arch from the facts' name-based map, unlisted = generic")
+    add("# cap number -> (name, arch); arch from the facts' name-based map, then from")
+    add(f"# {ARCH_TSV} (caps upstream defines for one architecture); unlisted = generic")
     add("CAPS: dict[int, tuple[str, str]] = {")
     for num, (name, arch) in tables.caps.items():
         add(f"    {num}: ({_q(name)}, {_q(arch)}),")
@@ -482,13 +542,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kvm-h", type=Path, help="upstream include/uapi/linux/kvm.h to cross-check against"
     )
+    parser.add_argument(
+        "--arch-facts",
+        type=Path,
+        help="the architectures of caps the facts' name map leaves generic (default: "
+        "scripts/data/cap_arch.tsv with the default --abi-dir, none with another)",
+    )
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if the output file is not up to date"
     )
     args = parser.parse_args(argv)
     try:
-        tables = build(args.abi_dir)
+        arch_facts = args.arch_facts
+        if arch_facts is None and args.abi_dir.resolve() == DEFAULT_ABI_DIR.resolve():
+            arch_facts = DEFAULT_ARCH_FACTS
+        tables = build(args.abi_dir, arch_facts)
         if args.kvm_h is not None:
             print(cross_check_kvm_h(tables, args.kvm_h), file=sys.stderr)
         text = render(tables)

@@ -390,3 +390,74 @@ def test_installed_kvm_h_agrees_with_the_table() -> None:
     ours = {name: number for number, (name, _arch) in CAPS.items()}
     wrong = {name: (n, ours.get(name)) for name, n in defined.items() if ours.get(name) != n}
     assert wrong == {}
+
+
+# -- architectures the name map cannot see (scripts/data/cap_arch.tsv) -------------------------
+
+ARCH_TSV = REPO / "scripts" / "data" / "cap_arch.tsv"
+_REF = "example/linux Documentation/virt/kvm/api.rst @ 0123456789abcdef0123456789abcdef01234567"
+
+
+def test_cap_arch_rows_are_in_the_table_with_their_sources() -> None:
+    """Every row of cap_arch.tsv files its capability under one architecture, names an
+    upstream file by repository, path and commit, and is what the committed table says."""
+    text = DATA_FILE.read_text(encoding="utf-8")
+    by_name = {name: arch for name, arch in CAPS.values()}
+    rows = [
+        line.split("\t")
+        for line in ARCH_TSV.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert {cap for cap, _arch, _source in rows} >= {
+        "KVM_CAP_SW_TLB", "KVM_CAP_PTP_KVM", "KVM_CAP_VM_GPA_BITS"
+    }  # fmt: skip
+    for cap, arch, source in rows:
+        assert by_name[cap] == arch != "generic", cap
+        ref = re.match(r"(\S+/\S+) (\S+) @ ([0-9a-f]{40}) ", source)
+        assert ref is not None, source
+        repo, path, commit = ref.groups()
+        assert (repo, path, commit) in caps_data.SOURCES
+        assert f"{cap} {arch}: {repo} {path} @" in " ".join(text.split())
+
+
+def _gen_with_arch_rows(tmp_path: Path, rows: str) -> subprocess.CompletedProcess[str]:
+    facts = _fake_facts(tmp_path)
+    tsv = tmp_path / "cap_arch.tsv"
+    tsv.write_text("# cap\tarch\tsource\n" + rows, encoding="utf-8")
+    out = tmp_path / "out.py"
+    return subprocess.run(
+        [sys.executable, str(GENERATOR), "--abi-dir", str(facts), "--arch-facts", str(tsv),
+         "-o", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_generator_files_a_cap_under_its_cap_arch_row(tmp_path: Path) -> None:
+    r = _gen_with_arch_rows(tmp_path, f"KVM_CAP_IRQCHIP\tarm64\t{_REF} section 1\n")
+    assert r.returncode == 0, r.stderr
+    namespace: dict[str, object] = {}
+    exec(compile((tmp_path / "out.py").read_text(), "out.py", "exec"), namespace)
+    assert namespace["CAPS"] == {
+        0: ("KVM_CAP_IRQCHIP", "arm64"),
+        42: ("KVM_CAP_S390_PSW", "s390"),
+        129: ("KVM_CAP_X2APIC_API", "x86"),
+    }
+    sources = namespace["SOURCES"]
+    assert isinstance(sources, tuple)
+    assert ("example/linux", "Documentation/virt/kvm/api.rst", _REF[-40:]) in sources
+
+
+@pytest.mark.parametrize(
+    ("row", "complaint"),
+    [
+        (f"KVM_CAP_NOPE\tarm64\t{_REF}\n", "unknown cap KVM_CAP_NOPE"),
+        (f"KVM_CAP_IRQCHIP\tvax\t{_REF}\n", "not one architecture"),
+        (f"KVM_CAP_IRQCHIP\tgeneric\t{_REF}\n", "not one architecture"),
+        (f"KVM_CAP_S390_PSW\ts390\t{_REF}\n", "placed already"),
+        ("KVM_CAP_IRQCHIP\tarm64\tapi.rst says so\n", "names no"),
+        ("KVM_CAP_IRQCHIP\tarm64\n", "three tab-separated columns"),
+    ],
+)
+def test_generator_refuses_a_bad_cap_arch_row(tmp_path: Path, row: str, complaint: str) -> None:
+    r = _gen_with_arch_rows(tmp_path, row)
+    assert r.returncode == 2 and complaint in r.stderr, r.stderr

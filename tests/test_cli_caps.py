@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, RECORDED_HOSTS
 
+from kvmprobe.analysis.caps import known_caps
 from kvmprobe.cli import main
 
 FIX = str(FIXTURES / RECORDED_HOSTS[0].name)
@@ -87,10 +89,130 @@ def test_caps_filter_unknown_is_usage_error() -> None:
     assert "hint:" in r.stderr
 
 
-def test_caps_filter_known_but_zero_warns() -> None:
-    r = run("caps", "s390_hpage_2g", "--from", FIX)
+def test_caps_named_but_zero_shows_the_row() -> None:
+    """A capability named by its name of another architecture (s390 on an x86 host) and
+    answered 0: the row with its zeros is the answer, not a warning."""
+    r = run("caps", "s390_hpage_2g", "--from", FIX, "--no-color")
+    assert r.exit_code == 0 and r.stderr == ""
+    assert "S390_HPAGE_2G" in r.stdout and "1 not supported" in r.stdout
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    """Capability rows of a text report: name -> its three value cells."""
+    rows = {}
+    for line in text.splitlines():
+        cells = line.split()
+        if len(cells) >= 5 and cells[0].isdecimal():
+            rows[cells[1]] = cells[2:5]
+    return rows
+
+
+def test_caps_number_shows_its_row_answered_0() -> None:
+    r = run("caps", "44", "--from", FIX, "--no-color", env={"COLUMNS": "120"})
+    assert r.exit_code == 0 and r.stderr == ""
+    assert _rows(r.stdout) == {"HYPERV": ["0", "0", "0"]}
+    assert "0 supported, 1 not supported" in r.stdout
+    doc = json.loads(run("caps", "44", "--json", "--from", FIX).stdout)
+    assert [(c["number"], c["system"], c["vm"], c["vm_split_irqchip"]) for c in doc["caps"]] == [
+        (44, 0, 0, 0)
+    ]
+
+
+def test_caps_name_filter_shows_every_match_answered_0() -> None:
+    """`caps hyperv` on a host built without Hyper-V: every HYPERV capability, zeros and all,
+    in text and in JSON; the unfiltered listing still leaves zeros out."""
+    r = run("caps", "hyperv", "--from", FIX, "--no-color", env={"COLUMNS": "120"})
+    assert r.exit_code == 0 and r.stderr == ""
+    rows = _rows(r.stdout)
+    hyperv = {c.name.removeprefix("KVM_CAP_") for c in known_caps() if "HYPERV" in c.name}
+    assert set(rows) == hyperv and len(hyperv) == 15
+    assert all(v == ["0", "0", "0"] for v in rows.values())
+    doc = json.loads(run("caps", "--json", "hyperv", "--from", FIX).stdout)
+    assert {c["name"].removeprefix("KVM_CAP_") for c in doc["caps"]} == hyperv
+    assert doc["count"] == 15 and doc["all"] is False
+    plain = run("caps", "--from", FIX, "--no-color", env={"COLUMNS": "120"}).stdout
+    assert not set(_rows(plain)) & hyperv
+    assert all(any(v != "0" for v in cells) for cells in _rows(plain).values())
+
+
+def test_caps_number_the_tables_do_not_know_is_a_row() -> None:
+    r = run("caps", "300", "--from", FIX, "--no-color", env={"COLUMNS": "120"})
     assert r.exit_code == 0
-    assert "all answered 0" in r.stderr
+    assert _rows(r.stdout) == {"300": ["0", "0", "0"]} and "not in kvmprobe's tables" in r.stdout
+    beyond = run("caps", "100000", "--from", FIX)
+    assert beyond.exit_code == 2 and "no capability matches '100000'" in beyond.stderr
+
+
+def test_caps_zero_values_are_not_repeated_in_the_meaning() -> None:
+    """A count answered 0 shows 0 in its value columns, not once more before its meaning."""
+    r = run("caps", "nested_state", "--from", FIX, "--no-color", env={"COLUMNS": "80"})
+    assert [line.strip() for line in r.stdout.splitlines()].count("0") == 0
+
+
+def test_caps_arch_without_all_is_named_as_unused() -> None:
+    """--arch chooses whose zeros --all (or a filter) lists; without them it changes nothing
+    and says so."""
+    plain = run("caps", "--from", FIX, "--no-color")
+    r = run("caps", "--arch", "arm64", "--from", FIX, "--no-color")
+    assert r.stdout == plain.stdout
+    assert r.stderr == (
+        "kvmprobe: warning: --arch has no effect without --all or a NAME-FILTER "
+        "(only they list zeros)\n"
+    )
+    j = run("caps", "--json", "--arch", "arm64", "--from", FIX)
+    assert j.stdout == run("caps", "--json", "--from", FIX).stdout and "--arch" in j.stderr
+    for args in (["--all"], ["ptp"]):
+        used = run("caps", *args, "--arch", "arm64", "--from", FIX, "--no-color")
+        assert used.exit_code == 0 and used.stderr == "", args
+    every = run("caps", "ptp", "--arch", "all", "--from", FIX, "--no-color")
+    assert "PTP_KVM" in every.stdout
+
+
+# arch-specific upstream: api.rst names one other architecture, or only that architecture's
+# kvm_vm_ioctl_check_extension() answers them (scripts/data/cap_arch.tsv cites each)
+OTHER_ARCH_ONLY = {
+    "KVM_CAP_SW_TLB": "powerpc",
+    "KVM_CAP_PTP_KVM": "arm64",
+    "KVM_CAP_VM_GPA_BITS": "riscv",
+    "KVM_CAP_COUNTER_OFFSET": "arm64",
+    "KVM_CAP_GUEST_DEBUG_HW_BPS": "arm64",
+    "KVM_CAP_GUEST_DEBUG_HW_WPS": "arm64",
+    "KVM_CAP_MSI_DEVID": "arm64",
+}
+
+
+@pytest.mark.parametrize("fixture", RECORDED_HOSTS, ids=lambda p: p.name)
+def test_caps_all_on_x86_lists_no_other_architecture(fixture: Path) -> None:
+    """`caps --all` on an x86 host: every row is a generic or an x86 capability (or one the
+    host answered), never one upstream defines for another architecture; they are counted
+    in the footer and come back with --arch all."""
+    from kvmprobe.analysis.caps import cap_by_name
+
+    r = run("caps", "--all", "--from", str(fixture), "--no-color", env={"COLUMNS": "200"})
+    rows = _rows(r.stdout)
+    for name, cells in rows.items():
+        info = cap_by_name(name)
+        assert info is not None, name
+        assert info.arch in ("generic", "x86") or any(v != "0" for v in cells), name
+    for cap, arch in OTHER_ARCH_ONLY.items():
+        info = cap_by_name(cap)
+        assert info is not None and info.arch == arch, cap
+        assert cap.removeprefix("KVM_CAP_") not in rows
+    footer = re.sub(r"\s+", " ", r.stdout)
+    others = sum(1 for c in known_caps() if c.arch not in ("generic", "x86"))
+    assert f"Not shown: {others} capabilities of other architectures than x86" in footer
+    every = _rows(run("caps", "--all", "--arch", "all", "--from", str(fixture), "--no-color",
+                      env={"COLUMNS": "200"}).stdout)  # fmt: skip
+    assert {c.removeprefix("KVM_CAP_") for c in OTHER_ARCH_ONLY} <= set(every)
+
+
+def test_no_generic_capability_is_described_as_another_architectures() -> None:
+    """Our descriptions say where a capability lives: one filed as generic must not read as
+    another architecture's alone (the way SW_TLB's "PowerPC BookE" did)."""
+    other = re.compile(r"\b(PowerPC|BookE|arm64|ARM|RISC-V|s390|MIPS|LoongArch)\b")
+    for info in known_caps():
+        if info.arch == "generic" and other.search(info.description):
+            assert "x86" in info.description, (info.name, info.description)
 
 
 def test_caps_text_no_color() -> None:
@@ -124,13 +246,47 @@ def test_caps_json_never_imports_rich() -> None:
 # -- errors ----------------------------------------------------------------------------------
 
 
-def test_missing_device_exit_3(tmp_path) -> None:
-    r = run("caps", "--device", str(tmp_path / "kvm"))
-    assert r.exit_code == 3
+# every command that opens the device (diff: the live side B)
+OPENERS = [["caps"], ["cpuid"], ["msr"], ["hyperv"], ["record"], ["export", "qemu"], ["diff", FIX]]
+
+
+@pytest.mark.parametrize("usual_exists", [True, False], ids=["dev-kvm-exists", "no-dev-kvm"])
+@pytest.mark.parametrize("args", OPENERS, ids=lambda a: a[0])
+def test_missing_device_path_gets_one_hint_everywhere(
+    tmp_path, monkeypatch, args: list[str], usual_exists: bool
+) -> None:
+    """`--device PATH` that does not exist: a wrong path first of all. When /dev/kvm exists
+    the hint says to try it (as doctor does), never to load KVM or pass the device into a
+    container; when it does not, it says to check the path and then to load KVM."""
+    real_exists = os.path.exists
+    monkeypatch.setattr(
+        os.path, "exists", lambda p: usual_exists if p == "/dev/kvm" else real_exists(p)
+    )
+    r = run(*args, "--device", str(tmp_path / "kvm"))
+    assert r.exit_code == 3 and r.stdout == ""
     lines = r.stderr.splitlines()
-    assert lines[0].startswith("kvmprobe: error: ") and "does not exist" in lines[0]
-    assert lines[1].startswith("hint: ") and "modprobe" in lines[1]
+    assert lines[0] == f"kvmprobe: error: {tmp_path / 'kvm'} does not exist"
+    assert lines[1].startswith("hint: check the path") and len(lines) == 2
+    if usual_exists:
+        assert "/dev/kvm, which exists here; try --device /dev/kvm" in lines[1]
+        assert "modprobe" not in lines[1] and "container" not in lines[1]
+    else:
+        assert "which exists" not in lines[1] and "modprobe kvm_intel or kvm_amd" in lines[1]
     assert "Traceback" not in r.output
+
+
+def test_missing_usual_node_hint_is_about_kvm() -> None:
+    """The usual node missing is KVM missing: load the module or pass the device in."""
+    from kvmprobe.errors import device_error
+
+    e = device_error("/dev/kvm", FileNotFoundError(2, "No such file or directory"))
+    assert (
+        e.status == 3
+        and e.hint.startswith("load the KVM module")
+        and "check the path" not in e.hint
+    )
+    other = device_error("/x/kvm", FileNotFoundError(2, "No such file"), usual_exists=True)
+    assert other.hint.startswith("check the path: KVM's node is normally /dev/kvm, which exists")
 
 
 def test_devnull_is_not_kvm_exit_1() -> None:

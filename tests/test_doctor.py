@@ -330,6 +330,19 @@ def test_access_mode_only_root() -> None:
     assert "chmod 660" in c.hint and 'GROUP="kvm"' in c.hint
 
 
+def test_access_group_read_write_but_the_group_is_root() -> None:
+    """crw-rw---- root:root: the group access is root's group's, which no ordinary user
+    should join: a dedicated kvm group is the fix, never 'usermod -aG root'."""
+    a = denied(node=NodeStat("char", 0o660, 0, 0, "root", "root", (10, 232)), groups=(1000,),
+               configured_groups=(1000,))  # fmt: skip
+    c = check(run(a, snap=None), "device.access")
+    assert c.status == FAIL and "crw-rw---- root:root" in c.evidence
+    assert "not in group root" in c.evidence
+    assert c.hint.startswith("the node's group is root")
+    assert "dedicated 'kvm' group" in c.hint and "chgrp kvm /dev/kvm" in c.hint
+    assert "usermod -aG kvm alice" in c.hint and "-aG root" not in c.hint
+
+
 def test_access_mode_allows_but_refused() -> None:
     report = run(denied(), snap=None)  # in the group, mode rw: something else says no
     c = check(report, "device.access")

@@ -457,5 +457,5 @@ def test_unknown_format_is_one_line_and_a_hint() -> None:
     )  # fmt: skip
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("kvmprobe: error: Invalid value for 'FORMAT'")
+    assert len(lines) == 2 and lines[0].startswith("kvmprobe: error: invalid value for 'FORMAT'")
     assert lines[1] == "hint: see 'kvmprobe export --help'"

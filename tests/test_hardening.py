@@ -220,6 +220,21 @@ def test_nobody_not_in_group(as_nobody, node_dir) -> None:
     assert "usermod -aG 4242 nobody" in access["hint"]
 
 
+def test_nobody_and_a_node_whose_group_is_root(as_nobody, node_dir) -> None:
+    """crw-rw---- root:root opened by nobody: group read-write is there, but for root's
+    group; both the command's hint and doctor's say so and suggest a dedicated kvm group."""
+    node = kvm_node(node_dir, 0o660, gid=0)
+    lines = _one_line_error(as_nobody(CAPS_CLI, node), 4)
+    assert "crw-rw---- root:root" in lines[0]
+    assert lines[1].startswith("hint: the node's group is root")
+    assert f"chgrp kvm {node}" in lines[1] and "usermod -aG kvm $USER" in lines[1]
+    assert "mode 0660" not in lines[1] and "-aG root" not in lines[1]
+    r = as_nobody(DOCTOR_JSON, node)
+    access = {c["id"]: c for c in json.loads(r.stdout)["checks"]}["device.access"]
+    assert r.returncode == 4 and access["hint"].startswith("the node's group is root")
+    assert "usermod -aG kvm nobody" in access["hint"] and "-aG root" not in access["hint"]
+
+
 def test_nobody_cannot_reach_the_directory(as_nobody, node_dir) -> None:
     hidden = node_dir / "hidden"
     hidden.mkdir(mode=0o700)

@@ -74,7 +74,7 @@ def test_usage_errors_use_the_kvmprobe_format(args: str) -> None:
     assert r.returncode == 2
     error, hint = r.stderr.splitlines()
     assert error.startswith("kvmprobe: error: ") and "\t" not in error
-    assert hint.startswith("hint: see 'kvmprobe ")
+    assert hint.startswith("hint: ") and "see 'kvmprobe " in hint
 
 
 def test_interrupt_during_start_up_never_shows_a_traceback() -> None:

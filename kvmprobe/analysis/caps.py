@@ -266,11 +266,15 @@ class CapRow:
 def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = False) -> list[CapRow]:
     """Rows for every cap answered non-zero in some scope (or every known cap with
     ``include_zero``), filtered by a name/number needle, in cap-number order. Unknown numbers
-    that answered non-zero always appear, under a placeholder name."""
+    that answered non-zero always appear, under a placeholder name; so does a number the needle
+    names within the probed range, whatever it answered (the row is the answer)."""
     numbers: set[int] = set()
     for answered in snap.caps.values():
         if answered:
             numbers.update(answered)
+    named = _parse_number(needle) if needle else None
+    if named is not None and named < snap.cap_limit:
+        numbers.add(named)
     if snap.errors:  # a failed check is listed too (1,536 look-ups: only when one failed)
         numbers.update(
             n for n in range(snap.cap_limit) for scope in Scope if snap.cap_failure(n, scope)

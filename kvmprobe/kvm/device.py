@@ -53,6 +53,14 @@ def node_mode(path: str) -> NodeMode | None:
     return NodeMode(st.st_mode, owner, group)
 
 
+def _usual_node_exists(path: str, exc: OSError) -> bool | None:
+    """For a path that does not exist: does the usual node (/dev/kvm) exist? None when the
+    question does not arise (another error, or the path is the usual node)."""
+    if exc.errno != errno.ENOENT or path == DEFAULT_DEVICE:
+        return None
+    return os.path.exists(DEFAULT_DEVICE)
+
+
 def _refuse_non_kvm(path: str) -> None:
     """Look before opening: opening some character devices has effects (a watchdog starts
     its countdown), so only KVM's own device numbers are ever opened read-write."""
@@ -83,7 +91,9 @@ class KvmDevice:
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:
-            raise device_error(path, e, node=node_mode(path)) from None
+            raise device_error(
+                path, e, node=node_mode(path), usual_exists=_usual_node_exists(path, e)
+            ) from None
         try:
             st = os.fstat(self.fd)
             if stat.S_ISDIR(st.st_mode):

@@ -28,6 +28,11 @@ def arch_shown(row: CapRow, arch: CapArch | None) -> bool:
     )
 
 
+def _count(n: int, noun: str) -> str:
+    """The count with its noun: 1 known capability, 3 known capabilities."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun.removesuffix('y')}ies"
+
+
 def _value_cell(value: int | None, differs: bool) -> Line:
     if value is None:
         return Line.of("n/a", "dim")
@@ -46,8 +51,8 @@ def _meaning(row: CapRow) -> Line:
             for scope in scopes:
                 d = row.decoded[scope]
                 text.add(f"{scope.label}: ", "yellow").add(d.text or "0").add("\n")
-        elif first.names or first.remainder or row.info.kind not in ("boolean",):
-            text.add(first.text).add("\n")
+        elif first.value and (first.names or first.remainder or row.info.kind != "boolean"):
+            text.add(first.text).add("\n")  # a 0 is in the value columns already
     if row.info.description:
         text.add(row.info.description, "dim")
     elif not row.info.known:
@@ -69,11 +74,14 @@ def caps_lines(
     """The report on ``rows``. ``arch``: "all", one CapArch, or None for the host's own
     architecture (the one the snapshot names); capabilities answered 0 that belong to other
     architectures are left out and counted, and so, without ``include_zero`` and a filter,
-    are the known ones answered 0."""
+    are the known ones answered 0. A filter (``filtered``) that matches only other
+    architectures' capabilities shows them when ``arch`` is None: they are what was asked."""
     shown_arch = None if arch == "all" else CapArch(arch) if arch else None
     if arch is None:
         shown_arch = CapArch.of_machine(snap.host.machine)
     shown = [r for r in rows if arch_shown(r, shown_arch)]
+    if filtered and arch is None and not shown:
+        shown_arch, shown = None, rows
     left: list[str] = []
     if not include_zero and not filtered:
         answered = {r.info.number for r in rows}
@@ -84,11 +92,11 @@ def caps_lines(
             and (shown_arch is None or c.arch in ("generic", shown_arch))
         )
         if zeros:
-            left.append(f"{zeros} known capabilities answered 0 (--all)")
+            left.append(f"{_count(zeros, 'known capability')} answered 0 (--all)")
     if len(shown) < len(rows):
         left.append(
-            f"{len(rows) - len(shown)} capabilities of other architectures than {shown_arch} "
-            "(--all --arch all)"
+            f"{_count(len(rows) - len(shown), 'capability')} of other architectures than "
+            f"{shown_arch} " + ("(--arch all)" if filtered else "(--all --arch all)")
         )
     rows = shown
     title = Line.of("KVM capabilities", "bold").add(f" - {safe(snap.device)}")
@@ -120,7 +128,7 @@ def caps_lines(
     differing = [r.info.name.removeprefix("KVM_CAP_") for r in rows if r.differs]
     unknown = sum(1 for r in rows if not r.info.known)
     summary = Line.of("Summary: ", "bold").add(f"{supported} supported", "green")
-    if include_zero:
+    if include_zero and len(rows) > supported:
         summary.add(f", {len(rows) - supported} not supported", "dim")
     if unknown:
         summary.add(f", {unknown} unknown to kvmprobe", "magenta")

@@ -3,10 +3,14 @@
 # Target ABI: upstream Linux v7.2 (KVM_CAP_* names and numbers, the
 # bit/value groups cap values decode with, what KVM_CHECK_EXTENSION returns).
 #
-# Upstream sources, as named in the kvm-abi facts (repository, file, commit):
+# Upstream sources, as named in the kvm-abi facts and cap_arch.tsv (repository, file,
+# commit):
 #   torvalds/linux tools/include/uapi/linux/kvm.h @ 01f492e1817e858d1712f2489d0afbaa552f417b
 #   strace/strace src/xlat/kvm_cap.in @ 3e4d70a5e497
 #   kvm-x86/linux arch/x86/include/uapi/asm/kvm.h @ 3cfc1a8ee2b98970e79417bdc661aa359ce70d11
+#   gregkh/linux Documentation/virt/kvm/api.rst @ 4055f250a3294b3054f042f8f04dcc277a78bc5c
+#   kvm-x86/linux arch/arm64/kvm/arm.c @ 9262df378fdcb1beca25fa15cfdd4d357749fc03
+#   torvalds/linux arch/riscv/kvm/vm.c @ 00f918f61c56a46d9e09ce21b54b8c21f496c753
 #
 # Inputs (the verified kvm-abi facts) and their 'source' fields:
 #   kvm_caps.json sha256 5a4cd0b7e532f7cf29339d6a35007183c13103f0e2d5258e3fbc417462555eff
@@ -27,6 +31,29 @@
 #     include/uapi/linux/kvm_para.h KVM_HC_* (unchanged since v5.13, identical in the local 6.1
 #     header). Cap semantics from Documentation/virt/kvm/api.rst sections 7/8 and x86.c
 #     behaviour, verified against a live 6.18.44 host.
+#
+# The architecture of the caps the name map leaves generic (cap_arch.tsv):
+#   cap_arch.tsv sha256 266ff8d99e9d276cda4c08f5d6070b6c216f37cda7f266df226b019af1e2a91e
+#     KVM_CAP_SW_TLB powerpc: gregkh/linux Documentation/virt/kvm/api.rst @
+#       4055f250a3294b3054f042f8f04dcc277a78bc5c section 6.3 KVM_CAP_SW_TLB (Architectures: ppc)
+#     KVM_CAP_GUEST_DEBUG_HW_BPS arm64: kvm-x86/linux arch/arm64/kvm/arm.c @
+#       9262df378fdcb1beca25fa15cfdd4d357749fc03 kvm_vm_ioctl_check_extension() (the number of
+#       hardware breakpoints)
+#     KVM_CAP_GUEST_DEBUG_HW_WPS arm64: kvm-x86/linux arch/arm64/kvm/arm.c @
+#       9262df378fdcb1beca25fa15cfdd4d357749fc03 kvm_vm_ioctl_check_extension() (the number of
+#       hardware watchpoints)
+#     KVM_CAP_MSI_DEVID arm64: kvm-x86/linux arch/arm64/kvm/arm.c @
+#       9262df378fdcb1beca25fa15cfdd4d357749fc03 kvm_vm_ioctl_check_extension() (whether the
+#       VM's vGIC needs MSI device IDs)
+#     KVM_CAP_PTP_KVM arm64: gregkh/linux Documentation/virt/kvm/api.rst @
+#       4055f250a3294b3054f042f8f04dcc277a78bc5c section 8.32 KVM_CAP_PTP_KVM (Architectures:
+#       arm64)
+#     KVM_CAP_VM_GPA_BITS riscv: torvalds/linux arch/riscv/kvm/vm.c @
+#       00f918f61c56a46d9e09ce21b54b8c21f496c753 kvm_vm_ioctl_check_extension() (api.rst has no
+#       section for it)
+#     KVM_CAP_COUNTER_OFFSET arm64: gregkh/linux Documentation/virt/kvm/api.rst @
+#       4055f250a3294b3054f042f8f04dcc277a78bc5c section 4.138 KVM_ARM_SET_COUNTER_OFFSET
+#       (Architectures: arm64)
 """KVM capability tables (generated; plain data, no logic)."""
 
 from typing import Final
@@ -50,9 +77,25 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
         "arch/x86/include/uapi/asm/kvm.h",
         "3cfc1a8ee2b98970e79417bdc661aa359ce70d11",
     ),
+    (
+        "gregkh/linux",
+        "Documentation/virt/kvm/api.rst",
+        "4055f250a3294b3054f042f8f04dcc277a78bc5c",
+    ),
+    (
+        "kvm-x86/linux",
+        "arch/arm64/kvm/arm.c",
+        "9262df378fdcb1beca25fa15cfdd4d357749fc03",
+    ),
+    (
+        "torvalds/linux",
+        "arch/riscv/kvm/vm.c",
+        "00f918f61c56a46d9e09ce21b54b8c21f496c753",
+    ),
 )
 
-# cap number -> (name, arch); arch from the facts' name-based map, unlisted = generic
+# cap number -> (name, arch); arch from the facts' name-based map, then from
+# cap_arch.tsv (caps upstream defines for one architecture); unlisted = generic
 CAPS: dict[int, tuple[str, str]] = {
     0: ("KVM_CAP_IRQCHIP", "generic"),
     1: ("KVM_CAP_HLT", "generic"),
@@ -117,7 +160,7 @@ CAPS: dict[int, tuple[str, str]] = {
     66: ("KVM_CAP_MAX_VCPUS", "generic"),
     67: ("KVM_CAP_PPC_HIOR", "powerpc"),
     68: ("KVM_CAP_PPC_PAPR", "powerpc"),
-    69: ("KVM_CAP_SW_TLB", "generic"),
+    69: ("KVM_CAP_SW_TLB", "powerpc"),
     70: ("KVM_CAP_ONE_REG", "generic"),
     71: ("KVM_CAP_S390_GMAP", "s390"),
     72: ("KVM_CAP_TSC_DEADLINE_TIMER", "generic"),
@@ -167,8 +210,8 @@ CAPS: dict[int, tuple[str, str]] = {
     116: ("KVM_CAP_DISABLE_QUIRKS", "generic"),
     117: ("KVM_CAP_X86_SMM", "x86"),
     118: ("KVM_CAP_MULTI_ADDRESS_SPACE", "generic"),
-    119: ("KVM_CAP_GUEST_DEBUG_HW_BPS", "generic"),
-    120: ("KVM_CAP_GUEST_DEBUG_HW_WPS", "generic"),
+    119: ("KVM_CAP_GUEST_DEBUG_HW_BPS", "arm64"),
+    120: ("KVM_CAP_GUEST_DEBUG_HW_WPS", "arm64"),
     121: ("KVM_CAP_SPLIT_IRQCHIP", "generic"),
     122: ("KVM_CAP_IOEVENTFD_ANY_LENGTH", "generic"),
     123: ("KVM_CAP_HYPERV_SYNIC", "x86"),
@@ -179,7 +222,7 @@ CAPS: dict[int, tuple[str, str]] = {
     128: ("KVM_CAP_MAX_VCPU_ID", "generic"),
     129: ("KVM_CAP_X2APIC_API", "x86"),
     130: ("KVM_CAP_S390_USER_INSTR0", "s390"),
-    131: ("KVM_CAP_MSI_DEVID", "generic"),
+    131: ("KVM_CAP_MSI_DEVID", "arm64"),
     132: ("KVM_CAP_PPC_HTM", "powerpc"),
     133: ("KVM_CAP_SPAPR_RESIZE_HPT", "powerpc"),
     134: ("KVM_CAP_PPC_MMU_RADIX", "powerpc"),
@@ -246,7 +289,7 @@ CAPS: dict[int, tuple[str, str]] = {
     195: ("KVM_CAP_SET_GUEST_DEBUG2", "generic"),
     196: ("KVM_CAP_SGX_ATTRIBUTE", "x86"),
     197: ("KVM_CAP_VM_COPY_ENC_CONTEXT_FROM", "generic"),
-    198: ("KVM_CAP_PTP_KVM", "generic"),
+    198: ("KVM_CAP_PTP_KVM", "arm64"),
     199: ("KVM_CAP_HYPERV_ENFORCE_CPUID", "x86"),
     200: ("KVM_CAP_SREGS2", "generic"),
     201: ("KVM_CAP_EXIT_HYPERCALL", "generic"),
@@ -255,7 +298,7 @@ CAPS: dict[int, tuple[str, str]] = {
     204: ("KVM_CAP_EXIT_ON_EMULATION_FAILURE", "generic"),
     205: ("KVM_CAP_ARM_MTE", "arm64"),
     206: ("KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM", "generic"),
-    207: ("KVM_CAP_VM_GPA_BITS", "generic"),
+    207: ("KVM_CAP_VM_GPA_BITS", "riscv"),
     208: ("KVM_CAP_XSAVE2", "generic"),
     209: ("KVM_CAP_SYS_ATTRIBUTES", "generic"),
     210: ("KVM_CAP_PPC_AIL_MODE_3", "powerpc"),
@@ -275,7 +318,7 @@ CAPS: dict[int, tuple[str, str]] = {
     224: ("KVM_CAP_S390_PROTECTED_ASYNC_DISABLE", "s390"),
     225: ("KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP", "generic"),
     226: ("KVM_CAP_PMU_EVENT_MASKED_EVENTS", "generic"),
-    227: ("KVM_CAP_COUNTER_OFFSET", "generic"),
+    227: ("KVM_CAP_COUNTER_OFFSET", "arm64"),
     228: ("KVM_CAP_ARM_EAGER_SPLIT_CHUNK_SIZE", "arm64"),
     229: ("KVM_CAP_ARM_SUPPORTED_BLOCK_SIZES", "arm64"),
     230: ("KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES", "arm64"),

@@ -8,6 +8,7 @@ gatherer takes for KVM's), never from a constant here.
 
 from __future__ import annotations
 
+from kvmprobe.access_facts import root_group_hint
 from kvmprobe.analysis.doctor.report import Check, failed, passed, skipped, warned
 from kvmprobe.limits import DEFAULT_DEVICE
 from kvmprobe.snapshot import AccessFacts, ModuleInfo, NodeStat
@@ -295,6 +296,8 @@ def _mode_denied(
             mine = ", ".join(_group_name(access, g) for g in access.groups) or "none"
             evidence = f"{denied} ({mode}): {user} is not in group {group} (groups: {mine})"
             hint = f"sudo usermod -aG {group} {user}, then log in again"
+            if node.gid == 0:  # root's group: joining it is no fix
+                hint = root_group_hint(access.path, user)
         return failed(cid, title, evidence, hint, DoctorOutcome.PERMISSION)
     evidence = f"{denied} ({mode}): the mode gives {applies} no read-write access"
     hint = (
