@@ -21,6 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
+from kvmprobe.frozen import frozen
 from kvmprobe.vocab import DisableExit, FeatureStatus
 
 if TYPE_CHECKING:
@@ -172,36 +173,15 @@ def _bare(n: str) -> str:
     return n
 
 
+@frozen
 class Location:
     """A leaf, optionally narrowed to a subleaf, a register and bits."""
 
-    __slots__ = ("hi", "leaf", "lo", "register", "subleaf")
-
-    def __init__(
-        self,
-        leaf: int,
-        subleaf: int | None = None,
-        register: str | None = None,
-        lo: int | None = None,
-        hi: int | None = None,
-    ) -> None:
-        self.leaf = leaf
-        self.subleaf = subleaf
-        self.register = register
-        self.lo = lo
-        self.hi = hi
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Location) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"Location{self._key()!r}"
-
-    def _key(self) -> tuple[int, int | None, str | None, int | None, int | None]:
-        return (self.leaf, self.subleaf, self.register, self.lo, self.hi)
+    leaf: int
+    subleaf: int | None = None
+    register: str | None = None
+    lo: int | None = None
+    hi: int | None = None
 
     def covers(self, leaf: int, subleaf: int, register: str, lo: int, hi: int) -> bool:
         if leaf != self.leaf:
@@ -253,24 +233,16 @@ def location_problem(text: str) -> str | None:
     return None
 
 
+@frozen
 class CpuidFilter:
     """A parsed FEATURE-FILTER: the text; the feature it names exactly (always shown,
     whatever its status); kvmprobe's name when the text was another spelling of it ("sse3"
     -> "pni"); the location it gives, when it is one."""
 
-    __slots__ = ("alias_of", "exact", "location", "text")
-
-    def __init__(
-        self,
-        text: str,
-        exact: cp.FeatureDef | None,
-        alias_of: str | None,
-        location: Location | None,
-    ) -> None:
-        self.text = text
-        self.exact = exact
-        self.alias_of = alias_of
-        self.location = location
+    text: str
+    exact: cp.FeatureDef | None
+    alias_of: str | None
+    location: Location | None
 
     def matches_feature(self, f: cp.FeatureDef) -> bool:
         if self.exact is not None and f.loc == self.exact.loc:
@@ -293,25 +265,16 @@ def parse_filter(text: str) -> CpuidFilter:
     return CpuidFilter(text=text, exact=exact, alias_of=alias_of, location=location)
 
 
+@frozen
 class Selection:
     """What a filter selects from an analysis, section by section (``leaves``: every leaf a
     selected feature or value lives in)."""
 
-    __slots__ = ("entries", "features", "fields", "leaves", "notes")
-
-    def __init__(
-        self,
-        features: tuple[FeatureResult, ...],
-        fields: tuple[FieldResult, ...],
-        notes: tuple[LeafNote, ...],
-        entries: tuple[CpuidEntry, ...],
-        leaves: frozenset[int],
-    ) -> None:
-        self.features = features
-        self.fields = fields
-        self.notes = notes
-        self.entries = entries
-        self.leaves = leaves
+    features: tuple[FeatureResult, ...]
+    fields: tuple[FieldResult, ...]
+    notes: tuple[LeafNote, ...]
+    entries: tuple[CpuidEntry, ...]
+    leaves: frozenset[int]
 
     @property
     def empty(self) -> bool:
@@ -402,6 +365,7 @@ def resolve_field(text: str) -> cp.FieldDef | None:
     return inside[0] if len(inside) == 1 else None
 
 
+@frozen
 class ExplainTarget:
     """What ``cpuid --explain TEXT`` tells the story of: a feature (``alias_of``: kvmprobe's
     name when TEXT was another spelling of it), feature-MSR bits, a field, or one bit no
@@ -409,25 +373,13 @@ class ExplainTarget:
     so). ``refusal``: (message, hint) when TEXT is something the filter takes but that has
     no single story (a register, a leaf, part of several names)."""
 
-    __slots__ = ("alias_of", "bit", "feature", "field", "msr_bits", "refusal", "text")
-
-    def __init__(
-        self,
-        text: str,
-        feature: cp.FeatureDef | None = None,
-        alias_of: str | None = None,
-        msr_bits: tuple[BitRef, ...] = (),
-        field: cp.FieldDef | None = None,
-        bit: cp.Loc | None = None,
-        refusal: tuple[str, str] | None = None,
-    ) -> None:
-        self.text = text
-        self.feature = feature
-        self.alias_of = alias_of
-        self.msr_bits = msr_bits
-        self.field = field
-        self.bit = bit
-        self.refusal = refusal
+    text: str
+    feature: cp.FeatureDef | None = None
+    alias_of: str | None = None
+    msr_bits: tuple[BitRef, ...] = ()
+    field: cp.FieldDef | None = None
+    bit: cp.Loc | None = None
+    refusal: tuple[str, str] | None = None
 
 
 def explain_target(text: str) -> ExplainTarget | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from kvmprobe.frozen import frozen
 from kvmprobe.render.term import GLUE, Column, Line, Table, Term, join
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import FeatureStatus, FieldEncoding, QuirkEffect
@@ -128,30 +129,19 @@ T = TypeVar("T")
 HANG = 5
 
 
+@frozen
 class View:
     """What the report shows: the selection, the filter, which statuses it hides, the exits
     the set-up asked for that KVM refuses (``exits_known``: whether KVM's answer about them is
     known at all), and the feature-MSR bits the filter names (``msr_bits``)."""
 
-    __slots__ = ("exits_known", "flt", "msr_bits", "refused", "selection", "show_all", "show_host")
-
-    def __init__(
-        self,
-        selection: Selection,
-        flt: CpuidFilter | None,
-        show_host: bool,
-        show_all: bool,
-        refused: tuple[DisableExit, ...] = (),
-        exits_known: bool = True,
-        msr_bits: tuple[MsrBitResult, ...] = (),
-    ) -> None:
-        self.selection = selection
-        self.flt = flt
-        self.show_host = show_host
-        self.show_all = show_all
-        self.refused = refused
-        self.exits_known = exits_known
-        self.msr_bits = msr_bits
+    selection: Selection
+    flt: CpuidFilter | None
+    show_host: bool
+    show_all: bool
+    refused: tuple[DisableExit, ...] = ()
+    exits_known: bool = True
+    msr_bits: tuple[MsrBitResult, ...] = ()
 
     @property
     def hidden(self) -> frozenset[FeatureStatus]:
