@@ -35,25 +35,18 @@ def mark(name):
 
 import dataclasses, enum
 spent = {}
-_process = dataclasses._process_class
-def _timed(cls, *a, **k):
-    t = time.perf_counter()
-    try:
-        return _process(cls, *a, **k)
-    finally:
-        key = "dataclasses in " + cls.__module__
-        spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
-dataclasses._process_class = _timed
+def timed(build, label):
+    def wrapper(cls, *a, **k):
+        t = time.perf_counter()
+        try:
+            return build(cls, *a, **k)
+        finally:
+            key = f"{label} in {cls.__module__}"
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+    return wrapper
+dataclasses._process_class = timed(dataclasses._process_class, "dataclasses")
 import kvmprobe.frozen as fz
-_build = fz._build
-def _timed_build(cls, *a, **k):
-    t = time.perf_counter()
-    try:
-        return _build(cls, *a, **k)
-    finally:
-        key = "value types in " + cls.__module__
-        spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
-fz._build = _timed_build
+fz._build = timed(fz._build, "value types")
 mark("import dataclasses, enum (stdlib)")
 import click
 mark("import click")
