@@ -80,7 +80,7 @@ def no_fd_leak():
 
 
 def _copy_libs(site: Path) -> None:
-    for name in ("click", "ioctl_opt", "rich"):
+    for name in ("click", "ioctl_opt"):
         src = Path(importlib.import_module(name).__file__).parent
         shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("__pycache__"))
 
