@@ -95,3 +95,15 @@ def test_no_second_command_module() -> None:
                 for d in node.decorator_list:
                     text = ast.unparse(d)
                     assert not text.startswith(("click.", "main.")), f"{_rel(path)}: @{text}"
+
+
+def test_value_types_use_frozen() -> None:
+    """Value types are declared with @frozen (kvmprobe/frozen.py), never with the standard
+    library's frozen dataclass, which costs ten times as much at start-up."""
+    for path in _files("."):
+        if path.name == "frozen.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dataclass":
+                frozen_kw = [k for k in node.keywords if k.arg == "frozen"]
+                assert not frozen_kw, f"{_rel(path)}:{node.lineno}: use @frozen"
