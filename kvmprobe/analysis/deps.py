@@ -70,10 +70,6 @@ class Dependency:
     #: XSAVE-state dependencies
     sources: tuple[str, ...]
 
-    @property
-    def requires_label(self) -> str:
-        return " or ".join(self.requires)
-
 
 @frozen
 class DependencyRow:

@@ -142,11 +142,6 @@ class CpuidAnalysis:
         """KVM_GET_EMULATED_CPUID was answered (an empty answer counts)."""
         return self.snap.emulated_cpuid is not None
 
-    @property
-    def effective_count(self) -> int:
-        """How many features a guest in this set-up can be given."""
-        return sum(1 for f in self.features if f.verdict.effective)
-
     def find(self, feature: cp.FeatureDef) -> FeatureResult | None:
         for f in self.features:
             if f.feature.loc == feature.loc:

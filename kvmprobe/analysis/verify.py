@@ -106,11 +106,6 @@ class Verification:
                 return Refusal(a, _named_bits(a))
         return None
 
-    @property
-    def clean(self) -> bool:
-        """Everything advertised was accepted (and everything could be asked)."""
-        return self.tried and not self.refusals and not self.could_not_ask
-
     def refused_msr(self, index: int) -> Refusal | None:
         for r in self.refusals:
             if r.attempt.what == SET_MSRS and r.attempt.target == index:
