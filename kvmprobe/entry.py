@@ -134,25 +134,15 @@ def _end_process(e: SystemExit) -> None:
 def _run(args: list[str]) -> None:
     debug = "--debug" in args
     try:
-        import click
-
-        from kvmprobe.cli import ReaderGone, main
+        from kvmprobe import quick
         from kvmprobe.render import output
 
         output.protect_completed_writes = True
-
-        try:
-            status = main(args=args, prog_name="kvmprobe", standalone_mode=False)
+        status = quick.run(args)  # a plain command line needs no parser
+        if status is not None:
             _flush_stdout()
-        except ReaderGone:
-            raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe") from None
-        except click.exceptions.Abort:  # click's word for an interrupt while parsing
-            raise KeyboardInterrupt from None
-        except click.ClickException as e:
-            if debug:
-                raise
-            _usage_error(e)
-            sys.exit(e.exit_code)
+        else:
+            status = _run_click(args, debug)
     except SystemExit:  # click's ctx.exit() and our own exits
         try:
             _flush_stdout()
@@ -202,6 +192,27 @@ def _run(args: list[str]) -> None:
         _exit_now(_EXIT_INTERRUPTED)  # the command said "interrupted" itself
     _done()
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _run_click(args: list[str], debug: bool) -> int | None:
+    """A command line click parses (the others: kvmprobe.quick); its status."""
+    import click
+
+    from kvmprobe.cli import ReaderGone, main
+
+    try:
+        status = main(args=args, prog_name="kvmprobe", standalone_mode=False)
+        _flush_stdout()
+    except ReaderGone:
+        raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe") from None
+    except click.exceptions.Abort:  # click's word for an interrupt while parsing
+        raise KeyboardInterrupt from None
+    except click.ClickException as e:
+        if debug:
+            raise
+        _usage_error(e)
+        sys.exit(e.exit_code)
+    return status if isinstance(status, int) else None
 
 
 def _done() -> None:

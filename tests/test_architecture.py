@@ -84,8 +84,17 @@ def test_json_renderer_is_stdlib_only() -> None:
     assert not {n for n in names if n.split(".")[0] in ("rich", "click")}
 
 
+@pytest.mark.parametrize("path", [*_files("commands"), PACKAGE / "quick.py"], ids=_rel)
+def test_command_bodies_never_import_click(path: Path) -> None:
+    """The bodies run without click for a plain command line (kvmprobe.quick); only cli.py
+    and entry.py (usage errors) speak to it."""
+    bad = {n for n in _imports(path) if n.split(".")[0] == "click" or n == "kvmprobe.cli"}
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}"
+
+
 def test_no_second_command_module() -> None:
-    """Every command lives in cli.py: no other module declares click commands or options."""
+    """Options are declared in cli.py only: no other module declares click commands or
+    options (the bodies are in commands/, without click)."""
     for path in _files("."):
         if path.name == "cli.py":
             continue

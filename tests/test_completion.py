@@ -195,7 +195,7 @@ def test_completion_never_touches_the_device_nor_imports_rich() -> None:
 )
 def test_completing_runs_no_command(words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Completing after a command name never runs it: no probe, no summary, no messages."""
-    import kvmprobe.cli
+    import kvmprobe.commands.summary
     import kvmprobe.kvm.probe
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -203,7 +203,7 @@ def test_completing_runs_no_command(words: list[str], monkeypatch: pytest.Monkey
 
     for name in ("probe", "record", "examine"):
         monkeypatch.setattr(kvmprobe.kvm.probe, name, refuse)
-    monkeypatch.setattr(kvmprobe.cli, "_summary", refuse)
+    monkeypatch.setattr(kvmprobe.commands.summary, "summary", refuse)
     line = " ".join(["kvmprobe", *words, ""])
     for shell in SHELLS:
         lines = protocol(shell, line)

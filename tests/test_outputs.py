@@ -112,20 +112,29 @@ def test_interrupt_during_start_up_never_shows_a_traceback() -> None:
         (RuntimeError("boom"), "internal error: RuntimeError"),
     ],
 )
-def test_last_resort_handler(monkeypatch, capsys, exc: BaseException, needle: str) -> None:
-    import kvmprobe.cli
+@pytest.mark.parametrize(
+    "module,name,argv",
+    [
+        ("kvmprobe.quick", "run", ["caps"]),  # a plain command line
+        ("kvmprobe.cli", "main", ["caps", "--from", "x.json"]),  # one click parses
+    ],
+)
+def test_last_resort_handler(
+    monkeypatch, capsys, exc: BaseException, needle: str, module: str, name: str, argv: list[str]
+) -> None:
+    import importlib
 
     def boom(*a: object, **k: object) -> None:
         raise exc
 
-    monkeypatch.setattr(kvmprobe.cli, "main", boom)
+    monkeypatch.setattr(importlib.import_module(module), name, boom)
     with pytest.raises(SystemExit) as e:
-        entry.run(["caps"])
+        entry.run(argv)
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert needle in err and "hint:" in err and "Traceback" not in err
     with pytest.raises(type(exc)):
-        entry.run(["caps", "--debug"])
+        entry.run([*argv, "--debug"])
 
 
 # -- files -------------------------------------------------------------------------------------
