@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
 
 from kvmprobe import __version__
 from kvmprobe.snapshot import JSON_SAFE_MAX, ProbeError, Snapshot
 from kvmprobe.vocab import MsrLayoutKind, Scope
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from kvmprobe.analysis.caps import CapRow, DecodedValue
     from kvmprobe.analysis.cpuid import FeatureDef
