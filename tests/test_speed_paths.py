@@ -241,3 +241,65 @@ def test_the_watch_names_the_importer() -> None:
     importers = json.loads(r.stdout)
     assert importers["dataclasses"].startswith("kvmprobe.frozen:"), importers
     assert "inspect" in importers and "typing" not in importers
+
+
+# -- JSON text: json's C encoder made once gives what JSONEncoder.encode gives ------------------
+
+ODD_VALUES = [
+    {"a": [1, -2.5, 1e300, None, True, False], "b": {}, "c": [], "d": 2**64, "e": -(2**70)},
+    ['\u00e9\n\t"\\ \x00 \u2028 \U0001f600', "", {"nested": {"deep": [[[]]]}}],
+    "a plain string",
+    0,
+    None,
+]
+
+
+def _reference_dumps(doc: object) -> str:
+    """The layered text as the standard encoder makes it, value by value."""
+    from kvmprobe.render import json as rj
+
+    enc = json.JSONEncoder(separators=(", ", ": ")).encode
+    return rj._layered(doc, 0, enc) + "\n"
+
+
+def test_the_one_line_encoder_answers_as_the_standard_one() -> None:
+    from kvmprobe.render import json as rj
+
+    fast = rj._one_line_encoder()
+    assert fast.__name__ == "encode" and fast.__qualname__.startswith("_one_line_encoder")
+    std = json.JSONEncoder(separators=(", ", ": ")).encode
+    for value in ODD_VALUES:
+        assert fast(value) == std(value)
+    with pytest.raises(TypeError):
+        fast({"x": object()})  # what json cannot encode is refused, as by json
+    cycle: list[object] = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular"):
+        fast(cycle)  # a value that holds itself is refused, as by json
+
+
+def test_without_a_c_encoder_the_standard_one_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kvmprobe.render import json as rj
+
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    enc = rj._one_line_encoder()
+    assert getattr(enc, "__self__", None).__class__ is json.JSONEncoder
+    assert rj.dumps({"a": ODD_VALUES}, terminal=False) == _reference_dumps({"a": ODD_VALUES})
+
+
+def test_the_json_documents_are_the_standard_encoders_text() -> None:
+    from kvmprobe.analysis import cpuid_query as cq
+    from kvmprobe.analysis import effective
+    from kvmprobe.analysis.caps import cap_rows
+    from kvmprobe.render import json as rj
+    from kvmprobe.snapshot import load
+
+    snap, _ = load(str(RECORDED))
+    a = effective.analyse(snap)
+    docs = [
+        rj.document("cpuid", snap, rj.cpuid_body(a, list(cq.select(a, None).features))),
+        rj.document("caps", snap, rj.caps_body(cap_rows(snap, None, True), True)),
+        {"top": ODD_VALUES, "list": ODD_VALUES, "empty": {}},
+    ]
+    for doc in docs:
+        assert rj.dumps(doc, terminal=False) == _reference_dumps(doc)
