@@ -1,6 +1,7 @@
 """Where a ``kvmprobe cpuid`` process spends its time, phase by phase, and how much of the
-import time is spent creating value types (kvmprobe.frozen) and dataclasses, module by
-module.
+import time is spent creating value types (kvmprobe.frozen), module by module, and which of the
+costly standard modules the --json paths avoid (dataclasses, typing, ...) the process imported
+all the same (click imports typing and inspect).
 
     python benchmarks/where_time_goes.py [--runs N] [--device PATH | --from FILE]
                                          [--python INTERPRETER]
@@ -33,7 +34,7 @@ t0 = time.perf_counter()
 def mark(name):
     marks.append((name, time.perf_counter()))
 
-import dataclasses, enum
+import enum
 spent = {}
 def timed(build, label):
     def wrapper(cls, *a, **k):
@@ -44,10 +45,9 @@ def timed(build, label):
             key = f"{label} in {cls.__module__}"
             spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
     return wrapper
-dataclasses._process_class = timed(dataclasses._process_class, "dataclasses")
 import kvmprobe.frozen as fz
 fz._build = timed(fz._build, "value types")
-mark("import dataclasses, enum (stdlib)")
+mark("import enum (stdlib)")
 import click
 mark("import click")
 import kvmprobe.cli
@@ -76,7 +76,9 @@ phases, prev = [], t0
 for name, at in marks:
     phases.append((name, at - prev))
     prev = at
-print(json.dumps({"phases": phases, "dataclasses": spent}))
+costly = ("dataclasses", "typing", "inspect", "datetime", "copy", "ast", "dis", "tokenize")
+imported = [m for m in costly if m in sys.modules]
+print(json.dumps({"phases": phases, "value_types": spent, "costly": imported}))
 """
 
 
@@ -98,6 +100,7 @@ def phases(args: argparse.Namespace, python: str) -> int:
     source = args.from_file or args.device
     best: dict[str, float] = {}
     dc: dict[str, float] = {}
+    costly: list[str] = []
     order: list[str] = []
     for i in range(args.runs + 1):
         r = subprocess.run([python, "-c", CHILD, source], capture_output=True, text=True, env=ENV)
@@ -111,16 +114,18 @@ def phases(args: argparse.Namespace, python: str) -> int:
             if name not in best:
                 order.append(name)
             best[name] = min(best.get(name, t), t)
-        for name, t in got["dataclasses"].items():
+        costly = got["costly"]
+        for name, t in got["value_types"].items():
             dc[name] = min(dc.get(name, t), t)
     print(f"smallest of {args.runs} fresh interpreters ({python}), after its own start-up")
     for name in order:
         print(f"  {best[name] * 1000:6.1f} ms  {name}")
     print(f"  {sum(best.values()) * 1000:6.1f} ms  in all (the phases' smallest times, summed)")
-    print("of the imports, creating value types (@frozen) and dataclasses (smallest per module):")
+    print("of the imports, creating value types (@frozen) (smallest per module):")
     for name, t in sorted(dc.items(), key=lambda kv: -kv[1]):
         print(f"  {t * 1000:6.1f} ms  {name}")
     print(f"  {sum(dc.values()) * 1000:6.1f} ms  in all")
+    print("costly standard modules imported all the same:", ", ".join(costly) or "none")
     return 0
 
 

@@ -11,12 +11,14 @@ their classes at start-up.
 from __future__ import annotations
 
 import stat as _stat
-from dataclasses import field
-from typing import Any
 
 from kvmprobe.errors import errno_name
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import field, frozen
 from kvmprobe.vocab import CgroupVersion, NodeKind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def root_group_hint(path: str, user: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 from kvmprobe.analysis.baseline import BaselineBuilder
 from kvmprobe.analysis.profile import build
@@ -32,14 +31,14 @@ class BadFile:
     hint: str | None
 
 
-@dataclass
 class Chunk:
     """What one worker made of its files: the hosts folded in, the files it could not read,
-    and each loaded file's warnings."""
+    and each loaded file's warnings (filled in as the worker goes)."""
 
-    builder: BaselineBuilder
-    bad: list[BadFile] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
+    def __init__(self, builder: BaselineBuilder) -> None:
+        self.builder = builder
+        self.bad: list[BadFile] = []
+        self.warnings: list[tuple[str, str]] = []
 
 
 def expand(args: Sequence[str]) -> tuple[list[str], list[BadFile]]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import TYPE_CHECKING
 
 from click.shell_completion import CompletionItem, FishComplete, add_completion_class
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import click
 

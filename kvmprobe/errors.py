@@ -8,11 +8,13 @@ from __future__ import annotations
 import errno as _errno
 import stat as _stat
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
 
 from kvmprobe.limits import DEFAULT_DEVICE
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from kvmprobe.access_facts import NodeMode
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import field
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvmprobe import __version__
 from kvmprobe.errors import KvmprobeError, errno_name
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import field, frozen, replace
 from kvmprobe.limits import CAP_LIMIT, MAX_ENTRIES
 from kvmprobe.vocab import AclTag, CgroupVersion, CpuidTable, Irqchip, NodeKind, Scope
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
+    from typing import Any, TypeVar
+
     from kvmprobe.access_facts import AccessFacts as AccessFacts
     from kvmprobe.access_facts import AclEntry as AclEntry
     from kvmprobe.access_facts import CgroupFacts as CgroupFacts
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
     from kvmprobe.access_facts import NodeStat as NodeStat
     from kvmprobe.verification_facts import SetAttempt as SetAttempt
 
-_E = TypeVar("_E", bound=StrEnum)
+    _E = TypeVar("_E", bound=StrEnum)
 
 SCHEMA_PREFIX = "kvmprobe.snapshot/"
 SCHEMA_MAJOR = 2
@@ -943,6 +944,4 @@ def load(path: str, reader: str = "--from") -> tuple[Snapshot, list[str]]:
 
 
 def _with_source(snap: Snapshot, source: str) -> Snapshot:
-    from dataclasses import replace
-
     return replace(snap, source=source)

@@ -8,11 +8,13 @@ pay for creating the class at start-up.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kvmprobe.errors import errno_name
 from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import _u64_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @frozen

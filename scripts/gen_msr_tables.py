@@ -566,7 +566,13 @@ def _header(
         "# Descriptions and skip labels are our own words (scripts/data/msr_overlay.tsv).",
         f'"""{doc} (generated; plain data, no logic)."""',
         "",
-        "from typing import Final",
+        # Final for type checkers only (importing typing costs start-up time; the
+        # annotations stay strings, never evaluated)
+        "from __future__ import annotations",
+        "",
+        "TYPE_CHECKING = False",
+        "if TYPE_CHECKING:",
+        "    from typing import Final",
         "",
         "# (repository, path, commit) of every upstream file the facts come from",
         "SOURCES: tuple[tuple[str, str, str], ...] = (",

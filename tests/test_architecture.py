@@ -116,3 +116,79 @@ def test_value_types_use_frozen() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dataclass":
                 frozen_kw = [k for k in node.keywords if k.arg == "frozen"]
                 assert not frozen_kw, f"{_rel(path)}:{node.lineno}: use @frozen"
+
+
+# What a --json command must never pay for at start-up (issue #10): dataclasses brings inspect
+# (with ast, dis, tokenize) and copy; typing and datetime cost about as much again.
+COSTLY = {"dataclasses", "typing", "inspect", "datetime", "copy", "ast", "dis", "tokenize"}
+#: the modules that import click, which imports typing and inspect itself
+CLICK_MODULES = {"cli.py", "entry.py"}
+
+
+def _import_time_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import that runs when the module is imported: at module level,
+    in class bodies and in if/try blocks, but not in functions or under ``if TYPE_CHECKING:``
+    (``TYPE_CHECKING = False`` in the module: type checkers take the block as typing's)."""
+    found: list[tuple[int, str]] = []
+
+    def visit(nodes: list[ast.AST]) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+                visit(list(node.orelse))
+                continue
+            if isinstance(node, ast.Import):
+                found.extend((node.lineno, alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.append((node.lineno, node.module))
+            visit(list(ast.iter_child_nodes(node)))
+
+    visit(list(ast.parse(path.read_text(encoding="utf-8"), str(path)).body))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    # cli.py and entry.py import click, which imports typing and inspect itself
+    [p for p in _files(".") if not (p.parent == PACKAGE and p.name in CLICK_MODULES)],
+    ids=_rel,
+)
+def test_no_costly_standard_module_is_imported_at_import_time(path: Path) -> None:
+    """typing only for type checkers (``if TYPE_CHECKING:``), value types from
+    kvmprobe.frozen, timestamps without datetime: importing kvmprobe's modules imports none of
+    COSTLY (tests/test_speed_paths.py runs the --json paths to check the same from outside)."""
+    bad = [f"{line}: {name}" for line, name in _import_time_imports(path)
+           if name.split(".")[0] in COSTLY]  # fmt: skip
+    assert not bad, f"{_rel(path)} imports at import time: {bad}"
+
+
+def test_only_frozen_imports_dataclasses() -> None:
+    """Value types take field() and replace() from kvmprobe.frozen; it alone imports
+    dataclasses, and only when something reads a class's fields or assigns to a value."""
+    users = sorted(_rel(p) for p in _files(".") if "dataclasses" in _imports(p))
+    assert users == ["kvmprobe/frozen.py"]
+
+
+def test_the_import_time_check_sees_what_it_must(tmp_path: Path) -> None:
+    # the checker itself, on a made-up module: what runs at import is found, what does not is not
+    source = """
+import os
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    import copy
+try:
+    from datetime import datetime
+except ImportError:
+    import inspect
+class C:
+    import ast
+def f():
+    import dataclasses
+"""
+    path = tmp_path / "made_up.py"
+    path.write_text(source, encoding="utf-8")
+    names = [name for _line, name in _import_time_imports(path)]
+    assert names == ["os", "copy", "datetime", "inspect", "ast"]

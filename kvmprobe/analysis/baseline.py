@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 
 from kvmprobe.analysis import compare as cmpr
 from kvmprobe.analysis import cpuid as cp
@@ -45,22 +44,51 @@ from kvmprobe.analysis.profile import (
     field_slots,
     positions,
 )
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import field, frozen
 from kvmprobe.snapshot import CpuidEntry, ProbeError
 from kvmprobe.vocab import CompareRule, NotOfferedReason, Offered
 
 
-@dataclass
 class _Host:
-    """What the builder keeps of one host: its name, its answers as masks and its errors."""
+    """What the builder keeps of one host: its name, its answers as masks and its errors.
+    Equal to another with the same values (a Baseline compares its hosts); not frozen, as
+    ``merge()`` points ``msr`` at the merging builder's copy of an equal value."""
 
-    name: str
-    effective: int
-    unknown: int
-    reasons: dict[NotOfferedReason, int]
-    errors: tuple[ProbeError, ...]
-    cpuid_error: str | None
-    msr: MsrFacts
+    __slots__ = ("cpuid_error", "effective", "errors", "msr", "name", "reasons", "unknown")
+
+    def __init__(
+        self,
+        name: str,
+        effective: int,
+        unknown: int,
+        reasons: dict[NotOfferedReason, int],
+        errors: tuple[ProbeError, ...],
+        cpuid_error: str | None,
+        msr: MsrFacts,
+    ) -> None:
+        self.name = name
+        self.effective = effective
+        self.unknown = unknown
+        self.reasons = reasons
+        self.errors = errors
+        self.cpuid_error = cpuid_error
+        self.msr = msr
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _HOST_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Host):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return "_Host(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _HOST_FIELDS) + ")"
+
+
+_HOST_FIELDS = ("name", "effective", "unknown", "reasons", "errors", "cpuid_error", "msr")
 
 
 @frozen

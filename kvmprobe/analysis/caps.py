@@ -10,9 +10,7 @@ raw value always travels in ``DecodedValue.value``.
 
 from __future__ import annotations
 
-from dataclasses import field
-
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import field, frozen
 from kvmprobe.knowledge.caps import DESCRIPTIONS, SCALAR_KINDS, UNITS
 from kvmprobe.limits import CAP_LIMIT
 from kvmprobe.snapshot import Snapshot

@@ -18,12 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import cache
-from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.frozen import frozen
 from kvmprobe.vocab import DisableExit, FeatureStatus
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.effective import (
         CpuidAnalysis,

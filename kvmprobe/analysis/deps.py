@@ -27,10 +27,9 @@ stands in for it (deps_data.RUNTIME_BITS).
 
 from __future__ import annotations
 
-from collections import deque
+from collections import deque, namedtuple
 from collections.abc import Iterable
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import UNKNOWN, Answer, AnswerMap, answers_from_cpuid
@@ -38,7 +37,10 @@ from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import CpuidEntry
 from kvmprobe.vocab import ConsistencyCheck, DependencyKind, Offered
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
+    from typing import Any, NamedTuple
+
     from kvmprobe.analysis.deps_found import Dropped as Dropped
     from kvmprobe.analysis.deps_found import Violation as Violation
 
@@ -248,12 +250,16 @@ def violations(answers: AnswerMap, *, state: bool = True) -> tuple[Violation, ..
 # Closure: drop what cannot stand
 
 
-class Closure(NamedTuple):
-    """``kept``: the features whose requirements are all kept; ``dropped``: the others with the
-    chain to a missing requirement, sorted by feature."""
+# ``kept``: the features whose requirements are all kept; ``dropped``: the others with the
+# chain to a missing requirement, sorted by feature. A named tuple, made without typing.
+if TYPE_CHECKING:
 
-    kept: frozenset[str]
-    dropped: tuple[Dropped, ...]
+    class Closure(NamedTuple):
+        kept: frozenset[str]
+        dropped: tuple[Dropped, ...]
+
+else:
+    Closure = namedtuple("Closure", ("kept", "dropped"))
 
 
 def close_under_deps(features: Iterable[str], *, state: bool = True) -> Closure:

@@ -6,7 +6,6 @@ Everything the cpuid report and JSON show is computed here; the renderers only f
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis import quirks as qk
@@ -15,7 +14,10 @@ from kvmprobe.snapshot import Snapshot
 from kvmprobe.tables.caps_data import KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
 from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from kvmprobe.analysis.explanation import Explanation as Explanation
     from kvmprobe.analysis.explanation import explain as explain
 

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis import quirks as qk
 from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult, FieldResult, LeafNote
 from kvmprobe.frozen import frozen
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.compare import FieldRule
 

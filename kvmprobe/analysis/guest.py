@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from functools import cache
-from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.answers import (
@@ -35,6 +34,7 @@ from kvmprobe.analysis.levels import LevelReport, psabi_level, requirements
 from kvmprobe.frozen import frozen
 from kvmprobe.vocab import LevelSource, NotOfferedReason, Offered
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     # What only the --require subjects and annotations need stays out of the import of
     # ``cpuid``'s path (start-up time): baseline, fleet facts, MSR decoding, requirements.

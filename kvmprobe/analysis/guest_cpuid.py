@@ -28,19 +28,18 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import field, replace
-from typing import TYPE_CHECKING
 
 from kvmprobe.analysis import cpuid as cp
 from kvmprobe.analysis.effective import CpuidAnalysis
 from kvmprobe.analysis.msr_features import MsrBitResult, advertised_bits
 from kvmprobe.analysis.verify import SET_CPUID2, SET_MSRS, SET_XCRS, verification
 from kvmprobe.errors import ExitStatus, KvmprobeError
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import field, frozen, replace
 from kvmprobe.snapshot import CpuidEntry, SetAttempt, Snapshot
 from kvmprobe.tables import msr_data
 from kvmprobe.vocab import FeatureStatus, Irqchip, Offered
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.baseline import Baseline
 

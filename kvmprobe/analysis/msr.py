@@ -15,11 +15,10 @@ allowed-1 settings (a 1 means the control may be 1). Each known control gets a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from functools import cache
 
 from kvmprobe.analysis.msr_layout import MsrBit, _rows, layout_rows, msr_name
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import frozen, replace
 from kvmprobe.snapshot import ProbeError, Snapshot
 from kvmprobe.tables import msr_data as T
 from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin, Vendor

@@ -14,8 +14,6 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.analysis.answers import Answer
 from kvmprobe.analysis.msr import BitRef, MsrBit, layout_rows, lookup_bit, msr_name
 from kvmprobe.analysis.profile import MsrFacts, msr_facts
@@ -23,6 +21,7 @@ from kvmprobe.frozen import frozen
 from kvmprobe.tables import msr_data as T
 from kvmprobe.vocab import MsrLayoutKind, Offered
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.effective import CpuidAnalysis, FeatureResult
     from kvmprobe.snapshot import SetAttempt

@@ -9,13 +9,12 @@ host-model) stops at start-up. Every refusal here names the bits and who would s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.frozen import frozen
 from kvmprobe.snapshot import Snapshot, Steps
 from kvmprobe.verification_facts import SetAttempt
 from kvmprobe.vocab import CpuidTable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.msr_layout import MsrBit
 

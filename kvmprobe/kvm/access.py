@@ -20,9 +20,9 @@ import os
 import pwd
 import stat
 import struct
-from dataclasses import replace
 
 from kvmprobe.errors import errno_name
+from kvmprobe.frozen import replace
 from kvmprobe.kvm import abi
 from kvmprobe.snapshot import (
     AccessFacts,

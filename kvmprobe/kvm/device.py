@@ -14,13 +14,13 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from kvmprobe.errors import KvmprobeError, device_error, not_kvm_error
 from kvmprobe.kvm import abi
 from kvmprobe.limits import DEFAULT_DEVICE, FIRST_BUFFER, MAX_BUFFER
 from kvmprobe.snapshot import CpuidEntry
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.access_facts import NodeMode
 

@@ -10,10 +10,17 @@ import ctypes
 import os
 import struct
 from collections.abc import Iterator
-from typing import Protocol
 
 from kvmprobe.kvm import abi
 from kvmprobe.snapshot import CpuidEntry, HostInfo, ModuleInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Rec(Protocol):
+        def add(self, step: str, exc: OSError | str) -> None: ...
+
 
 KVM_MODULE_PREFIXES = ("kvm",)
 # Leaves whose ECX subleaf matters, and how far to walk them on the host.
@@ -21,10 +28,6 @@ _HOST_SUBLEAVES_FIXED = {0xD: 64, 0x10: 4, 0x12: 8, 0xF: 4, 0x1B: 4, 0x23: 4, 0x
 _HOST_SUBLEAVES_BY_EAX = (0x7, 0x14, 0x17, 0x18, 0x1D, 0x20, 0x24)
 _HOST_SUBLEAVES_UNTIL_TYPE0 = (0x4, 0x8000001D)
 _HOST_SUBLEAVES_TOPOLOGY = (0xB, 0x1F)
-
-
-class _Rec(Protocol):
-    def add(self, step: str, exc: OSError | str) -> None: ...
 
 
 def _read(path: str) -> str:

@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
 
 from kvmprobe.errors import KvmprobeError, errno_name
+from kvmprobe.frozen import replace
 from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import IoctlFn, KvmDevice
 from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
 from kvmprobe.snapshot import PROBE_STEP, CpuidEntry, ProbeError, Snapshot, Steps
 from kvmprobe.vocab import Irqchip, Scope
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import TypeVar
+
     from kvmprobe.verification_facts import SetAttempt
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 
 class Recorder:
@@ -363,4 +365,6 @@ def examine(
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The time now, UTC, to the second (``2026-01-31T12:00:00Z``); time, not datetime,
+    which a ``--json`` command would import for this one line."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

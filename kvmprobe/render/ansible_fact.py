@@ -29,12 +29,14 @@ Body (beside ``schema``, ``source`` and ``probe_errors``, which every kvmprobe d
 
 from __future__ import annotations
 
-from typing import Any
-
 from kvmprobe.analysis.fleet_facts import HostFacts, MsrBitFact, SetupFacts
 from kvmprobe.render import json as rj
 from kvmprobe.snapshot import Snapshot
 from kvmprobe.vocab import CheckStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def fact_body(facts: HostFacts, setup: SetupFacts) -> dict[str, Any]:

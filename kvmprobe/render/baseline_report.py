@@ -4,14 +4,13 @@ lines wrap under their own text, never to column 0."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.render.cpuid_report import AREA_TITLES
 from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import CompareRule
 from kvmprobe.words import count
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.baseline import Baseline
     from kvmprobe.analysis.cpuid import FieldDef

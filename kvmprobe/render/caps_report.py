@@ -4,13 +4,12 @@ was left out. Built on render.term (no rich)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.analysis.caps import known_caps
 from kvmprobe.render.term import Column, Line, Table, Term
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import CapArch, Scope
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.caps import CapRow
     from kvmprobe.snapshot import Snapshot

@@ -9,14 +9,18 @@ them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
 
 from kvmprobe.frozen import frozen
 from kvmprobe.render.term import GLUE, Column, Line, Table, Term, join
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import FeatureStatus, FieldEncoding, QuirkEffect
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
     from kvmprobe.analysis.cpuid_query import CpuidFilter, Selection
     from kvmprobe.analysis.effective import (
         CpuidAnalysis,
@@ -124,7 +128,6 @@ AREA_TITLES = {
     "other": "Other",
 }
 _AREA_ORDER = {area: i for i, area in enumerate(AREA_TITLES)}
-T = TypeVar("T")
 #: how far a reason under its row (or a block's later lines) is indented
 HANG = 5
 

@@ -4,13 +4,12 @@ kvmprobe.render.term: long lines wrap under their own text, never to column 0.""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.render.term import GLUE, Line
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import Change, CompareRule
 from kvmprobe.words import count, plural
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.diff import DiffItem, DiffResult
     from kvmprobe.analysis.profile import HostProfile

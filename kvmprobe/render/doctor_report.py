@@ -10,12 +10,12 @@ report is built on render.term, which never interprets markup.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from kvmprobe.render.term import STACK_BELOW, Line, Term, cell_len
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import CheckStatus
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.doctor import Check, DoctorReport
     from kvmprobe.snapshot import Snapshot

@@ -4,11 +4,13 @@ Stdlib only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from kvmprobe.analysis.guest_cpuid import Change, GuestCpu
 from kvmprobe.render import json as rj
 from kvmprobe.snapshot import Snapshot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def change_json(c: Change) -> dict[str, Any]:

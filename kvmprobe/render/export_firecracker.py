@@ -5,9 +5,12 @@ Stdlib only."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from kvmprobe.analysis.export import FirecrackerLeaf, FirecrackerMsr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def firecracker_doc(

@@ -3,12 +3,14 @@ cannot say. Stdlib only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from kvmprobe.analysis.export import LIBVIRT_NAMES_FROM, LibvirtCpu
 from kvmprobe.analysis.guest_cpuid import GuestCpu, baseline_notes
 from kvmprobe.render.text import folded
 from kvmprobe.snapshot import Snapshot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _comment(text: str) -> str:

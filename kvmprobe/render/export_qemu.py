@@ -4,12 +4,15 @@ say. Stdlib only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from kvmprobe.analysis.export import QEMU_NAMES_FROM, QemuCpu
 from kvmprobe.analysis.guest_cpuid import GuestCpu, baseline_notes
 from kvmprobe.render.text import folded
 from kvmprobe.snapshot import Snapshot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def qemu_text(g: GuestCpu, q: QemuCpu, files: Sequence[str] = ()) -> str:

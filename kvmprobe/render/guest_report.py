@@ -6,11 +6,10 @@ text as plain strings, for other reports (doctor) and tests."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.render.term import Line
 from kvmprobe.render.text import safe
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.deps import Finding
     from kvmprobe.analysis.effective import CpuidAnalysis

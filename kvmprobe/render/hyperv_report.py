@@ -8,12 +8,11 @@ command renders and emits them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.render.term import Column, Line, Table, Term, widest_word
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import HvAvailability, HvRequirement
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.hyperv import HvLeaf, HvProperty, HyperVAnalysis
     from kvmprobe.snapshot import Snapshot

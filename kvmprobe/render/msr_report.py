@@ -8,12 +8,11 @@ command renders and emits them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.render.term import STACK_BELOW, Column, Line, Table, Term, widest_word
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import ControlSetting, MsrLayoutKind, MsrOrigin
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.msr import DecodedBit, DecodedMsr, MsrAnalysis, Selection
     from kvmprobe.analysis.verify import MsrTrial

@@ -8,9 +8,12 @@ import errno
 import os
 import stat
 import sys
-from typing import TextIO
 
 from kvmprobe.errors import ExitStatus, KvmprobeError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _NOT_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 

@@ -4,13 +4,12 @@ their own text at the terminal's width; every value from the system is made safe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kvmprobe.render.term import Line, Term
 from kvmprobe.render.text import safe
 from kvmprobe.vocab import FeatureStatus, Scope
 from kvmprobe.words import count
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.analysis.effective import CpuidAnalysis
     from kvmprobe.snapshot import Snapshot

@@ -11,10 +11,10 @@ or libvirt definition is read in an editor as often as it is pasted)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from kvmprobe.words import count
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.snapshot import ProbeError
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: every schema kvmprobe ships, newest major of a kind first
 SCHEMAS: tuple[str, ...] = (

@@ -56,7 +56,11 @@
 #       (Architectures: arm64)
 """KVM capability tables (generated; plain data, no logic)."""
 
-from typing import Final
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 ABI_VERSION = "v7.2"
 

@@ -16,7 +16,11 @@
 # Descriptions and skip labels are our own words (scripts/data/msr_overlay.tsv).
 """Hyper-V CPUID leaves, bits and QEMU hv-* properties (generated; plain data, no logic)."""
 
-from typing import Final
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # (repository, path, commit) of every upstream file the facts come from
 SOURCES: tuple[tuple[str, str, str], ...] = (

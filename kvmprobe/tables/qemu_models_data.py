@@ -12,7 +12,9 @@ canonical property names per irqchip mode) and every feature property name it kn
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False
 
 #: the QEMU whose answers these are (``qemu-system-x86_64 --version``, first line)
 QEMU_VERSION = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"
@@ -25,16 +27,24 @@ PROVENANCE = (
 )
 
 
-class QemuModel(NamedTuple):
-    name: str
-    alias_of: str | None
-    vendor: str
-    signature: tuple[int, int, int]
-    model_id: str
-    #: feature properties on with kernel-irqchip=on
-    features: frozenset[str]
-    #: irqchip mode -> (properties added, properties removed) compared with kernel
-    modes: dict[str, tuple[frozenset[str], frozenset[str]]]
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class QemuModel(NamedTuple):
+        name: str
+        alias_of: str | None
+        vendor: str
+        signature: tuple[int, int, int]
+        model_id: str
+        #: feature properties on with kernel-irqchip=on
+        features: frozenset[str]
+        #: irqchip mode -> (properties added, properties removed) compared with kernel
+        modes: dict[str, tuple[frozenset[str], frozenset[str]]]
+
+else:  # the same named tuple, made without importing typing
+    QemuModel = namedtuple(
+        "QemuModel", "name alias_of vendor signature model_id features modes"
+    )
 
 
 #: every CPUID/MSR feature property name this QEMU version knows (canonical names:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Any
 
 from kvmprobe.kvm import abi
 from kvmprobe.snapshot import CpuidEntry, Snapshot
+
+# typing for type checkers only: tests/test_speed_paths.py runs kvmprobe's --json paths through
+# this stand-in and checks that they never import typing
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ENTRY_FIELDS = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
 

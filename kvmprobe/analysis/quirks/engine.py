@@ -7,11 +7,10 @@ Records live in the theme modules beside their conditions; this module knows non
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from kvmprobe.analysis.cpuid import CpuidView, Loc, cpuinfo_flag, vendor_kind
-from kvmprobe.frozen import frozen
+from kvmprobe.frozen import field, frozen
 from kvmprobe.snapshot import ProbeError, Snapshot, Steps
 from kvmprobe.tables.caps_data import KVM_CAP_X86_DISABLE_EXITS
 from kvmprobe.vocab import DisableExit, FeatureStatus, Irqchip, QuirkEffect, Scope, Vendor
@@ -288,22 +287,65 @@ class Step:
         return self.record.effect
 
 
-@dataclass
 class Verdict:
-    """What a guest gets for one feature bit: the raw answers, the status, and why."""
+    """What a guest gets for one feature bit: the raw answers, the status, and why. Built up
+    by the records as they apply (so not a frozen value); equal to another with the same
+    values."""
 
-    kvm: bool
-    emulated: bool | None  # None: KVM_GET_EMULATED_CPUID failed
-    host: bool | None
-    effective: bool | None  # None: unknown (see ``unknowns``)
-    status: FeatureStatus
-    quirks: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    citations: list[str] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-    #: the failed probe steps that make the answer unknown ("KVM_GET_EMULATED_CPUID failed
-    #: (EIO)"); empty when the answer is known
-    unknowns: list[str] = field(default_factory=list)
+    __slots__ = _VERDICT_FIELDS = (
+        "kvm",
+        "emulated",
+        "host",
+        "effective",
+        "status",
+        "quirks",
+        "reasons",
+        "citations",
+        "steps",
+        "unknowns",
+    )
+
+    def __init__(
+        self,
+        kvm: bool,
+        emulated: bool | None,
+        host: bool | None,
+        effective: bool | None,
+        status: FeatureStatus,
+        quirks: list[str] | None = None,
+        reasons: list[str] | None = None,
+        citations: list[str] | None = None,
+        steps: list[Step] | None = None,
+        unknowns: list[str] | None = None,
+    ) -> None:
+        self.kvm = kvm
+        #: None: KVM_GET_EMULATED_CPUID failed
+        self.emulated = emulated
+        self.host = host
+        #: None: unknown (see ``unknowns``)
+        self.effective = effective
+        self.status = status
+        self.quirks: list[str] = [] if quirks is None else quirks
+        self.reasons: list[str] = [] if reasons is None else reasons
+        self.citations: list[str] = [] if citations is None else citations
+        self.steps: list[Step] = [] if steps is None else steps
+        #: the failed probe steps that make the answer unknown ("KVM_GET_EMULATED_CPUID failed
+        #: (EIO)"); empty when the answer is known
+        self.unknowns: list[str] = [] if unknowns is None else unknowns
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._VERDICT_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._VERDICT_FIELDS)
+        return f"Verdict({body})"
 
     @property
     def reason(self) -> str:
