@@ -48,10 +48,8 @@ def timed(build, label):
 import kvmprobe.frozen as fz
 fz._build = timed(fz._build, "value types")
 mark("import enum (stdlib)")
-import click
-mark("import click")
-import kvmprobe.cli
-mark("import kvmprobe.cli")
+import kvmprobe.entry, kvmprobe.quick, kvmprobe.commands.cpuid
+mark("import the command's path (entry, quick, commands; no click)")
 from kvmprobe.kvm import probe as pr
 from kvmprobe.snapshot import load
 mark("import kvmprobe.kvm.probe (snapshot, ctypes)")
