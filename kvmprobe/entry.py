@@ -12,6 +12,10 @@ import errno
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 #: a reader closed the pipe early (``kvmprobe cpuid | head``): quiet, like other Unix tools
 #: killed by SIGPIPE (128 + 13)
 EXIT_BROKEN_PIPE = 141
@@ -218,6 +222,11 @@ def _run_click(args: list[str], debug: bool) -> int | None:
 def _done() -> None:
     """All output is out: an interrupt from now on cannot change the result, so it must not
     turn a finished run into "killed by SIGINT" while the interpreter shuts down."""
-    import signal
+    # The C module the interpreter loaded at start-up does it; the signal module on top of
+    # it would first build its enums (about half a millisecond of a short run).
+    signal: Any = sys.modules.get("_signal")
+    if signal is None:
+        from importlib import import_module
 
+        signal = import_module("signal")
     signal.signal(signal.SIGINT, signal.SIG_IGN)

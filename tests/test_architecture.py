@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "kvmprobe"
 
 # Modules whose code must stay pure: ints and dataclasses in and out, no I/O.
-PURE = ["analysis", "tables", "knowledge", "vocab.py", "limits.py", "errors.py", "frozen.py"]
+PURE = ["analysis", "tables", "knowledge", "vocab", "limits.py", "errors.py", "frozen.py"]
 PURE += ["words.py"]
 IO_MODULES = {"os", "fcntl", "ctypes", "click", "rich", "subprocess", "socket", "io", "shutil"}
 
@@ -192,3 +192,29 @@ def f():
     path.write_text(source, encoding="utf-8")
     names = [name for _line, name in _import_time_imports(path)]
     assert names == ["os", "copy", "datetime", "inspect", "ast"]
+
+
+def test_every_vocabulary_is_found_where_vocab_says() -> None:
+    """kvmprobe.vocab loads its modules on first use: its table names every enum of the package,
+    each in the module that defines it, and exports exactly those."""
+    import enum
+    import importlib
+
+    import kvmprobe.vocab as vocab
+
+    found = {}
+    for path in _files("vocab"):
+        if path.name == "__init__.py":
+            continue
+        module = importlib.import_module(f"kvmprobe.vocab.{path.stem}")
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, enum.Enum)
+                and value.__module__ == module.__name__
+            ):
+                found[name] = path.stem
+    assert found == vocab.HOME
+    assert vocab.__all__ == sorted(found)
+    for name in found:
+        assert getattr(vocab, name).__name__ == name

@@ -134,6 +134,22 @@ class KvmDevice:
         """KVM_CHECK_EXTENSION on /dev/kvm or, with KVM_CAP_CHECK_EXTENSION_VM, on a VM fd."""
         return int(self._ioctl(fd, abi.KVM_CHECK_EXTENSION, cap))
 
+    def check_extensions(self, fd: int, count: int) -> tuple[dict[int, int], dict[int, OSError]]:
+        """``check_extension`` for capabilities 0..count-1 (a scope's whole table, asked in one
+        tight loop): the non-zero answers, and the errors by capability."""
+        ioctl, request = self._ioctl, abi.KVM_CHECK_EXTENSION
+        values: dict[int, int] = {}
+        errors: dict[int, OSError] = {}
+        for cap in range(count):
+            try:
+                v = ioctl(fd, request, cap)
+            except OSError as e:
+                errors[cap] = e
+                continue
+            if v:
+                values[cap] = int(v)
+        return values, errors
+
     @contextmanager
     def vm(self, vm_type: int = abi.KVM_X86_DEFAULT_VM) -> Iterator[int]:
         """KVM_CREATE_VM: a fresh VM fd, closed when the block ends (whatever happens in it).

@@ -49,15 +49,9 @@ class Recorder:
 
 
 def _caps_in(dev: KvmDevice, fd: int, rec: Recorder, scope: str) -> dict[int, int]:
-    values: dict[int, int] = {}
-    for cap in range(CAP_LIMIT):
-        try:
-            v = dev.check_extension(fd, cap)
-        except OSError as e:
-            rec.add(Steps.cap(cap, scope), e)
-            continue
-        if v:
-            values[cap] = v
+    values, errors = dev.check_extensions(fd, CAP_LIMIT)
+    for cap, e in errors.items():
+        rec.add(Steps.cap(cap, scope), e)
     return values
 
 

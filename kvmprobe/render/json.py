@@ -6,7 +6,7 @@ import json
 
 from kvmprobe import __version__
 from kvmprobe.snapshot import JSON_SAFE_MAX, ProbeError, Snapshot
-from kvmprobe.vocab import MsrLayoutKind, Scope
+from kvmprobe.vocab import Scope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -345,6 +345,8 @@ def _msr(d: DecodedMsr, trial: MsrTrial | None = None) -> dict[str, Any]:
         "partial": d.partial,
         "vcpu": _trial(d, trial),
     }
+    from kvmprobe.vocab import MsrLayoutKind  # only MSR documents need it
+
     if d.kind is MsrLayoutKind.CONTROLS:
         item["remainder_must_be_1"] = f"{d.remainder_must1:#x}"
         item["default1"] = f"{d.default1:#x}"
