@@ -143,6 +143,23 @@ def install(source: str, into: str) -> list[str]:
     return [os.path.join(into, "bin", "kvmprobe")]
 
 
+def working_tree(into: str) -> str:
+    """The checkout's files as they are now (committed or not, ignored files left out),
+    copied under ``into``: installing the checkout itself would let setuptools reuse its
+    build/ directory, which keeps modules since deleted."""
+    tree = os.path.join(into, "src")
+    files = subprocess.run(
+        ["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        src = os.path.join(ROOT, name)
+        if os.path.isfile(src):  # a deleted file may still be listed as cached
+            os.makedirs(os.path.dirname(os.path.join(tree, name)), exist_ok=True)
+            shutil.copy2(src, os.path.join(tree, name))
+    return tree
+
+
 def export_revision(rev: str, into: str) -> str:
     """The tree of git revision ``rev`` of this checkout, unpacked under ``into``."""
     tree = os.path.join(into, "src")
@@ -194,7 +211,7 @@ def main() -> int:
             kp = [os.path.abspath(args.kvmprobe)]
             how = f"the console script {kp[0]}"
         else:
-            kp = install(ROOT, os.path.join(tmp, "after"))
+            kp = install(working_tree(tmp), os.path.join(tmp, "after"))
             how = "`pip install .` of this checkout into a temporary venv (not editable)"
         before: list[str] | None = None
         if args.against:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from startup import ROOT, install
+from startup import install, working_tree
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
@@ -90,7 +90,7 @@ def main() -> int:
     if args.python:
         return phases(args, args.python)
     with tempfile.TemporaryDirectory(prefix="kvmprobe-phases-") as tmp:
-        script = install(ROOT, os.path.join(tmp, "venv"))[0]
+        script = install(working_tree(tmp), os.path.join(tmp, "venv"))[0]
         return phases(args, os.path.join(os.path.dirname(script), "python"))
 
 
