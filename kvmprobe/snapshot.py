@@ -243,9 +243,12 @@ class Snapshot:
 
     def cap(self, number: int, scope: str = "system") -> int | None:
         """Value of a capability in a scope; 0 when not listed; None when unknown: the scope
-        could not be probed, or this check failed (``cap_failure`` says how)."""
+        could not be probed, the number was not asked (at or above ``cap_limit``), or this
+        check failed (``cap_failure`` says how)."""
         values = self.caps.get(scope)
-        if values is None or self.failure(Steps.cap(number, scope)) is not None:
+        if values is None or number >= self.cap_limit:
+            return None
+        if self.failure(Steps.cap(number, scope)) is not None:
             return None
         return values.get(number, 0)
 

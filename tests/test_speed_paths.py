@@ -303,3 +303,81 @@ def test_the_json_documents_are_the_standard_encoders_text() -> None:
     ]
     for doc in docs:
         assert rj.dumps(doc, terminal=False) == _reference_dumps(doc)
+
+
+# -- cpuid asks KVM_CHECK_EXTENSION for the named capabilities only ---------------------------
+
+
+def test_a_capability_not_asked_is_unknown_not_zero() -> None:
+    from conftest import RECORDED_HOSTS
+
+    from kvmprobe.frozen import replace
+    from kvmprobe.snapshot import load
+
+    snap, _ = load(str(RECORDED_HOSTS[0]))
+    short = replace(snap, cap_limit=10)
+    assert snap.cap(20) == 0 and short.cap(20) is None
+    assert short.cap(9, "vm") == snap.cap(9, "vm")
+
+
+@pytest.mark.parametrize("host", [0, 1])
+def test_cpuid_answers_the_same_from_the_named_capabilities(host: int) -> None:
+    """What the cpuid command's probe leaves out (capabilities no table names) changes no
+    answer: the whole JSON document of a recorded host given capabilities a future kernel
+    might add above NAMED_CAP_LIMIT is the same as with its capabilities cut there."""
+    from conftest import RECORDED_HOSTS
+
+    from kvmprobe.analysis.effective import analyse
+    from kvmprobe.analysis.guest import cpuid_consistency, psabi_summary
+    from kvmprobe.frozen import replace
+    from kvmprobe.kvm.probe import NAMED_CAP_LIMIT
+    from kvmprobe.render import json as rj
+    from kvmprobe.snapshot import load
+
+    def document(snap: object) -> str:
+        a = analyse(snap)  # type: ignore[arg-type]
+        body = rj.cpuid_body(a, list(a.features))
+        body["psabi"] = rj.psabi_json(psabi_summary(a))
+        body["consistency"] = rj.consistency_json(cpuid_consistency(snap))  # type: ignore[arg-type]
+        return rj.dumps(rj.document("cpuid", snap, body), terminal=False)  # type: ignore[arg-type]
+
+    recorded, _ = load(str(RECORDED_HOSTS[host]))
+    future = {NAMED_CAP_LIMIT: 1, NAMED_CAP_LIMIT + 50: 7, 511: 1}
+    snap = replace(
+        recorded,
+        caps={s: None if v is None else {**v, **future} for s, v in recorded.caps.items()},
+    )
+    assert snap.cap(511) == 1
+    cut = {
+        scope: None if values is None else {n: v for n, v in values.items() if n < NAMED_CAP_LIMIT}
+        for scope, values in snap.caps.items()
+    }
+    short = replace(snap, cap_limit=NAMED_CAP_LIMIT, caps=cut)
+    assert document(short) == document(snap)
+
+
+def test_the_cpuid_probe_asks_for_the_named_capabilities(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import RECORDED_HOSTS
+    from support.fakekvm import FakeKvm
+
+    from kvmprobe.commands.common import Invocation, get_snapshot
+    from kvmprobe.kvm import probe as device
+    from kvmprobe.kvm.probe import NAMED_CAP_LIMIT
+    from kvmprobe.limits import CAP_LIMIT
+    from kvmprobe.snapshot import load
+
+    snap, _ = load(str(RECORDED_HOSTS[0]))
+    fakes: list[FakeKvm] = []
+    real = device.probe
+
+    def probe(path: str, **kw: object) -> object:
+        fakes.append(FakeKvm(snap))
+        return real("/dev/null", ioctl=fakes[-1], **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(device, "probe", probe)
+    inv = Invocation("kvmprobe cpuid", {}, no_color=True, debug=False)
+    named = get_snapshot(inv, None, "/dev/kvm", named_caps=True)
+    every = get_snapshot(inv, None, "/dev/kvm")
+    asked = [f.calls.count("CHECK_EXTENSION") for f in fakes]
+    assert (named.cap_limit, every.cap_limit) == (NAMED_CAP_LIMIT, CAP_LIMIT)
+    assert asked[0] < asked[1] and asked[1] - asked[0] == 3 * (CAP_LIMIT - NAMED_CAP_LIMIT)

@@ -80,11 +80,18 @@ def exit_with(status: int) -> None:
 
 
 def get_snapshot(
-    inv: Invocation, from_file: str | None, device: str, full: bool = True
+    inv: Invocation,
+    from_file: str | None,
+    device: str,
+    full: bool = True,
+    *,
+    named_caps: bool = False,
 ) -> Snapshot:
     """The snapshot a command works on: a recorded file, or a live probe of the device. Failed
     probe steps are named on stderr: what depends on them is reported as unknown. The vCPU
-    verification is part of every full probe: quirks read it (arch-capabilities-refused)."""
+    verification is part of every full probe: quirks read it (arch-capabilities-refused).
+    ``named_caps``: the command reads capabilities by name only, so the live probe asks for
+    the numbers the tables name and not the rest (about half of the capability ioctls)."""
     if from_file:
         from kvmprobe.snapshot import load
 
@@ -93,9 +100,12 @@ def get_snapshot(
         for w in warnings:
             warn(f"{from_file}: {w}")
     else:
-        from kvmprobe.kvm.probe import probe
+        from kvmprobe.kvm.probe import NAMED_CAP_LIMIT, probe
 
-        snap = probe(device, full=full)
+        if named_caps:
+            snap = probe(device, full=full, cap_limit=NAMED_CAP_LIMIT)
+        else:
+            snap = probe(device, full=full)
     if snap.errors:
         from kvmprobe.render.text import failed_steps_line
 

@@ -96,7 +96,7 @@ def cpuid(
         if flt.exact is None and flt.location is None and not msr_refs and not _names_anything(flt):
             raise unknown_feature(feature_filter)
     # the text report does not show the vCPU verification; JSON carries it
-    snap = get_snapshot(inv, from_file, device)
+    snap = get_snapshot(inv, from_file, device, named_caps=True)
     if snap.supported_cpuid is None:
         raise KvmprobeError(
             "no KVM_GET_SUPPORTED_CPUID answer in "

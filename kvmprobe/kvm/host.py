@@ -30,9 +30,15 @@ _HOST_SUBLEAVES_UNTIL_TYPE0 = (0x4, 0x8000001D)
 _HOST_SUBLEAVES_TOPOLOGY = (0xB, 0x1F)
 
 
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return f.read()
+def _read_attribute(path: str) -> str:
+    """A sysfs attribute file's text: one read (the kernel hands out at most a page), without
+    a buffered text stream (a probe reads some forty of them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace")
 
 
 def _first_cpu_block(path: str = "/proc/cpuinfo") -> str:
@@ -94,7 +100,7 @@ def kvm_modules(sys_module: str = "/sys/module") -> dict[str, ModuleInfo]:
             pnames = []
         for p in pnames:
             try:
-                params[p] = _read(os.path.join(pdir, p)).strip()
+                params[p] = _read_attribute(os.path.join(pdir, p)).strip()
             except OSError as e:
                 params[p] = f"<unreadable: {e.strerror}>"
         builtin = not os.path.exists(os.path.join(base, "initstate"))

@@ -22,6 +22,7 @@ from kvmprobe.kvm import abi
 from kvmprobe.kvm.device import IoctlFn, KvmDevice
 from kvmprobe.limits import CAP_LIMIT, DEFAULT_DEVICE
 from kvmprobe.snapshot import PROBE_STEP, CpuidEntry, ProbeError, Snapshot, Steps
+from kvmprobe.tables.caps_data import CAPS
 from kvmprobe.vocab import Irqchip, Scope
 
 TYPE_CHECKING = False
@@ -48,15 +49,25 @@ class Recorder:
             self.errors.append(ProbeError(step, None, exc))
 
 
-def _caps_in(dev: KvmDevice, fd: int, rec: Recorder, scope: str) -> dict[int, int]:
-    values, errors = dev.check_extensions(fd, CAP_LIMIT)
+#: every capability number kvmprobe's tables name, and none above: what a command asks for
+#: that reads named capabilities only (cpuid); listing or counting every answer needs CAP_LIMIT
+NAMED_CAP_LIMIT = max(CAPS) + 1
+
+
+def _caps_in(
+    dev: KvmDevice, fd: int, rec: Recorder, scope: str, limit: int = CAP_LIMIT
+) -> dict[int, int]:
+    values, errors = dev.check_extensions(fd, limit)
     for cap, e in errors.items():
         rec.add(Steps.cap(cap, scope), e)
     return values
 
 
 def _probe_vms(
-    dev: KvmDevice, rec: Recorder, on_split_vcpu: Callable[[int], None] | None = None
+    dev: KvmDevice,
+    rec: Recorder,
+    on_split_vcpu: Callable[[int], None] | None = None,
+    cap_limit: int = CAP_LIMIT,
 ) -> tuple[dict[str, dict[int, int] | None], dict[str, str]]:
     """Capability values on a fresh VM fd and on one with a split irqchip, plus what could be
     created (VM, vCPU, split irqchip). ``on_split_vcpu`` is called with a vCPU of the split
@@ -72,7 +83,7 @@ def _probe_vms(
         with dev.vm() as vm_fd:
             creation["vm"] = "ok"
             if per_vm:
-                caps["vm"] = _caps_in(dev, vm_fd, rec, "vm")
+                caps["vm"] = _caps_in(dev, vm_fd, rec, "vm", cap_limit)
             else:
                 rec.add("vm caps", "KVM_CAP_CHECK_EXTENSION_VM is 0: per-VM values unavailable")
             try:
@@ -96,7 +107,9 @@ def _probe_vms(
                 rec.add("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", e)
             else:
                 if per_vm:
-                    caps["vm_split_irqchip"] = _caps_in(dev, vm_fd, rec, "vm_split_irqchip")
+                    caps["vm_split_irqchip"] = _caps_in(
+                        dev, vm_fd, rec, "vm_split_irqchip", cap_limit
+                    )
                 if on_split_vcpu is not None:
                     on_split_vcpu(vm_fd)
     except OSError as e:
@@ -152,9 +165,14 @@ def probe(
     ioctl: IoctlFn | None = None,
     full: bool = True,
     verify: bool = True,
+    cap_limit: int = CAP_LIMIT,
 ) -> Snapshot:
     """Ask the device everything kvmprobe knows to ask. Raises KvmprobeError only when the
     device cannot be opened or is not KVM; everything else is recorded in ``errors``.
+
+    ``cap_limit``: KVM_CHECK_EXTENSION is asked for 0..cap_limit-1 in each scope (the
+    snapshot says so: a capability above it is unknown, never 0). NAMED_CAP_LIMIT suffices
+    for a command that reads named capabilities only.
 
     ``full=False`` asks only what ``kvmprobe caps`` shows (API version and capabilities in the
     three fd scopes) and reads no host CPUID or module parameters. ``verify`` (with ``full``)
@@ -169,13 +187,13 @@ def probe(
         # KVM_GET_SUPPORTED_CPUID hides dynamically-enabled XSAVE features (api.rst 4.46).
         xcomp = hostmod.request_xcomp_guest_perm(rec)
     with KvmDevice(path, ioctl) as dev:
-        sys_caps = _caps_in(dev, dev.fd, rec, "system")
+        sys_caps = _caps_in(dev, dev.fd, rec, "system", cap_limit)
         if not full:
-            vm_caps, creation = _probe_vms(dev, rec)
+            vm_caps, creation = _probe_vms(dev, rec, cap_limit=cap_limit)
             return Snapshot(
                 device=path,
                 api_version=dev.api_version,
-                cap_limit=CAP_LIMIT,
+                cap_limit=cap_limit,
                 caps={"system": sys_caps, **vm_caps},
                 creation=creation,
                 host=hostmod.minimal(dev.rdev),
@@ -227,7 +245,7 @@ def probe(
             banks = sys_caps.get(abi.KVM_CAP_MCE, 0)
             found.append(_verify(dev, rec, vm_fd, supported, feature_msrs, mce, banks))
 
-        vm_caps, creation = _probe_vms(dev, rec, on_split_vm if verify else None)
+        vm_caps, creation = _probe_vms(dev, rec, on_split_vm if verify else None, cap_limit)
         verification = found[0] if found else None
         api_version = dev.api_version
         rdev = dev.rdev
@@ -236,7 +254,7 @@ def probe(
         device=path,
         api_version=api_version,
         vcpu_mmap_size=mmap_size,
-        cap_limit=CAP_LIMIT,
+        cap_limit=cap_limit,
         caps={"system": sys_caps, **vm_caps},
         supported_cpuid=supported,
         emulated_cpuid=emulated,
