@@ -17,6 +17,7 @@ from typing import Any
 import click
 import pytest
 from conftest import RECORDED_HOSTS
+from test_speed_paths import FORBIDDEN
 
 from kvmprobe import quick
 from kvmprobe.cli import main
@@ -181,5 +182,6 @@ def test_live_plain_command_lines_match_clicks(live_device: str) -> None:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert "click" not in names, argv
+        assert not names & set(FORBIDDEN), argv  # nor the costly standard modules
         assert fast.returncode == slow.returncode, argv
         assert _STAMP.sub("TIME", fast.stdout) == _STAMP.sub("TIME", slow.stdout), argv

@@ -190,11 +190,11 @@ def _child_path() -> str:
     return os.pathsep.join([root, here, *(p for p in sys.path if p and os.path.isdir(p))])
 
 
-@pytest.mark.parametrize("source", ["live", "from"])
-@pytest.mark.parametrize("command", ["caps", "cpuid"])
-def test_the_json_paths_never_import_the_costly_standard_modules(command: str, source: str) -> None:
+def _watched(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter without site (nothing imported before the watch),
+    given the forbidden modules and ``args``; it must succeed."""
     r = subprocess.run(
-        [sys.executable, "-S", "-c", CHILD, ",".join(FORBIDDEN), command, source, str(RECORDED)],
+        [sys.executable, "-S", "-c", code, ",".join(FORBIDDEN), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -202,6 +202,13 @@ def test_the_json_paths_never_import_the_costly_standard_modules(command: str, s
         env={**os.environ, "PYTHONPATH": _child_path()},
     )
     assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.mark.parametrize("source", ["live", "from"])
+@pytest.mark.parametrize("command", ["caps", "cpuid"])
+def test_the_json_paths_never_import_the_costly_standard_modules(command: str, source: str) -> None:
+    r = _watched(CHILD, command, source, str(RECORDED))
     got = json.loads(r.stdout)
     assert got["at_start"] == [], "the interpreter imported these before the path ran"
     doc = json.loads(got["written"])  # the path ran to the end and wrote its document
@@ -229,15 +236,7 @@ def test_the_watch_names_the_importer() -> None:
         print(json.dumps(importers))
         """
     )
-    r = subprocess.run(
-        [sys.executable, "-S", "-c", code, ",".join(FORBIDDEN)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "PYTHONPATH": _child_path()},
-    )
-    assert r.returncode == 0, r.stderr
+    r = _watched(code)
     importers = json.loads(r.stdout)
     assert importers["dataclasses"].startswith("kvmprobe.frozen:"), importers
     assert "inspect" in importers and "typing" not in importers
