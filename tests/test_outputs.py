@@ -55,6 +55,28 @@ def test_full_stdout_is_one_line_and_status_1(args: list[str]) -> None:
     assert lines[1].startswith("hint:") and len(lines) == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "status", "out"),
+    [
+        # a warning before the document: the document still comes, with status 0
+        (["caps", "--json", "--arch", "x86", "--from", str(FIXTURE)], 0, '"schema"'),
+        (["cpuid", "--json", "--raw", "--from", str(FIXTURE)], 0, '"schema"'),
+        # an error: its own status, not 1 (a plain command line and one click parses)
+        (["caps", "--device", "/nonexistent/kvm"], 3, ""),
+        (["cpuid", "--require", "avx512f,x86-64-v4", "--from", str(FIXTURE)], 5, "Requirements"),
+    ],
+    ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else str(a),
+)
+def test_closed_stderr_changes_nothing_but_the_messages(
+    args: list[str], status: int, out: str
+) -> None:
+    """With standard error closed (``2>&-``) the messages have nowhere to go; the output and
+    the exit status are what they are with it open."""
+    r = _sh(f"{_q(KVMPROBE + args)} 2>&-")
+    assert r.returncode == status
+    assert out in r.stdout
+
+
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
 def test_reader_closing_early_ends_quietly_with_141(args: list[str]) -> None:
     """Every command: the same quiet end (status 141, as a tool killed by SIGPIPE). The

@@ -54,8 +54,11 @@ class Invocation:
 
 
 def say(line: str) -> None:
-    """One line on standard error."""
+    """One line on standard error; nothing when there is none (``2>&-``: Python then has no
+    sys.stderr), so that a message cannot change a command's output or exit status."""
     err = sys.stderr
+    if err is None:
+        return
     err.write(line + "\n")
     err.flush()
 
