@@ -143,6 +143,38 @@ def test_caps_number_the_tables_do_not_know_is_a_row() -> None:
     assert beyond.exit_code == 2 and "no capability matches '100000'" in beyond.stderr
 
 
+def _cut_snapshot(tmp_path: Path, limit: int) -> str:
+    """The recorded host as a probe asking capabilities 0..limit-1 only would have saved it."""
+    doc = json.loads(Path(FIX).read_text())
+    doc["cap_limit"] = limit
+    doc["caps"] = {
+        scope: None if values is None else {n: v for n, v in values.items() if int(n) < limit}
+        for scope, values in doc["caps"].items()
+    }
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_caps_a_number_not_asked_is_unknown_not_0(tmp_path) -> None:
+    """A snapshot whose probe asked fewer capabilities (an older kvmprobe, a smaller
+    cap_limit): those above it were never asked, so --all and a NAME-FILTER show them as
+    unknown (n/a, and why in JSON), never as answered 0 -- as Snapshot.cap() says."""
+    cut = _cut_snapshot(tmp_path, 100)
+    r = run("caps", "150", "--from", cut, "--no-color", env={"COLUMNS": "120"})
+    assert r.exit_code == 0
+    assert _rows(r.stdout) == {"S390_AIS_MIGRATION": ["n/a", "n/a", "n/a"]}
+    assert "not supported" not in r.stdout and "1 not asked" in r.stdout
+    doc = json.loads(run("caps", "--all", "--json", "--from", cut).stdout)
+    by_number = {c["number"]: c for c in doc["caps"]}
+    high = by_number[150]
+    assert (high["system"], high["vm"], high["vm_split_irqchip"]) == (None, None, None)
+    assert all("0..99" in why for why in high["unknown"].values()) and len(high["unknown"]) == 3
+    assert high["decoded"] == {}
+    low = by_number[44]  # asked, answered 0
+    assert (low["system"], low["unknown"]) == (0, {})
+
+
 def test_caps_zero_values_are_not_repeated_in_the_meaning() -> None:
     """A count answered 0 shows 0 in its value columns, not once more before its meaning."""
     r = run("caps", "nested_state", "--from", FIX, "--no-color", env={"COLUMNS": "80"})

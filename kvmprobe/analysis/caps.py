@@ -287,7 +287,14 @@ def cap_rows(snap: Snapshot, needle: str | None = None, include_zero: bool = Fal
         if needle and not matches(info, needle):
             continue
         failures: dict[Scope, str] = {}
-        if snap.errors:
+        if number >= snap.cap_limit:  # never asked: unknown, not 0 (as snap.cap says)
+            values = dict.fromkeys(scopes, None)
+            failures = {
+                scope: f"not asked: the probe asked capabilities 0..{snap.cap_limit - 1}"
+                for scope, v in per_scope
+                if v is not None
+            }
+        elif snap.errors:
             values = {scope: snap.cap(number, scope) for scope in scopes}
             failures = {
                 scope: f"{e.errno_name or 'failed'}: {e.message}"

@@ -124,11 +124,14 @@ def caps_lines(
         out += table.row(cells, meaning)
     out.append(Line())
     supported = sum(1 for r in rows if r.supported)
+    not_asked = sum(1 for r in rows if r.info.number >= snap.cap_limit)
     differing = [r.info.name.removeprefix("KVM_CAP_") for r in rows if r.differs]
     unknown = sum(1 for r in rows if not r.info.known)
     summary = Line.of("Summary: ", "bold").add(f"{supported} supported", "green")
-    if include_zero and len(rows) > supported:
-        summary.add(f", {len(rows) - supported} not supported", "dim")
+    if include_zero and len(rows) > supported + not_asked:
+        summary.add(f", {len(rows) - supported - not_asked} not supported", "dim")
+    if not_asked:
+        summary.add(f", {not_asked} not asked: numbers {snap.cap_limit} and up", "dim")
     if unknown:
         summary.add(f", {unknown} unknown to kvmprobe", "magenta")
     if differing:
