@@ -47,14 +47,16 @@ def errno_name(code: int | None) -> str:
     return _errno.errorcode.get(code, f"E{code}")
 
 
-def __getattr__(name: str) -> Any:
-    # NodeMode lives with the other device-access facts and is created only when a device
-    # error needs a hint (every command imports this module; a dataclass costs start-up time)
-    if name == "NodeMode":
-        from kvmprobe.access_facts import NodeMode
+if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
 
-        return NodeMode
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        # NodeMode lives with the other device-access facts and is created only when a device
+        # error needs a hint (every command imports this module; a dataclass costs start-up time)
+        if name == "NodeMode":
+            from kvmprobe.access_facts import NodeMode
+
+            return NodeMode
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _GROUP_RW = _stat.S_IRGRP | _stat.S_IWGRP

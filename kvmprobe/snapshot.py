@@ -185,16 +185,18 @@ _ACCESS_TYPES = frozenset(
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ACCESS_TYPES:
-        from kvmprobe import access_facts
+if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
 
-        return getattr(access_facts, name)
-    if name == "SetAttempt":  # the vCPU verification's facts (kvmprobe.verification_facts)
-        from kvmprobe.verification_facts import SetAttempt
+    def __getattr__(name: str) -> Any:
+        if name in _ACCESS_TYPES:
+            from kvmprobe import access_facts
 
-        return SetAttempt
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return getattr(access_facts, name)
+        if name == "SetAttempt":  # the vCPU verification's facts (kvmprobe.verification_facts)
+            from kvmprobe.verification_facts import SetAttempt
+
+            return SetAttempt
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @frozen

@@ -218,3 +218,37 @@ def test_every_vocabulary_is_found_where_vocab_says() -> None:
     assert vocab.__all__ == sorted(found)
     for name in found:
         assert getattr(vocab, name).__name__ == name
+
+
+#: modules that hand out some names lazily, through a module ``__getattr__``
+LAZY_NAMES = {
+    "kvmprobe.vocab": ["Irqchip", "Scope", "FeatureStatus"],
+    "kvmprobe.snapshot": ["Snapshot", "AccessFacts", "SetAttempt"],
+    "kvmprobe.analysis.effective": ["analyse", "explain", "Explanation"],
+    "kvmprobe.analysis.deps": ["Violation", "Dropped"],
+    "kvmprobe.errors": ["KvmprobeError"],
+}
+
+
+def test_type_checkers_see_no_lazy_module_getattr(tmp_path: Path) -> None:
+    """A module ``__getattr__`` tells mypy that every name is there (typed as what it returns),
+    so a misspelt ``from kvmprobe.vocab import Irqchipp`` would type-check. The lazy names are
+    declared for type checkers under TYPE_CHECKING; the ``__getattr__`` is for run time only."""
+    import subprocess
+    import sys
+
+    lines = []
+    for module, names in LAZY_NAMES.items():
+        lines.append(f"from {module} import {', '.join(names)}")
+        lines.append(f"from {module} import {names[0]}x  # misspelt: line {len(lines) + 1}")
+    src = tmp_path / "lazy_names.py"
+    src.write_text("\n".join(lines) + "\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", str(tmp_path),
+         "--no-error-summary", str(src)],
+        capture_output=True, text=True, timeout=300, cwd=PACKAGE.parent,
+    )  # fmt: skip
+    flagged = sorted(
+        int(line.split(":")[1]) for line in r.stdout.splitlines() if ": error:" in line
+    )
+    assert flagged == list(range(2, 2 * len(LAZY_NAMES) + 1, 2)), r.stdout

@@ -45,13 +45,15 @@ if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
     from kvmprobe.analysis.deps_found import Violation as Violation
 
 
-def __getattr__(name: str) -> Any:
-    # what a check finds missing is in kvmprobe.analysis.deps_found, created only when found
-    if name in ("Dropped", "Violation"):
-        from kvmprobe.analysis import deps_found
+if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
 
-        return getattr(deps_found, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        # what a check finds missing is in kvmprobe.analysis.deps_found, created only when found
+        if name in ("Dropped", "Violation"):
+            from kvmprobe.analysis import deps_found
+
+            return getattr(deps_found, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------

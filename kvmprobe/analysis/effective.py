@@ -22,14 +22,16 @@ if TYPE_CHECKING:
     from kvmprobe.analysis.explanation import explain as explain
 
 
-def __getattr__(name: str) -> Any:
-    # ``cpuid --explain``'s story is in kvmprobe.analysis.explanation (one dataclass fewer for
-    # every other report); the names stay importable from here
-    if name in ("Explanation", "explain"):
-        from kvmprobe.analysis import explanation
+if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
 
-        return getattr(explanation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        # ``cpuid --explain``'s story is in kvmprobe.analysis.explanation (one dataclass fewer for
+        # every other report); the names stay importable from here
+        if name in ("Explanation", "explain"):
+            from kvmprobe.analysis import explanation
+
+            return getattr(explanation, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @frozen
