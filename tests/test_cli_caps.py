@@ -457,6 +457,22 @@ def test_record_refuses_to_overwrite(tmp_path, fake_probe) -> None:
     assert r.exit_code == 0 and json.loads(out.read_text())["schema"]
 
 
+def test_record_force_without_a_file_is_named(fake_probe, capsys) -> None:
+    """--force only matters with -o FILE: without one it is named as having no effect (as
+    export does), on a command line click parses and on a plain one run without it."""
+    from kvmprobe import quick
+
+    warning = "kvmprobe: warning: --force has no effect without -o FILE\n"
+    for args in (["record", "--force"], ["record", "--force", "-o", "-"]):
+        r = run(*args)
+        assert r.exit_code == 0 and json.loads(r.stdout)["schema"]
+        assert r.stderr == warning, args
+    assert quick.run(["record", "--force"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["schema"] and err == warning
+    assert run("record").stderr == ""
+
+
 def test_record_unwritable_directory(tmp_path, fake_probe, monkeypatch) -> None:
     d = tmp_path / "ro"
     d.mkdir()

@@ -15,6 +15,8 @@ def record(
     from kvmprobe.analysis.guest_cpuid import effective_tables
     from kvmprobe.kvm.probe import record as record_snapshot
 
+    if not output or output == "-":
+        inv.warn_unused({"force": "without -o FILE"})
     snap = record_snapshot(device, effective_tables)
     text = snap.dumps()
     if not output or output == "-":
