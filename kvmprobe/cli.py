@@ -160,7 +160,6 @@ def invocation(ctx: click.Context) -> Invocation:
     }
     root = ctx.find_root()
     return Invocation(
-        ctx.command_path,
         spelled,
         no_color=bool(root.params.get("no_color") or root.meta.get("kvmprobe.no_color")),
         debug=bool(root.params.get("debug") or root.meta.get("kvmprobe.debug")),

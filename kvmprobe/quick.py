@@ -67,12 +67,7 @@ def run(argv: list[str]) -> int | None:
     from kvmprobe.commands.common import Invocation, report_error, say
     from kvmprobe.errors import ExitStatus, KvmprobeError
 
-    inv = Invocation(
-        f"kvmprobe {command}".rstrip(),
-        given,
-        no_color="no_color" in given,
-        debug="debug" in given,
-    )
+    inv = Invocation(given, no_color="no_color" in given, debug="debug" in given)
     params = {p: True for p in given if p not in _INVOCATION_FLAGS}
     try:
         body(command)(inv, **params)

@@ -374,7 +374,7 @@ def test_the_cpuid_probe_asks_for_the_named_capabilities(monkeypatch: pytest.Mon
         return real("/dev/null", ioctl=fakes[-1], **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(device, "probe", probe)
-    inv = Invocation("kvmprobe cpuid", {}, no_color=True, debug=False)
+    inv = Invocation({}, no_color=True, debug=False)
     named = get_snapshot(inv, None, "/dev/kvm", named_caps=True)
     every = get_snapshot(inv, None, "/dev/kvm")
     asked = [f.calls.count("CHECK_EXTENSION") for f in fakes]

@@ -25,10 +25,9 @@ class Invocation:
     ``FEATURE-FILTER``), and the colour and --debug choices. Made by ``kvmprobe.cli`` from
     click's context, or by ``kvmprobe.quick`` from a plain command line."""
 
-    __slots__ = ("_term", "command", "debug", "given", "no_color")
+    __slots__ = ("_term", "debug", "given", "no_color")
 
-    def __init__(self, command: str, given: dict[str, str], *, no_color: bool, debug: bool) -> None:
-        self.command = command  # as its help names it: "kvmprobe cpuid"
+    def __init__(self, given: dict[str, str], *, no_color: bool, debug: bool) -> None:
         self.given = given  # parameter name -> its spelling, for what the user gave
         self.no_color = no_color
         self.debug = debug
