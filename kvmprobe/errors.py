@@ -13,8 +13,6 @@ from kvmprobe.limits import DEFAULT_DEVICE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from kvmprobe.access_facts import NodeMode
 
 
@@ -48,15 +46,11 @@ def errno_name(code: int | None) -> str:
 
 
 if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
+    from kvmprobe.lazy import forward
 
-    def __getattr__(name: str) -> Any:
-        # NodeMode lives with the other device-access facts and is created only when a device
-        # error needs a hint (every command imports this module; a dataclass costs start-up time)
-        if name == "NodeMode":
-            from kvmprobe.access_facts import NodeMode
-
-            return NodeMode
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # NodeMode lives with the other device-access facts and is created only when a device
+    # error needs a hint (every command imports this module; a value type costs start-up time)
+    __getattr__ = forward(__name__, {"NodeMode": "kvmprobe.access_facts"})
 
 
 _GROUP_RW = _stat.S_IRGRP | _stat.S_IWGRP

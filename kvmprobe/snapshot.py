@@ -186,17 +186,15 @@ _ACCESS_TYPES = frozenset(
 
 
 if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
+    from kvmprobe.lazy import forward
 
-    def __getattr__(name: str) -> Any:
-        if name in _ACCESS_TYPES:
-            from kvmprobe import access_facts
-
-            return getattr(access_facts, name)
-        if name == "SetAttempt":  # the vCPU verification's facts (kvmprobe.verification_facts)
-            from kvmprobe.verification_facts import SetAttempt
-
-            return SetAttempt
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    __getattr__ = forward(
+        __name__,
+        {
+            **dict.fromkeys(_ACCESS_TYPES, "kvmprobe.access_facts"),
+            "SetAttempt": "kvmprobe.verification_facts",  # the vCPU verification's facts
+        },
+    )
 
 
 @frozen

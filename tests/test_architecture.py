@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kvmprobe"
 
 # Modules whose code must stay pure: ints and dataclasses in and out, no I/O.
 PURE = ["analysis", "tables", "knowledge", "vocab", "limits.py", "errors.py", "frozen.py"]
-PURE += ["words.py"]
+PURE += ["words.py", "lazy.py"]
 IO_MODULES = {"os", "fcntl", "ctypes", "click", "rich", "subprocess", "socket", "io", "shutil"}
 
 

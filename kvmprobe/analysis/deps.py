@@ -39,21 +39,19 @@ from kvmprobe.vocab import ConsistencyCheck, DependencyKind, Offered
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # re-exported: at run time through __getattr__ below
-    from typing import Any, NamedTuple
+    from typing import NamedTuple
 
     from kvmprobe.analysis.deps_found import Dropped as Dropped
     from kvmprobe.analysis.deps_found import Violation as Violation
 
 
 if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
+    from kvmprobe.lazy import forward
 
-    def __getattr__(name: str) -> Any:
-        # what a check finds missing is in kvmprobe.analysis.deps_found, created only when found
-        if name in ("Dropped", "Violation"):
-            from kvmprobe.analysis import deps_found
-
-            return getattr(deps_found, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # what a check finds missing is in kvmprobe.analysis.deps_found, created only when found
+    __getattr__ = forward(
+        __name__, dict.fromkeys(("Dropped", "Violation"), "kvmprobe.analysis.deps_found")
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,22 +16,18 @@ from kvmprobe.vocab import FeatureStatus, QuirkEffect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from kvmprobe.analysis.explanation import Explanation as Explanation
     from kvmprobe.analysis.explanation import explain as explain
 
 
 if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
+    from kvmprobe.lazy import forward
 
-    def __getattr__(name: str) -> Any:
-        # ``cpuid --explain``'s story is in kvmprobe.analysis.explanation (one dataclass fewer for
-        # every other report); the names stay importable from here
-        if name in ("Explanation", "explain"):
-            from kvmprobe.analysis import explanation
-
-            return getattr(explanation, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # ``cpuid --explain``'s story is in kvmprobe.analysis.explanation (one value type fewer
+    # for every other report); the names stay importable from here
+    __getattr__ = forward(
+        __name__, dict.fromkeys(("Explanation", "explain"), "kvmprobe.analysis.explanation")
+    )
 
 
 @frozen

@@ -11,8 +11,6 @@ a command needs only some of them.
 
 from __future__ import annotations
 
-from importlib import import_module
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kvmprobe.vocab.checks import (
@@ -120,14 +118,9 @@ __all__ = [
 
 
 if not TYPE_CHECKING:  # to a type checker, a module __getattr__ makes every name exist
+    from kvmprobe.lazy import forward
 
-    def __getattr__(name: str) -> object:
-        module = HOME.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value
-        return value
+    __getattr__ = forward(__name__, {name: f"{__name__}.{m}" for name, m in HOME.items()})
 
 
 def __dir__() -> list[str]:
