@@ -114,9 +114,10 @@ device_option = click.option(
     help="KVM device node to probe.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout.")
+_irqchip_choice = click.Choice([m.value for m in Irqchip])
 irqchip_option = click.option(
     "--irqchip",
-    type=click.Choice([m.value for m in Irqchip]),
+    type=_irqchip_choice,
     default=Irqchip.KERNEL.value,
     show_default=True,
     help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
@@ -136,7 +137,6 @@ REQUIRE_HELP = (
 require_option = click.option(
     "--require", "require", metavar="LIST", help=REQUIRE_HELP, shell_complete=require_list
 )
-_irqchip_choice = click.Choice([m.value for m in Irqchip])
 
 
 def _metavar(param: click.Parameter) -> str:

@@ -24,7 +24,9 @@ from kvmprobe.cli import main
 from kvmprobe.commands import BODIES, body
 from kvmprobe.snapshot import load
 
-_ctx = click.Context(main)
+# click keeps the help option a command first makes, so contexts here carry kvmprobe's own
+# settings (-h as well as --help), as a real run's do
+_ctx = main.make_context("kvmprobe", [], resilient_parsing=True)
 COMMANDS = {name: main.get_command(_ctx, name) for name in main.list_commands(_ctx)}
 
 
@@ -60,7 +62,7 @@ def test_bodies_take_clicks_parameters_and_defaults(name: str) -> None:
     sig = inspect.signature(body(name))
     names = [p for p in sig.parameters if p != "inv"]
     assert names == [p.name for p in cmd.params if p.expose_value]
-    ctx = cmd.make_context(name, [], resilient_parsing=True)
+    ctx = cmd.make_context(name, [], parent=_ctx, resilient_parsing=True)
     for p in cmd.params:
         if p.expose_value and not p.required:
             assert sig.parameters[p.name or ""].default == ctx.params[p.name or ""], p.name
