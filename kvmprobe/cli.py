@@ -115,13 +115,17 @@ device_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout.")
 _irqchip_choice = click.Choice([m.value for m in Irqchip])
-irqchip_option = click.option(
-    "--irqchip",
-    type=_irqchip_choice,
-    default=Irqchip.KERNEL.value,
-    show_default=True,
-    help="Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).",
-)
+
+
+def _irqchip(help: str) -> Any:
+    """--irqchip: one VMM set-up, the in-kernel irqchip by default."""
+    return click.option(
+        "--irqchip", type=_irqchip_choice, default=Irqchip.KERNEL.value, show_default=True,
+        help=help,
+    )  # fmt: skip
+
+
+irqchip_option = _irqchip("Where the VMM puts the interrupt controller (LAPIC/IOAPIC/PIC).")
 exits_option = click.option(
     "--disable-exits",
     metavar="LIST",
@@ -348,13 +352,7 @@ lazy_command(
         help="Write FILE atomically, replacing it if it is a regular file (e.g. "
         "/etc/kubernetes/node-feature-discovery/features.d/kvmprobe); default: stdout.",
     ),
-    click.option(
-        "--irqchip",
-        type=_irqchip_choice,
-        default=Irqchip.KERNEL.value,
-        show_default=True,
-        help="VMM set-up the guest labels describe.",
-    ),
+    _irqchip("VMM set-up the guest labels describe."),
     click.option(
         "--namespace",
         default=None,
@@ -371,13 +369,7 @@ lazy_command(
 lazy_command(
     "fact",
     common_options,
-    click.option(
-        "--irqchip",
-        type=_irqchip_choice,
-        default=Irqchip.KERNEL.value,
-        show_default=True,
-        help="VMM set-up the guest facts describe.",
-    ),
+    _irqchip("VMM set-up the guest facts describe."),
     from_option,
     device_option,
     short_help="This host as an Ansible local fact",

@@ -10,13 +10,10 @@ from kvmprobe.frozen import frozen
 from kvmprobe.vocab import Offered
 
 
-@frozen
-class Violation:
-    """``chain[0]`` is offered, every link up to ``chain[-2]`` is offered, and ``chain[-1]``,
-    which ``chain[-2]`` requires, is not (``answer`` says why or that it is unknown)."""
+class _Chain:
+    """A requirement chain: the feature it starts from and the requirement it ends in."""
 
     chain: tuple[str, ...]
-    answer: Answer
 
     @property
     def feature(self) -> str:
@@ -25,6 +22,15 @@ class Violation:
     @property
     def missing(self) -> str:
         return self.chain[-1]
+
+
+@frozen
+class Violation(_Chain):
+    """``chain[0]`` is offered, every link up to ``chain[-2]`` is offered, and ``chain[-1]``,
+    which ``chain[-2]`` requires, is not (``answer`` says why or that it is unknown)."""
+
+    chain: tuple[str, ...]
+    answer: Answer
 
     @property
     def direct(self) -> bool:
@@ -44,18 +50,10 @@ class Violation:
 
 
 @frozen
-class Dropped:
+class Dropped(_Chain):
     """``feature`` was dropped because ``chain[-1]`` (required through ``chain``) is absent."""
 
     chain: tuple[str, ...]
-
-    @property
-    def feature(self) -> str:
-        return self.chain[0]
-
-    @property
-    def missing(self) -> str:
-        return self.chain[-1]
 
     def reason(self, lacking: str | None = None) -> str:
         """The reason in words: ``reason("host X lacks")`` gives "avx2 dropped: needs avx,
